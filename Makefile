@@ -1,0 +1,34 @@
+# Two entry points for a fresh machine: `make run` (set up, then the main job) and `make test`.
+# TORCH picks the torch build installed before everything else, e.g. TORCH="torch==2.13.0 --index-url ..."
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+CONFIG ?= configs/game.yaml
+BIN := $(VENV)/bin
+
+.PHONY: setup run test lint bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+run: setup
+	$(BIN)/python -m selfplay.run $(CONFIG)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/pytest
+
+bench: setup
+	$(BIN)/python bench/games.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -1,0 +1,69 @@
+"""Name -> factory registry for games (and, later, reward environments)."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+_REGISTRY: dict[str, Callable[..., Any] | str] = {}
+
+
+class UnknownEnvError(KeyError):
+    """A name that is not registered; the message lists the known ones."""
+
+    def __str__(self) -> str:  # KeyError would print the message quoted
+        return str(self.args[0])
+
+
+def register(name: str, factory: Callable[..., Any] | str, *, overwrite: bool = False) -> None:
+    """Make `factory(**options)` available as `envs.make(name, **options)`.
+
+    `factory` may be a callable or a lazy entry point `"package.module:Attribute"` (as in Gymnasium),
+    imported on first use.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"environment name must be a non-empty string, got {name!r}")
+    if name in _REGISTRY and not overwrite and _REGISTRY[name] is not factory:
+        raise ValueError(f"environment {name!r} is already registered; pass overwrite=True to replace it")
+    _REGISTRY[name] = factory
+
+
+def names() -> list[str]:
+    """Registered environment names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def make(name: str, **options: Any) -> Any:
+    """Build the registered environment `name` with keyword options."""
+    try:
+        factory = _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise UnknownEnvError(f"unknown environment {name!r}; known: {', '.join(names())}") from None
+    if isinstance(factory, str):
+        factory = _REGISTRY[name] = load_entry_point(factory)
+    _check_options(name, factory, options)
+    return factory(**options)
+
+
+def load_entry_point(entry_point: str) -> Any:
+    """Import `"package.module:Attribute"`."""
+    module, _, attr = entry_point.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _check_options(name: str, factory: Callable[..., Any], options: dict[str, Any]) -> None:
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return
+    known = [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise TypeError(
+            f"unknown option(s) {', '.join(map(repr, unknown))} for environment {name!r}; "
+            f"known options: {', '.join(known) or 'none'}"
+        )
