@@ -1,22 +1,25 @@
 """selfplay environments: games (OpenSpiel-style, with a text face) and their experts.
 
-    >>> import envs
-    >>> state = envs.make("tictactoe").new_initial_state()
-    >>> state.apply_action(state.text_to_action("b2"))
-    >>> state.current_player()
-    1
+>>> import envs
+>>> state = envs.make("tictactoe").new_initial_state()
+>>> state.apply_action(state.text_to_action("b2"))
+>>> state.current_player()
+1
 """
 
+from envs.checker import GameCheckError, check_game
 from envs.core import TERMINAL, Game, GameInfo, IllegalMoveError, State
 from envs.registry import UnknownEnvError, make, names, register
 
 __all__ = [
     "TERMINAL",
     "Game",
+    "GameCheckError",
     "GameInfo",
     "IllegalMoveError",
     "State",
     "UnknownEnvError",
+    "check_game",
     "from_pettingzoo",
     "make",
     "make_aec",

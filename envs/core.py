@@ -84,7 +84,7 @@ class State(abc.ABC):
     `apply_action` / `text_to_action` here add the checks and the history so games cannot forget them.
     """
 
-    __slots__ = ("game", "_history")
+    __slots__ = ("_history", "game")
 
     def __init__(self, game: Game) -> None:
         self.game = game
@@ -171,7 +171,9 @@ class State(abc.ABC):
             or self.is_terminal()
             or not self._is_legal(int(action))
         ):
-            raise IllegalMoveError(self.game.name, action, self.legal_texts(), described=self._describe(action))
+            raise IllegalMoveError(
+                self.game.name, action, self.legal_texts(), described=self._describe(action)
+            )
         action = int(action)
         self._apply(action)
         self._history.append(action)

@@ -15,18 +15,18 @@ import inspect
 from dataclasses import dataclass
 
 from envs.core import Game
-from envs.registry import load_entry_point
 from envs.experts.base import Decision, Expert, RandomExpert
 from envs.experts.mcts import RolloutMCTS
 from envs.experts.minimax import Minimax
+from envs.registry import load_entry_point
 
 __all__ = [
     "Decision",
     "Expert",
     "ExpertSpecError",
+    "Minimax",
     "RandomExpert",
     "RolloutMCTS",
-    "Minimax",
     "expert_names",
     "make_expert",
     "parse_spec",
@@ -54,14 +54,18 @@ class _Entry:
 _EXPERTS: dict[str, dict[str, _Entry]] = {}
 
 
-def register_expert(name: str, cls: type[Expert] | str, *, game: str = ANY_GAME, primary: str | None = None) -> None:
-    """Make `cls` available as expert `name` for `game` (or every game); `primary` is the knob `name:VALUE` sets."""
+def register_expert(
+    name: str, cls: type[Expert] | str, *, game: str = ANY_GAME, primary: str | None = None
+) -> None:
+    """Make `cls` expert `name` for `game` (default: every game); `primary` is the knob `name:VALUE` sets."""
     _EXPERTS.setdefault(name, {})[game] = _Entry(cls, primary)
 
 
 def expert_names(game: str | None = None) -> list[str]:
     """Registered expert names, or those usable on `game`."""
-    return sorted(n for n, by_game in _EXPERTS.items() if game is None or game in by_game or ANY_GAME in by_game)
+    return sorted(
+        n for n, by_game in _EXPERTS.items() if game is None or game in by_game or ANY_GAME in by_game
+    )
 
 
 def _convert(text: str) -> object:
@@ -79,7 +83,9 @@ def _convert(text: str) -> object:
 def parse_spec(spec: str) -> tuple[str, dict[str, object]]:
     """Split `name:key=value,...` into the name and its options (values typed as int, float, bool or str)."""
     if not isinstance(spec, str) or not spec.strip():
-        raise ExpertSpecError(f"expert spec must be a non-empty string like 'alphabeta:depth=4', got {spec!r}")
+        raise ExpertSpecError(
+            f"expert spec must be a non-empty string like 'alphabeta:depth=4', got {spec!r}"
+        )
     name, _, rest = spec.strip().partition(":")
     options: dict[str, object] = {}
     for i, item in enumerate(filter(None, (p.strip() for p in rest.split(",")))):
@@ -134,7 +140,8 @@ def make_expert(spec: str, game: Game, *, seed: int | None = None) -> Expert:
             options[key] = value = float(value)
         if default is not None and type(value) is not type(default):
             raise ExpertSpecError(
-                f"expert {name!r}: option {key!r} must be {type(default).__name__}, got {value!r} (in {spec!r})"
+                f"expert {name!r}: option {key!r} must be {type(default).__name__}, "
+                f"got {value!r} (in {spec!r})"
             )
     try:
         return cls(game, seed=seed, **options)
@@ -145,5 +152,7 @@ def make_expert(spec: str, game: Game, *, seed: int | None = None) -> Expert:
 register_expert("random", RandomExpert)
 register_expert("mcts", RolloutMCTS, primary="simulations")
 register_expert("minimax", Minimax, game="tictactoe", primary="epsilon")
-register_expert("alphabeta", "envs.experts.connect_four:ConnectFourAlphaBeta", game="connect_four", primary="depth")
+register_expert(
+    "alphabeta", "envs.experts.connect_four:ConnectFourAlphaBeta", game="connect_four", primary="depth"
+)
 register_expert("alphabeta", "envs.experts.othello:OthelloAlphaBeta", game="othello", primary="depth")

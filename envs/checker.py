@@ -1,0 +1,98 @@
+"""A checker every game must pass, for new games as much as the built-in ones (cf. Gymnasium's check_env).
+
+>>> import envs
+>>> envs.check_game(envs.make("tictactoe"))
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from envs.core import TERMINAL, Game, IllegalMoveError, State
+
+
+class GameCheckError(AssertionError):
+    """A game that breaks the contract; the message says which rule, after which moves."""
+
+
+def _fail(state: State, rule: str) -> None:
+    raise GameCheckError(f"{state.game.name}: {rule} (after actions {state.history()})")
+
+
+def _snapshot(s: State) -> tuple:
+    return (s.history(), s.legal_actions(), s.current_player(), s.is_terminal(), s.prompt(), s.key())
+
+
+def _check_state(game: Game, s: State) -> None:
+    n = game.num_players()
+    legal = s.legal_actions()
+    if s.is_terminal():
+        if legal or s.current_player() != TERMINAL:
+            _fail(s, "a terminal state must have no legal actions and current_player() == TERMINAL")
+        if abs(sum(s.returns())) > 1e-6 or len(s.returns()) != n:
+            _fail(s, f"returns() must hold {n} values summing to zero, got {s.returns()}")
+        return
+    if not legal:
+        _fail(s, "a non-terminal state must have a legal action (a pass, if the game has one)")
+    if legal != sorted(set(legal)) or not all(0 <= a < game.num_distinct_actions() for a in legal):
+        _fail(s, f"legal_actions() must be sorted, distinct and in [0, num_distinct_actions), got {legal}")
+    if not 0 <= s.current_player() < n:
+        _fail(s, f"current_player() must be in [0, {n}), got {s.current_player()}")
+    if s.returns() != [0.0] * n:
+        _fail(s, f"returns() must be all zeros before the end, got {s.returns()}")
+    texts = [s.action_to_text(a) for a in legal]
+    if len(set(texts)) != len(texts):
+        _fail(s, f"legal moves must have distinct texts, got {texts}")
+    if [s.text_to_action(t) for t in texts] != legal:
+        _fail(s, "text_to_action(action_to_text(a)) must give back a for every legal a")
+    if not isinstance(s.prompt(), str) or not s.prompt():
+        _fail(s, "prompt() must be non-empty text")
+    for p in range(n):
+        obs = s.observation(p)
+        if not isinstance(obs, np.ndarray) or obs.shape != game.observation_shape():
+            _fail(s, f"observation({p}) must be an array of shape {game.observation_shape()}")
+    # An illegal action and an unparsable text must raise and change nothing.
+    before = _snapshot(s)
+    illegal = next(
+        (a for a in range(game.num_distinct_actions()) if a not in legal), game.num_distinct_actions()
+    )
+    for bad, call in ((illegal, s.apply_action), ("\x00 not a move", s.text_to_action)):
+        try:
+            call(bad)
+        except IllegalMoveError:
+            pass
+        else:
+            _fail(s, f"{call.__name__}({bad!r}) must raise IllegalMoveError")
+        if _snapshot(s) != before:
+            _fail(s, f"a rejected {call.__name__}({bad!r}) must leave the state unchanged")
+
+
+def check_game(game: Game, *, games: int = 10, seed: int = 0) -> None:
+    """Play `games` random games through the public API, checking the contract at every state.
+
+    Raises `GameCheckError` naming the rule broken and the actions that led there.
+    """
+    rng = random.Random(seed)
+    for _ in range(games):
+        s = game.new_initial_state()
+        if s.history() != [] or s.is_terminal():
+            _fail(s, "a new initial state must have an empty history and not be over")
+        while True:
+            _check_state(game, s)
+            if s.is_terminal():
+                break
+            if s.move_number() >= game.max_game_length():
+                _fail(s, f"the game ran past max_game_length() = {game.max_game_length()}")
+            a = rng.choice(s.legal_actions())
+            clone = s.clone()
+            before = _snapshot(s)
+            clone.apply_action(a)
+            if _snapshot(s) != before:
+                _fail(s, "changing a clone must not change the original")
+            s.apply_action(a)
+            if _snapshot(s) != _snapshot(clone):
+                _fail(s, "a clone and the original must agree after the same action")
+            if s.history()[-1] != a or s.move_number() != len(s.history()):
+                _fail(s, "history() must end with the action just applied")

@@ -1,0 +1,170 @@
+"""The run configuration: one frozen, documented model per component, nested in `Config`, read from YAML.
+
+Unknown keys, wrong types and out-of-range values are errors naming the key and the file, raised before
+anything runs. `key=value` overrides (dotted keys, YAML values) come from the command line:
+
+    python -m selfplay.run configs/game.yaml transcripts.games=200 run_dir=runs/quick
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+import envs
+from envs.experts import ExpertSpecError, make_expert
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be run; the message names the file and the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class TranscriptsConfig(_Section):
+    """Stage 1 data: expert games to imitate."""
+
+    path: str | None = Field(
+        default=None,
+        description="Existing transcript JSONL to use instead of generating; relative to the config file.",
+    )
+    expert: str = Field(
+        default="alphabeta:depth=4", description="Expert spec, e.g. `alphabeta:depth=4`, `minimax`."
+    )
+    games: int = Field(default=2000, ge=1, description="Number of expert games to generate.")
+    opening_plies: int = Field(default=2, ge=0, description="Random opening moves per game, for variety.")
+    seed: int = Field(default=0, description="Base seed; game i is reproducible from (seed, i).")
+    workers: int = Field(default=0, ge=0, description="Processes for generation; 0 uses every core.")
+
+
+class Config(_Section):
+    """A whole run."""
+
+    game: str = Field(default="connect_four", description="Registered game name (`envs.names()`).")
+    run_dir: str = Field(
+        default="runs/connect_four", description="Where everything the run writes lands; relative to the cwd."
+    )
+    transcripts: TranscriptsConfig = Field(default_factory=TranscriptsConfig)
+
+    @field_validator("game")
+    @classmethod
+    def _known_game(cls, name: str) -> str:
+        if name not in envs.names():
+            raise ValueError(f"unknown game {name!r}; known: {', '.join(envs.names())}")
+        return name
+
+    def check(self) -> None:
+        """Checks that need more than one field (the expert must play the configured game)."""
+        if self.transcripts.path is not None:
+            return
+        try:
+            make_expert(self.transcripts.expert, envs.make(self.game))
+        except ExpertSpecError as e:
+            raise ValueError(f"transcripts.expert: {e}") from None
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = data
+    for k in keys[:-1]:
+        child = node.setdefault(k, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {dotted!r}: {k!r} is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
+    """`["a.b=3", "c=x"]` -> `[("a.b", 3), ("c", "x")]`, values parsed as YAML scalars."""
+    out = []
+    for item in items:
+        key, eq, raw = item.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"override {item!r} must look like key=value (e.g. transcripts.games=100)")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {item!r}: value is not valid YAML ({e})") from None
+        out.append((key.strip(), value))
+    return out
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> Config:
+    """Read, override and validate a config; `ConfigError` names the file and the offending key."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
+    parsed = parse_overrides(list(overrides))
+    for key, value in parsed:
+        _set_dotted(data, key, value)
+    try:
+        config = Config.model_validate(data)
+        config.check()
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            key = ".".join(str(p) for p in err["loc"])
+            cli = any(key == k or key.startswith(k + ".") for k, _ in parsed)
+            problems.append(_describe(err) + (" [from a command-line override]" if cli else ""))
+        raise ConfigError(f"{path}: " + "; ".join(problems)) from None
+    except ValueError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    if config.transcripts.path is not None:  # resolved against the config file, as users expect
+        resolved = str((path.parent / config.transcripts.path).resolve())
+        config = config.model_copy(
+            update={"transcripts": config.transcripts.model_copy(update={"path": resolved})}
+        )
+    return config
+
+
+def _describe(err: dict[str, Any]) -> str:
+    key = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        section: type[BaseModel] = Config
+        for part in err["loc"][:-1]:
+            field = section.model_fields.get(str(part))
+            annotation = field.annotation if field else None
+            if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+                break
+            section = annotation
+        return f"unknown key {key!r}; known keys here: {', '.join(section.model_fields)}"
+    got = err.get("input")
+    return f"{key}: {err['msg']} (got {got!r})" if not isinstance(got, dict) else f"{key}: {err['msg']}"
+
+
+def dump_config(config: Config) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def reference_markdown() -> str:
+    """The config reference table for the README, generated from the field descriptions."""
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            ann = field.annotation
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                walk(ann, f"{prefix}{name}.")
+                continue
+            default = field.get_default(call_default_factory=True)
+            rows.append(f"| `{prefix}{name}` | `{default!r}` | {field.description or ''} |")
+
+    walk(Config, "")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(reference_markdown())

@@ -1,0 +1,74 @@
+"""The main job: `python -m selfplay.run CONFIG [key=value ...]`.
+
+Everything lands in the run directory: the resolved config and the stage outputs. Stages so far:
+expert transcripts (generated if missing, validated either way). Imitation and self-play follow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from selfplay.config import Config, ConfigError, dump_config, load_config
+from selfplay.io import atomic_write_text
+from selfplay.transcripts import TranscriptError, generate, load_transcripts
+
+
+def transcripts_stage(config: Config, run_dir: Path, *, progress: bool = True) -> Path:
+    """The imitation data: the user's file if configured, else generated into the run directory once."""
+    tc = config.transcripts
+    if tc.path is not None:
+        games = load_transcripts(tc.path, game=config.game)
+        print(f"transcripts: {len(games)} games from {tc.path}")
+        return Path(tc.path)
+    out = run_dir / "transcripts.jsonl"
+    meta_path = run_dir / "transcripts.meta.json"
+    wanted = {"game": config.game, **tc.model_dump(exclude={"workers", "path"})}
+    if out.exists() and meta_path.exists() and json.loads(meta_path.read_text()) == wanted:
+        games = load_transcripts(out, game=config.game)
+        print(f"transcripts: reusing {len(games)} games in {out}")
+        return out
+    print(f"transcripts: generating {tc.games} {config.game} games with {tc.expert}")
+    summary = generate(
+        config.game,
+        tc.expert,
+        tc.games,
+        out,
+        seed=tc.seed,
+        workers=tc.workers,
+        opening_plies=tc.opening_plies,
+        progress=progress,
+    )
+    atomic_write_text(meta_path, json.dumps(wanted, indent=2) + "\n")
+    print(f"transcripts: {summary}")
+    return out
+
+
+def run(config: Config, *, progress: bool = True) -> Path:
+    run_dir = Path(config.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", dump_config(config))
+    transcripts_stage(config, run_dir, progress=progress)
+    return run_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m selfplay.run", description="Run the selfplay pipeline.")
+    p.add_argument("config", help="YAML config, e.g. configs/game.yaml")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. transcripts.games=100")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = p.parse_args(argv)
+    try:
+        config = load_config(args.config, args.overrides)
+        run_dir = run(config, progress=not args.no_progress)
+    except (ConfigError, TranscriptError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"run directory: {run_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
