@@ -179,10 +179,10 @@ class State(abc.ABC):
         self._history.append(action)
 
     def _describe(self, action: object) -> str:
-        try:
+        is_int = isinstance(action, (int, np.integer)) and not isinstance(action, bool)
+        if is_int and 0 <= action < self.game.num_distinct_actions():
             return f"action {action} ({self.action_to_text(int(action))})"
-        except (TypeError, ValueError, IndexError, KeyError, OverflowError):
-            return f"action {action!r}"
+        return f"action {action!r}"
 
     def history(self) -> list[int]:
         return list(self._history)
