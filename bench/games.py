@@ -37,6 +37,25 @@ def playouts_per_second(game: envs.Game, seconds: float) -> tuple[float, float]:
     return games / elapsed, moves / elapsed
 
 
+def steps_per_second(game: envs.Game, seconds: float) -> float:
+    """clone() + apply_action() per second on positions from random games: the rules' share of one
+    step down a network-guided search tree."""
+    rng = random.Random(2)
+    positions = []
+    while len(positions) < 2000:
+        s = game.new_initial_state()
+        while not s.is_terminal():
+            positions.append((s.clone(), rng.choice(s.legal_actions())))
+            s.apply_action(positions[-1][1])
+    steps = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for s, a in positions:
+            s.clone().apply_action(a)
+        steps += len(positions)
+    return steps / (time.perf_counter() - start)
+
+
 def expert_nodes_per_second(game: envs.Game, spec: str, seconds: float) -> tuple[float, float]:
     """Search nodes per second and seconds per move, over moves of whole expert-vs-expert games."""
     expert = make_expert(spec, game, seed=0)
@@ -60,16 +79,16 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=3.0, help="measuring time per figure")
     args = p.parse_args()
-    print("| game | random games/s | random moves/s | expert | nodes/s | ms/move |")
-    print("|---|---:|---:|---|---:|---:|")
+    print("| game | random games/s | random moves/s | clone+apply/s | expert | nodes/s | ms/move |")
+    print("|---|---:|---:|---:|---|---:|---:|")
     for name, specs in EXPERTS.items():
         game = envs.make(name)
         gps, mps = playouts_per_second(game, args.seconds)
+        sps = steps_per_second(game, args.seconds)
         for spec in specs:
             nps, spm = expert_nodes_per_second(game, spec, args.seconds)
-            print(
-                f"| {name} | {gps:,.0f} | {mps:,.0f} | `{spec}` | {nps:,.0f} | {spm * 1000:.1f} |", flush=True
-            )
+            cells = [name, f"{gps:,.0f}", f"{mps:,.0f}", f"{sps:,.0f}", f"`{spec}`", f"{nps:,.0f}"]
+            print(f"| {' | '.join(cells)} | {spm * 1000:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

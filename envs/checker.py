@@ -53,6 +53,13 @@ def _check_state(game: Game, s: State) -> None:
         obs = s.observation(p)
         if not isinstance(obs, np.ndarray) or obs.shape != game.observation_shape():
             _fail(s, f"observation({p}) must be an array of shape {game.observation_shape()}")
+    for out_of_range in (-1, game.num_distinct_actions()):
+        try:
+            s.action_to_text(out_of_range)
+        except IndexError:
+            pass
+        else:
+            _fail(s, f"action_to_text({out_of_range}) must raise IndexError (no such action)")
     # An illegal action and an unparsable text must raise and change nothing.
     before = _snapshot(s)
     illegal = next(

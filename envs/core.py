@@ -125,7 +125,10 @@ class State(abc.ABC):
 
     @abc.abstractmethod
     def key(self) -> object:
-        """A hashable identity of the position (not the path), for tables and counting."""
+        """A hashable identity of the position (not the path), for tables and counting.
+
+        It must include the player to move wherever the board alone does not determine it (passes).
+        """
         raise NotImplementedError
 
     @abc.abstractmethod
@@ -141,6 +144,7 @@ class State(abc.ABC):
 
     @abc.abstractmethod
     def action_to_text(self, action: int) -> str:
+        """The move as written; raises IndexError for ids outside [0, num_distinct_actions)."""
         raise NotImplementedError
 
     @abc.abstractmethod

@@ -244,6 +244,8 @@ class OthelloState(State):
         return "othello\n  a b c d e f g h\n" + "\n".join(rows) + f"\n{status}\n"
 
     def action_to_text(self, action: int) -> str:
+        if not 0 <= action <= PASS:
+            raise IndexError(f"othello has no action {action}")
         return _TEXT[action]
 
     def _parse(self, text: str) -> int | None:

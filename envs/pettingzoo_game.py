@@ -149,6 +149,8 @@ class PettingZooState(State):
         return "\n".join(lines) + "\n"
 
     def action_to_text(self, action: int) -> str:
+        if not 0 <= action < self.game.num_distinct_actions():
+            raise IndexError(f"{self.game.name} has no action {action}")
         return str(int(action))
 
     def _parse(self, text: str) -> int | None:

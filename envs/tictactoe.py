@@ -100,6 +100,8 @@ class TicTacToeState(State):
         return "tictactoe\n  a b c\n" + "\n".join(rows) + f"\n{status}\n"
 
     def action_to_text(self, action: int) -> str:
+        if not 0 <= action < 9:
+            raise IndexError(f"tictactoe has no cell {action}")
         return _TEXT[action]
 
     def _parse(self, text: str) -> int | None:

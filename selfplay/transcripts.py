@@ -306,6 +306,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {args.out}: {summary}")
+    if summary.distinct < 0.9 * summary.games:
+        print(
+            f"note: only {summary.distinct} of {summary.games} games differ; "
+            "--opening-plies or an expert's epsilon adds variety"
+        )
     return 0
 
 

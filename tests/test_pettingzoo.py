@@ -206,6 +206,10 @@ def test_adapter_game_info(pair):
     assert theirs_game.observation_shape() == ours_game.observation_shape()
 
 
+def test_adapter_game_passes_the_checker(pair):
+    envs.check_game(pair[1], games=3)
+
+
 def test_adapter_agrees_on_random_games(pair):
     ours_game = pair[0]
     outcomes = set()

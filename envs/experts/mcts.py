@@ -10,8 +10,11 @@ from envs.experts.base import Expert
 
 
 def random_rollout(state: State, rng: random.Random) -> list[float]:
-    """Play uniformly random moves from (a clone of) `state` to the end; return the final returns."""
-    s = state.clone()
+    """Play uniformly random moves from a clone of `state` to the end; return the final returns."""
+    return _playout(state.clone(), rng)
+
+
+def _playout(s: State, rng: random.Random) -> list[float]:
     while not s.is_terminal():
         s.apply_action(rng.choice(s.legal_actions()))
     return s.returns()
@@ -79,7 +82,7 @@ class RolloutMCTS(Expert):
                 child = _Node(s, action, mover)
                 node.children[action] = child
                 path.append(child)
-            returns = random_rollout(s, rng) if not s.is_terminal() else s.returns()
+            returns = _playout(s, rng)  # `s` is this simulation's own copy
             self.nodes += s.move_number() - state.move_number()
             for n in path:
                 n.visits += 1

@@ -1,0 +1,32 @@
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_games_bench_prints_a_row_per_game_and_expert():
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench/games.py"), "--seconds", "0.05"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert {r.split(" | ")[0][2:] for r in rows} == {"tictactoe", "connect_four", "othello"}
+    assert len(rows) == 6
+    for row in rows:
+        nodes_per_second = float(row.split(" | ")[5].replace(",", ""))
+        assert nodes_per_second > 0
+
+
+def test_experts_bench_reports_a_match():
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench/experts.py"), "tictactoe", "minimax", "random", "--games", "6"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    line = proc.stdout.strip()
+    assert line.startswith("tictactoe: minimax vs random: +")
+    assert "-0," in line  # the perfect player never loses
