@@ -7,7 +7,7 @@
 1
 """
 
-from envs.checker import GameCheckError, check_game
+from envs.checker import GameCheckError, check_game, perft
 from envs.core import TERMINAL, Game, GameInfo, IllegalMoveError, State
 from envs.registry import UnknownEnvError, make, names, register
 
@@ -24,6 +24,7 @@ __all__ = [
     "make",
     "make_aec",
     "names",
+    "perft",
     "register",
 ]
 

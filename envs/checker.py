@@ -76,6 +76,21 @@ def _check_state(game: Game, s: State) -> None:
             _fail(s, f"a rejected {call.__name__}({bad!r}) must leave the state unchanged")
 
 
+def perft(state: State, depth: int) -> int:
+    """Move paths of `depth` plies from `state` (a finished game ends its path early), via clone + apply.
+
+    Compare with published counts to test a game's move generation.
+    """
+    if depth == 0 or state.is_terminal():
+        return 1 if depth == 0 else 0
+    total = 0
+    for a in state.legal_actions():
+        child = state.clone()
+        child.apply_action(a)
+        total += perft(child, depth - 1)
+    return total
+
+
 def check_game(game: Game, *, games: int = 10, seed: int = 0) -> None:
     """Play `games` random games through the public API, checking the contract at every state.
 

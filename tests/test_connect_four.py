@@ -25,18 +25,6 @@ def play(game, moves):
     return s
 
 
-def perft(s, depth):
-    """Move paths of `depth` plies (a won position ends its paths), played with clone + apply_action."""
-    if depth == 0:
-        return 1
-    total = 0
-    for a in s.legal_actions():
-        child = s.clone()
-        child.apply_action(a)
-        total += perft(child, depth - 1)
-    return total
-
-
 @pytest.mark.parametrize(
     ("depth", "paths"),
     [
@@ -48,7 +36,7 @@ def perft(s, depth):
     ],
 )
 def test_perft(game, depth, paths):
-    assert perft(game.new_initial_state(), depth) == paths
+    assert envs.perft(game.new_initial_state(), depth) == paths
 
 
 def test_distinct_positions_per_ply_match_oeis(game):

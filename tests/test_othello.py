@@ -41,22 +41,11 @@ def bits(*squares):
     return sum(1 << (8 * (int(sq[1]) - 1) + "abcdefgh".index(sq[0])) for sq in squares)
 
 
-def perft(s, depth):
-    if depth == 0:
-        return 1
-    total = 0
-    for a in s.legal_actions():
-        child = s.clone()
-        child.apply_action(a)
-        total += perft(child, depth - 1)
-    return total
-
-
 @pytest.mark.parametrize(
     ("depth", "count"), [(1, 4), (2, 12), (3, 56), (4, 244), (5, 1396), (6, 8200), (7, 55092), (8, 390216)]
 )
 def test_perft(game, depth, count):
-    assert perft(game.new_initial_state(), depth) == count
+    assert envs.perft(game.new_initial_state(), depth) == count
 
 
 def test_start_position_and_prompt(game):
