@@ -1,0 +1,27 @@
+"""Things that choose actions with a network: the language-model policy (and later search and verifier).
+
+>>> import agents
+>>> policy = agents.load("runs/tictactoe/checkpoints/imitation")  # doctest: +SKIP
+>>> [e.best() for e in policy.evaluate(states)]  # doctest: +SKIP
+"""
+
+from agents.checkpoint import CheckpointError, load, new_policy, read_meta, save
+from agents.model import GPT, PRESETS, ModelConfig
+from agents.policy import Evaluation, Policy, resolve_device
+from agents.tokenizer import CharTokenizer, TokenizerError
+
+__all__ = [
+    "GPT",
+    "PRESETS",
+    "CharTokenizer",
+    "CheckpointError",
+    "Evaluation",
+    "ModelConfig",
+    "Policy",
+    "TokenizerError",
+    "load",
+    "new_policy",
+    "read_meta",
+    "resolve_device",
+    "save",
+]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -43,6 +43,42 @@ class TranscriptsConfig(_Section):
     workers: int = Field(default=0, ge=0, description="Processes for generation; 0 uses every core.")
 
 
+class ModelSection(_Section):
+    """The policy network (`agents.model`)."""
+
+    size: Literal["nano", "micro", "small", "medium"] = Field(
+        default="small", description="Preset: nano (2x64), micro (3x96), small (4x128), medium (6x192)."
+    )
+    block_size: int = Field(default=256, ge=8, description="Context length in tokens (characters).")
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0, description="Dropout in every block.")
+
+
+class ImitationConfig(_Section):
+    """Stage 1: supervised fine-tuning on the transcripts (loss on the move tokens only)."""
+
+    loss: Literal["legal", "tokens"] = Field(
+        default="legal",
+        description="`legal`: cross-entropy of the expert's move among the legal moves, each scored by its "
+        "text's likelihood (as at inference); `tokens`: plain next-token loss on the move's text.",
+    )
+    max_steps: int = Field(default=3000, ge=1, description="Optimizer steps at most.")
+    max_minutes: float | None = Field(default=None, gt=0, description="Wall-clock budget; stops early.")
+    batch_size: int = Field(default=64, ge=1, description="Positions per step.")
+    lr: float = Field(default=2e-3, gt=0, description="Peak learning rate (AdamW).")
+    min_lr_ratio: float = Field(default=0.1, ge=0, le=1, description="Final LR as a fraction of `lr`.")
+    warmup_steps: int = Field(default=100, ge=0, description="Linear warm-up steps, then cosine decay.")
+    weight_decay: float = Field(default=0.01, ge=0, description="AdamW weight decay (matrices only).")
+    grad_clip: float = Field(default=1.0, gt=0, description="Gradient norm clip.")
+    value_weight: float = Field(default=0.5, ge=0, description="Weight of the value loss; 0 trains no value.")
+    val_fraction: float = Field(default=0.1, gt=0, lt=1, description="Share of games held out.")
+    eval_every: int = Field(default=200, ge=1, description="Steps between held-out evaluations.")
+    eval_positions: int = Field(default=1000, ge=1, description="Held-out positions per evaluation.")
+    patience: int = Field(default=5, ge=1, description="Evaluations without improvement before stopping.")
+    seed: int = Field(default=0, description="Seed for initialisation, split and batches.")
+    device: str = Field(default="auto", description="`auto` (CUDA if present), `cpu` or `cuda[:N]`.")
+    threads: int = Field(default=0, ge=0, description="torch CPU threads; 0 leaves torch's default.")
+
+
 class Config(_Section):
     """A whole run."""
 
@@ -51,6 +87,8 @@ class Config(_Section):
         default="runs/connect_four", description="Where everything the run writes lands; relative to the cwd."
     )
     transcripts: TranscriptsConfig = Field(default_factory=TranscriptsConfig)
+    model: ModelSection = Field(default_factory=ModelSection)
+    imitation: ImitationConfig = Field(default_factory=ImitationConfig)
 
     @field_validator("game")
     @classmethod

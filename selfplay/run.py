@@ -1,7 +1,8 @@
 """The main job: `python -m selfplay.run CONFIG [key=value ...]`.
 
 Everything lands in the run directory: the resolved config and the stage outputs. Stages so far:
-expert transcripts (generated if missing, validated either way). Imitation and self-play follow.
+expert transcripts (generated if missing, validated either way), then imitation (supervised
+fine-tuning of the policy, checkpoint in `checkpoints/imitation`). Self-play follows.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+import agents
 from selfplay.config import Config, ConfigError, dump_config, load_config
 from selfplay.io import atomic_write_text
 from selfplay.transcripts import TranscriptError, generate, load_transcripts
@@ -46,11 +48,30 @@ def transcripts_stage(config: Config, run_dir: Path, *, progress: bool = True) -
     return out
 
 
+def imitation_stage(config: Config, data: Path, run_dir: Path, *, progress: bool = True) -> Path:
+    """The imitation checkpoint: trained once per configuration, reused when the run is started again."""
+    from selfplay import imitate  # torch is only needed from here on
+
+    ckpt = run_dir / "checkpoints" / "imitation"
+    if (run_dir / "imitation.json").exists() and ckpt.exists():
+        try:
+            done = agents.read_meta(ckpt).get("config_hash") == imitate.config_hash(config)
+        except agents.CheckpointError:
+            done = False
+        if done:
+            print(f"imitation: reusing {ckpt}")
+            return ckpt
+    ckpt = imitate.train(config, data, run_dir, progress=progress)
+    print(f"imitation: {imitate.describe(run_dir)}")
+    return ckpt
+
+
 def run(config: Config, *, progress: bool = True) -> Path:
     run_dir = Path(config.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", dump_config(config))
-    transcripts_stage(config, run_dir, progress=progress)
+    data = transcripts_stage(config, run_dir, progress=progress)
+    imitation_stage(config, data, run_dir, progress=progress)
     return run_dir
 
 
@@ -63,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config, args.overrides)
         run_dir = run(config, progress=not args.no_progress)
-    except (ConfigError, TranscriptError) as e:
+    except (ConfigError, TranscriptError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"run directory: {run_dir}")

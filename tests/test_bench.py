@@ -30,3 +30,24 @@ def test_experts_bench_reports_a_match():
     line = proc.stdout.strip()
     assert line.startswith("tictactoe: minimax vs random: +")
     assert "-0," in line  # the perfect player never loses
+
+
+def test_policy_bench_prints_batching_gain_and_training_rate():
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench/policy.py"),
+            "--size",
+            "nano",
+            "--game",
+            "tictactoe",
+            "--seconds",
+            "0.2",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    out = proc.stdout
+    for label in ["inference, batch 1", "inference, batch 256", "batching gain", "imitation training"]:
+        assert f"| {label}" in out

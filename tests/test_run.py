@@ -27,21 +27,21 @@ def test_shipped_configs_are_valid():
 
 def test_main_job_generates_and_then_reuses_transcripts(tmp_path, capsys):
     run_dir = tmp_path / "run"
-    argv = [
-        str(ROOT / "configs/tictactoe.yaml"),
-        f"run_dir={run_dir}",
-        "transcripts.games=30",
-        "--no-progress",
-    ]
+    tiny = ["model.size=nano", "model.block_size=64", "imitation.max_steps=4", "imitation.eval_every=2"]
+    argv = [str(ROOT / "configs/tictactoe.yaml"), f"run_dir={run_dir}", "transcripts.games=30", *tiny]
+    argv.append("--no-progress")
     assert main(argv) == 0
     assert "generating 30 tictactoe games" in capsys.readouterr().out
     assert len(load_transcripts(run_dir / "transcripts.jsonl", game="tictactoe")) == 30
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert saved["transcripts"]["games"] == 30 and saved["game"] == "tictactoe"
+    assert (run_dir / "checkpoints/imitation/model.safetensors").exists()
     assert main(argv) == 0
-    assert "reusing 30 games" in capsys.readouterr().out
-    assert main([*argv[:-2], "transcripts.games=31", "--no-progress"]) == 0  # config changed: regenerate
-    assert "generating 31" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "reusing 30 games" in out and "imitation: reusing" in out
+    assert main([*argv[:-1], "transcripts.games=31", "--no-progress"]) == 0  # config changed: regenerate
+    out = capsys.readouterr().out
+    assert "generating 31" in out and "imitation: reusing" not in out
 
 
 def test_user_supplied_transcripts_are_validated(tmp_path, capsys):

@@ -1,0 +1,274 @@
+"""The language-model policy: legal moves scored by the model's likelihood of their text.
+
+`Policy.evaluate(states)` is the one batched entry point every actor, search and arena uses. Each state's
+prompt is encoded once: its legal moves' texts ride along in the same sequence, each attending to the
+prompt and to itself only (tree attention, with positions restarting after the prompt), so one forward
+pass scores every legal move of every state in the batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from agents.model import GPT
+from agents.tokenizer import CharTokenizer
+from envs.core import State
+
+
+@dataclass(frozen=True)
+class Packed:
+    """Prompts with their candidate moves packed for one tree-attention pass (see `Policy.pack`)."""
+
+    tok: torch.Tensor  # (B, T) token ids
+    pos: torch.Tensor  # (B, T) position ids
+    seg: torch.Tensor  # (B, T) 0 prompt, k candidate k, -1 padding
+    src_b: torch.Tensor  # (N,) row of each scored move token
+    src_i: torch.Tensor  # (N,) index whose output predicts it
+    tgt: torch.Tensor  # (N,) the token
+    cand_of: torch.Tensor  # (N,) global candidate index it belongs to
+    value_idx: torch.Tensor  # (B,) index of each prompt's last token
+    n_cands: list[int]  # candidates per row
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The policy's view of one state: a distribution over `actions` (the legal ones) and a value."""
+
+    actions: list[int]
+    probs: np.ndarray  # (len(actions),), sums to 1
+    logprobs: np.ndarray  # (len(actions),) log-likelihood of each move's text (+ end of move) under the LM
+    value: float  # expected return of the player to move, in [-1, 1]
+
+    def best(self) -> int:
+        return self.actions[int(np.argmax(self.probs))]
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """`auto` picks CUDA when present, else CPU; anything else is passed to torch."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class Policy:
+    """A `GPT` plus its tokenizer, acting on game states (and generating free text)."""
+
+    def __init__(
+        self, model: GPT, tokenizer: CharTokenizer, *, device: str | torch.device = "auto", meta=None
+    ):
+        self.device = resolve_device(device) if isinstance(device, str) else device
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.meta = dict(meta or {})
+
+    # --- encoding -------------------------------------------------------------------------------
+    def encode_prompt(self, prompt: str) -> list[int]:
+        return [self.tokenizer.bos_id, *self.tokenizer.encode(prompt)]
+
+    def encode_move(self, text: str) -> list[int]:
+        return [*self.tokenizer.encode(text), self.tokenizer.eos_id]
+
+    def _autocast(self):
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    # --- scoring legal moves ----------------------------------------------------------------------
+    def pack(self, prompts: Sequence[str], candidates: Sequence[Sequence[str]]) -> Packed:
+        """Tokenise prompts and their candidate moves into one tree-attention batch."""
+        rows_tok, rows_pos, rows_seg = [], [], []
+        src_b, src_i, tgt, cand_of = (
+            [],
+            [],
+            [],
+            [],
+        )  # per scored token: row, source index, target id, candidate
+        value_idx = []
+        n_cands = 0
+        for b, (prompt, cands) in enumerate(zip(prompts, candidates, strict=True)):
+            p = self.encode_prompt(prompt)
+            toks, pos, seg = list(p), list(range(len(p))), [0] * len(p)
+            value_idx.append(len(p) - 1)
+            for c, text in enumerate(cands, 1):
+                prev = len(p) - 1  # a move's first token is predicted at the prompt's last position
+                for j, t in enumerate(self.encode_move(text)):
+                    src_b.append(b)
+                    src_i.append(prev)
+                    tgt.append(t)
+                    cand_of.append(n_cands)
+                    prev = len(toks)
+                    toks.append(t)
+                    pos.append(len(p) + j)  # every candidate continues right after the prompt
+                    seg.append(c)
+                n_cands += 1
+            rows_tok.append(toks)
+            rows_pos.append(pos)
+            rows_seg.append(seg)
+        B, T = len(rows_tok), max(len(r) for r in rows_tok)
+        tok = np.full((B, T), self.tokenizer.pad_id, dtype=np.int64)
+        pos = np.zeros((B, T), dtype=np.int64)
+        seg = np.full((B, T), -1, dtype=np.int64)
+        for b in range(B):
+            n = len(rows_tok[b])
+            tok[b, :n], pos[b, :n], seg[b, :n] = rows_tok[b], rows_pos[b], rows_seg[b]
+        dev = self.device
+
+        def t(x):
+            return torch.as_tensor(np.asarray(x, dtype=np.int64), device=dev)
+
+        return Packed(
+            t(tok),
+            t(pos),
+            t(seg),
+            t(src_b),
+            t(src_i),
+            t(tgt),
+            t(cand_of),
+            t(value_idx),
+            [len(c) for c in candidates],
+        )
+
+    def forward_packed(self, packed: Packed) -> tuple[torch.Tensor, torch.Tensor]:
+        """Differentiable: log-likelihood of every candidate (N_cands,) and the value of every prompt (B,)."""
+        with self._autocast():
+            hidden, _ = self.model(packed.tok, positions=packed.pos, mask=tree_mask(packed.pos, packed.seg))
+            logits = self.model.lm_head(hidden[packed.src_b, packed.src_i]).float()  # (N_tokens, V)
+            rows = torch.arange(len(packed.value_idx), device=self.device)
+            values = self.model.value(hidden[rows, packed.value_idx]).float()  # (B,)
+        token_lp = F.log_softmax(logits, dim=-1).gather(1, packed.tgt[:, None])[:, 0]
+        cand_lp = torch.zeros(sum(packed.n_cands), device=self.device).index_add(0, packed.cand_of, token_lp)
+        return cand_lp, values
+
+    @torch.no_grad()
+    def score(
+        self, prompts: Sequence[str], candidates: Sequence[Sequence[str]]
+    ) -> tuple[list[np.ndarray], np.ndarray]:
+        """Log-likelihood of each candidate continuation (its text + end of move) after each prompt,
+        and the value read at the end of each prompt. One forward pass for the whole batch."""
+        cand_lp, values = self.forward_packed(self.pack(prompts, candidates))
+        cand_lp = cand_lp.cpu().numpy()
+        splits = np.cumsum([len(c) for c in candidates])[:-1]
+        return list(np.split(cand_lp, splits)), values.cpu().numpy()
+
+    def evaluate(self, states: Sequence[State]) -> list[Evaluation]:
+        """For each (non-terminal) state: a distribution over its legal actions and a value."""
+        if not states:
+            return []
+        actions = [s.legal_actions() for s in states]
+        for s, acts in zip(states, actions, strict=True):
+            if not acts:
+                raise ValueError(f"cannot evaluate a finished {s.game.name} game")
+        texts = [[s.action_to_text(a) for a in acts] for s, acts in zip(states, actions, strict=True)]
+        logprobs, values = self.score([s.prompt() for s in states], texts)
+        out = []
+        for acts, lp, v in zip(actions, logprobs, values, strict=True):
+            probs = np.exp(lp - lp.max())
+            out.append(Evaluation(acts, probs / probs.sum(), lp, float(v)))
+        return out
+
+    def act(
+        self, states: Sequence[State], *, temperature: float = 0.0, rng: np.random.Generator | None = None
+    ) -> list[int]:
+        """One action per state: greedy at temperature 0, else sampled from probs ** (1 / temperature)."""
+        evals = self.evaluate(states)
+        if temperature <= 0:
+            return [e.best() for e in evals]
+        rng = rng or np.random.default_rng()
+        chosen = []
+        for e in evals:
+            logits = np.log(np.maximum(e.probs, 1e-30)) / temperature
+            p = np.exp(logits - logits.max())
+            chosen.append(e.actions[int(rng.choice(len(p), p=p / p.sum()))])
+        return chosen
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompts: Sequence[str],
+        *,
+        max_new_tokens: int = 64,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        stop: Sequence[str] = (),
+        seed: int | None = None,
+    ) -> list[str]:
+        """Free-text completions of `prompts` (batched, KV cache), cut at `<eos>` or the first stop string."""
+        if not prompts:
+            return []
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(seed if seed is not None else int(torch.randint(0, 2**31, ()).item()))
+        encoded = [self.encode_prompt(p) for p in prompts]
+        B, n_prompt = len(encoded), max(len(e) for e in encoded)
+        block = self.model.cfg.block_size
+        if n_prompt > block:
+            raise ValueError(f"prompt of {n_prompt} tokens exceeds the model's context of {block}")
+        max_new_tokens = min(max_new_tokens, block - n_prompt)
+        L = n_prompt
+        pad = self.tokenizer.pad_id
+        idx = torch.full((B, L), pad, dtype=torch.long)
+        valid = torch.zeros((B, L), dtype=torch.bool)
+        for b, e in enumerate(encoded):  # left padding keeps every row's last token at the end
+            idx[b, L - len(e) :] = torch.tensor(e)
+            valid[b, L - len(e) :] = True
+        idx, valid = idx.to(self.device), valid.to(self.device)
+        pos = (valid.long().cumsum(1) - 1).clamp(min=0)
+        causal = torch.ones((L, L), dtype=torch.bool, device=self.device).tril()
+        mask = (causal[None] & valid[:, None, :]) | torch.eye(L, dtype=torch.bool, device=self.device)
+        out: list[list[int]] = [[] for _ in range(B)]
+        texts = [""] * B
+        done = [False] * B
+        with self._autocast():
+            hidden, cache = self.model(idx, positions=pos, mask=mask[:, None])
+            last_pos = pos[:, -1]
+            for _ in range(max_new_tokens):
+                logits = self.model.lm_head(hidden[:, -1]).float()  # (B, V)
+                logits[:, pad] = -torch.inf
+                logits[:, self.tokenizer.bos_id] = -torch.inf
+                if temperature <= 0:
+                    nxt = logits.argmax(-1)
+                else:
+                    logits = logits / temperature
+                    if top_k is not None:
+                        kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
+                        logits = logits.masked_fill(logits < kth, -torch.inf)
+                    nxt = torch.multinomial(F.softmax(logits, -1), 1, generator=gen)[:, 0]
+                for b, t in enumerate(nxt.tolist()):
+                    if done[b]:
+                        continue
+                    if t == self.tokenizer.eos_id:
+                        done[b] = True
+                        continue
+                    out[b].append(t)
+                    texts[b] = self.tokenizer.decode(out[b])
+                    hits = [texts[b].index(s) for s in stop if s in texts[b]]
+                    if hits:
+                        texts[b], done[b] = texts[b][: min(hits)], True
+                if all(done):
+                    break
+                valid = torch.cat((valid, torch.ones((B, 1), dtype=torch.bool, device=self.device)), 1)
+                last_pos = last_pos + 1
+                hidden, cache = self.model(
+                    nxt[:, None], positions=last_pos[:, None], mask=valid[:, None, None, :], cache=cache
+                )
+        return texts
+
+
+def tree_mask(pos: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
+    """Attention mask (B, 1, T, T) for prompt + candidates packed in one row.
+
+    Segment 0 is the prompt, segment k > 0 the k-th candidate, -1 padding. A query sees keys at earlier
+    or equal positions that are in the prompt or in its own segment; padding sees only itself (so no
+    row is empty).
+    """
+    q_pos, k_pos = pos[:, :, None], pos[:, None, :]
+    q_seg, k_seg = seg[:, :, None], seg[:, None, :]
+    valid = (k_seg >= 0) & (q_seg >= 0)
+    m = (k_pos <= q_pos) & ((k_seg == 0) | (k_seg == q_seg)) & valid
+    m |= torch.eye(pos.shape[1], dtype=torch.bool, device=pos.device)
+    return m[:, None]

@@ -1,0 +1,333 @@
+"""Stage 1, imitation: supervised fine-tuning of the policy on expert transcripts.
+
+Each position becomes `<bos> prompt move <eos>`; cross-entropy falls on the move's tokens only (the
+prompt is context), and the value head, read at the prompt's last token, regresses the game's outcome
+for the player to move. Moves marked `explored` (random, not the expert's) teach the value only.
+
+    python -m selfplay.imitate configs/tictactoe.yaml [key=value ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+import agents
+import envs
+from selfplay.config import Config, ConfigError, ImitationConfig, load_config
+from selfplay.io import atomic_write_text
+from selfplay.transcripts import Transcript, TranscriptError, load_transcripts
+
+
+class ImitationError(ValueError):
+    """Data or configuration that cannot be trained on; raised before training starts."""
+
+
+@dataclass(frozen=True)
+class Example:
+    prompt: list[int]  # <bos> + prompt tokens
+    move: list[int]  # move tokens + <eos>
+    value: float  # outcome for the player to move
+    imitate: bool  # False for explored (random) moves: no policy loss
+    game: int  # index of the transcript it came from
+    state: envs.State  # the position, for constrained evaluation
+
+
+def build_examples(
+    transcripts: list[Transcript], game: envs.Game, policy: agents.Policy, *, source: str = "transcripts"
+) -> list[Example]:
+    """Positions of every game, tokenised; checks they fit the model's context."""
+    examples = []
+    longest = (0, "")
+    for gi, t in enumerate(transcripts):
+        state = game.new_initial_state()
+        for m in t.moves:
+            try:
+                prompt, move = policy.encode_prompt(m.prompt), policy.encode_move(m.text)
+            except agents.TokenizerError as e:
+                raise ImitationError(f"{source}: game {gi + 1}: {e}") from None
+            longest = max(longest, (len(prompt) + len(move), m.prompt))
+            examples.append(Example(prompt, move, t.returns[m.player], not m.explored, gi, state.clone()))
+            state.apply_action(m.action)
+    block = policy.model.cfg.block_size
+    if longest[0] > block:
+        raise ImitationError(
+            f"model.block_size = {block} is shorter than the longest prompt + move in {source} "
+            f"({longest[0]} tokens); raise model.block_size to at least {longest[0]}"
+        )
+    return examples
+
+
+def split_games(n_games: int, val_fraction: float, seed: int) -> tuple[set[int], set[int]]:
+    """Held-out split by game (not by position), so no game leaks into both sides."""
+    order = list(range(n_games))
+    random.Random(seed).shuffle(order)
+    n_val = max(1, round(n_games * val_fraction)) if n_games > 1 else 0
+    return set(order[n_val:]), set(order[:n_val])
+
+
+def collate(batch: list[Example], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """Right-padded inputs (B, T), targets with -100 outside the moves, and value read positions."""
+    T = max(len(e.prompt) + len(e.move) for e in batch) - 1
+    x = torch.full((len(batch), T), pad_id, dtype=torch.long)
+    y = torch.full((len(batch), T), -100, dtype=torch.long)
+    vidx = torch.empty(len(batch), dtype=torch.long)
+    for i, e in enumerate(batch):
+        seq = e.prompt + e.move
+        x[i, : len(seq) - 1] = torch.tensor(seq[:-1])
+        if e.imitate:
+            y[i, len(e.prompt) - 1 : len(seq) - 1] = torch.tensor(e.move)
+        vidx[i] = len(e.prompt) - 1
+    value = torch.tensor([e.value for e in batch], dtype=torch.float32)
+    return {k: v.to(device) for k, v in {"x": x, "y": y, "vidx": vidx, "value": value}.items()}
+
+
+def losses(policy: agents.Policy, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Policy cross-entropy (mean over move tokens), value MSE, and the number of move tokens."""
+    hidden, _ = policy.model(batch["x"])  # (B, T, C)
+    logits = policy.model.lm_head(hidden)  # (B, T, V)
+    y = batch["y"]
+    n_tok = int((y != -100).sum())
+    pl = (
+        F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-100)
+        if n_tok
+        else logits.sum() * 0
+    )
+    v = policy.model.value(hidden[torch.arange(len(y), device=y.device), batch["vidx"]]).float()
+    return pl, F.mse_loss(v, batch["value"]), n_tok
+
+
+def legal_losses(policy: agents.Policy, batch: list[Example]) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Cross-entropy of the expert's move among the legal moves (scored by their text's likelihood, as
+    at inference), value MSE, and the number of imitated positions. One tree-attention pass."""
+    legal = [e.state.legal_actions() for e in batch]
+    texts = [[e.state.action_to_text(a) for a in acts] for e, acts in zip(batch, legal, strict=True)]
+    cand_lp, values = policy.forward_packed(policy.pack([e.state.prompt() for e in batch], texts))
+    starts = np.cumsum([0] + [len(t) for t in texts])
+    terms = []
+    for i, e in enumerate(batch):
+        if e.imitate:
+            target = texts[i].index(policy.tokenizer.decode(e.move))
+            terms.append(-torch.log_softmax(cand_lp[starts[i] : starts[i + 1]], 0)[target])
+    pl = torch.stack(terms).mean() if terms else values.sum() * 0
+    value = torch.tensor([e.value for e in batch], dtype=torch.float32, device=values.device)
+    return pl, F.mse_loss(values, value), len(terms)
+
+
+def batch_losses(
+    policy: agents.Policy, batch: list[Example], loss: str
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    if loss == "legal":
+        return legal_losses(policy, batch)
+    return losses(policy, collate(batch, policy.tokenizer.pad_id, policy.device))
+
+
+def lr_at(step: int, cfg: ImitationConfig, total: int) -> float:
+    """Linear warm-up to `lr`, then cosine decay to `lr * min_lr_ratio` at `total` steps."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+@torch.no_grad()
+def evaluate_examples(
+    policy: agents.Policy, examples: list[Example], *, loss: str = "tokens", batch_size: int = 256
+) -> dict[str, float]:
+    """Held-out metrics: move agreement with the expert (greedy, legal moves only), policy loss, value MSE
+    against the MSE of always predicting the mean outcome."""
+    policy.model.eval()
+    imitated = [e for e in examples if e.imitate]
+    agree = 0
+    for i in range(0, len(imitated), batch_size):
+        chunk = imitated[i : i + batch_size]
+        for e, ev in zip(chunk, policy.evaluate([e.state for e in chunk]), strict=True):
+            agree += policy.encode_move(e.state.action_to_text(ev.best())) == e.move
+    pl_sum = v_sum = 0.0
+    n_tok = 0
+    for i in range(0, len(examples), batch_size):
+        chunk = examples[i : i + batch_size]
+        pl, vl, n = batch_losses(policy, chunk, loss)
+        pl_sum += float(pl) * n
+        n_tok += n
+        v_sum += float(vl) * len(chunk)
+    values = np.array([e.value for e in examples])
+    return {
+        "action_accuracy": agree / max(1, len(imitated)),
+        "policy_loss": pl_sum / max(1, n_tok),
+        "value_mse": v_sum / max(1, len(examples)),
+        "value_mse_constant": float(values.var()),
+    }
+
+
+def train(config: Config, transcripts_path: str | Path, run_dir: Path, *, progress: bool = True) -> Path:
+    """Train the imitation policy; returns its checkpoint directory (the best held-out one)."""
+    cfg = config.imitation
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    game = envs.make(config.game)
+    try:
+        transcripts = load_transcripts(transcripts_path, game=config.game)
+    except TranscriptError as e:
+        raise ImitationError(str(e)) from None
+    tokenizer = agents.CharTokenizer()
+    mcfg = agents.ModelConfig.preset(
+        config.model.size,
+        vocab_size=tokenizer.vocab_size,
+        block_size=config.model.block_size,
+        dropout=config.model.dropout,
+    )
+    random.seed(cfg.seed)
+    policy = agents.new_policy(mcfg, device=cfg.device, seed=cfg.seed, meta={"game": config.game})
+    examples = build_examples(transcripts, game, policy, source=str(transcripts_path))
+    train_games, val_games = split_games(len(transcripts), cfg.val_fraction, cfg.seed)
+    train_ex = [e for e in examples if e.game in train_games]
+    val_ex = [e for e in examples if e.game in val_games]
+    if not any(e.imitate for e in train_ex):
+        raise ImitationError(
+            f"{transcripts_path}: no expert (non-explored) moves to imitate in the training split"
+        )
+    rng = random.Random(cfg.seed)
+    val_sample = rng.sample(val_ex, min(cfg.eval_positions, len(val_ex)))
+
+    ckpt = run_dir / "checkpoints" / "imitation"
+    writer = SummaryWriter(str(run_dir / "tb" / "imitation"))
+    decay = [p for p in policy.model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in policy.model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(0.9, 0.95),
+    )
+    best = (math.inf, -1)
+    stale = 0
+    order: list[int] = []
+    start = time.perf_counter()
+    tokens_seen, tok_t0 = 0, time.perf_counter()
+    bar = tqdm(total=cfg.max_steps, desc="imitation", unit="step", disable=not progress)
+    step = 0
+    for step in range(cfg.max_steps):
+        if cfg.max_minutes is not None and time.perf_counter() - start > 60 * cfg.max_minutes:
+            break
+        policy.model.train()
+        if len(order) < cfg.batch_size:
+            order += rng.sample(range(len(train_ex)), len(train_ex))
+        idx, order = order[: cfg.batch_size], order[cfg.batch_size :]
+        batch = [train_ex[i] for i in idx]
+        lr = lr_at(step, cfg, cfg.max_steps)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        with policy._autocast():
+            pl, vl, _ = batch_losses(policy, batch, cfg.loss)
+            loss = pl + cfg.value_weight * vl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(policy.model.parameters(), cfg.grad_clip)
+        opt.step()
+        tokens_seen += sum(len(e.prompt) + len(e.move) for e in batch)
+        bar.update()
+        if step % 20 == 0:
+            elapsed = time.perf_counter() - tok_t0
+            writer.add_scalar("losses/policy", pl.item(), step)
+            writer.add_scalar("losses/value", vl.item(), step)
+            writer.add_scalar("charts/learning_rate", lr, step)
+            writer.add_scalar("charts/tokens_per_second", tokens_seen / max(elapsed, 1e-9), step)
+            tokens_seen, tok_t0 = 0, time.perf_counter()
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.max_steps:
+            m = evaluate_examples(policy, val_sample, loss=cfg.loss)
+            for k, v in m.items():
+                writer.add_scalar(f"val/{k}", v, step + 1)
+            bar.set_postfix(loss=f"{m['policy_loss']:.3f}", acc=f"{m['action_accuracy']:.3f}")
+            if m["policy_loss"] < best[0]:
+                best, stale = (m["policy_loss"], step + 1), 0
+                agents.save(policy, ckpt, meta=_meta(config, step + 1, m))
+            else:
+                stale += 1
+                if stale >= cfg.patience:
+                    break
+    bar.close()
+    if best[1] < 0:  # stopped by the clock before the first evaluation
+        m = evaluate_examples(policy, val_sample, loss=cfg.loss)
+        agents.save(policy, ckpt, meta=_meta(config, step + 1, m))
+    final = agents.load(ckpt, device=cfg.device)
+    metrics = evaluate_examples(final, val_ex, loss=cfg.loss)
+    summary = {
+        "checkpoint": str(ckpt),
+        "step": final.meta["step"],
+        "steps_run": step + 1,
+        "seconds": round(time.perf_counter() - start, 1),
+        "train_positions": len(train_ex),
+        "val_positions": len(val_ex),
+        "parameters": final.model.num_parameters(),
+        **{f"val_{k}": v for k, v in metrics.items()},
+    }
+    for k, v in metrics.items():
+        writer.add_scalar(f"final/{k}", v, final.meta["step"])
+    writer.close()
+    atomic_write_text(run_dir / "imitation.json", json.dumps(summary, indent=2) + "\n")
+    return ckpt
+
+
+def _meta(config: Config, step: int, metrics: dict[str, float]) -> dict:
+    return {
+        "game": config.game,
+        "stage": "imitation",
+        "step": step,
+        "parent": None,
+        "config_hash": config_hash(config),
+        "metrics": metrics,
+    }
+
+
+def config_hash(config: Config) -> str:
+    """Hash of what the imitation checkpoint depends on (not the run directory or later stages)."""
+    relevant = config.model_dump(include={"game", "transcripts", "model", "imitation"})
+    relevant["transcripts"].pop("workers", None)
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def describe(run_dir: Path) -> str:
+    s = json.loads((run_dir / "imitation.json").read_text())
+    return (
+        f"checkpoint {s['checkpoint']} (step {s['step']}): held-out move agreement "
+        f"{s['val_action_accuracy']:.3f}, value MSE {s['val_value_mse']:.3f} "
+        f"(constant: {s['val_value_mse_constant']:.3f})"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    from selfplay.run import transcripts_stage
+
+    p = argparse.ArgumentParser(prog="python -m selfplay.imitate", description="Stage 1: imitation.")
+    p.add_argument("config")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. imitation.max_steps=500")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    try:
+        config = load_config(args.config, args.overrides)
+        run_dir = Path(config.run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        data = transcripts_stage(config, run_dir, progress=not args.no_progress)
+        train(config, data, run_dir, progress=not args.no_progress)
+    except (ConfigError, TranscriptError, ImitationError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"imitation: {describe(Path(config.run_dir))}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
