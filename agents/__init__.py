@@ -8,11 +8,12 @@
 from agents.checkpoint import CheckpointError, load, new_policy, read_meta, save
 from agents.model import GPT, PRESETS, ModelConfig
 from agents.policy import Evaluation, Policy, resolve_device
-from agents.tokenizer import CharTokenizer, TokenizerError
+from agents.tokenizer import BPETokenizer, CharTokenizer, TokenizerError
 
 __all__ = [
     "GPT",
     "PRESETS",
+    "BPETokenizer",
     "CharTokenizer",
     "CheckpointError",
     "Evaluation",

@@ -130,8 +130,18 @@ def load(path: str | os.PathLike, *, device: str = "auto") -> Policy:
     return Policy(model, tokenizer, device=device, meta=meta)
 
 
-def new_policy(cfg: ModelConfig, *, device: str = "auto", seed: int | None = None, meta=None) -> Policy:
-    """A freshly initialised policy (seeded for reproducibility)."""
+def new_policy(
+    cfg: ModelConfig,
+    *,
+    tokenizer: CharTokenizer | None = None,
+    device: str = "auto",
+    seed: int | None = None,
+    meta=None,
+) -> Policy:
+    """A freshly initialised policy (seeded for reproducibility); characters unless `tokenizer` is given."""
+    tokenizer = tokenizer or CharTokenizer()
+    if cfg.vocab_size != tokenizer.vocab_size:
+        raise ValueError(f"model vocab_size {cfg.vocab_size} != tokenizer vocabulary {tokenizer.vocab_size}")
     if seed is not None:
         torch.manual_seed(seed)
-    return Policy(GPT(cfg), CharTokenizer(), device=device, meta=meta)
+    return Policy(GPT(cfg), tokenizer, device=device, meta=meta)

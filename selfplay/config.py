@@ -49,7 +49,13 @@ class ModelSection(_Section):
     size: Literal["nano", "micro", "small", "medium"] = Field(
         default="small", description="Preset: nano (2x64), micro (3x96), small (4x128), medium (6x192)."
     )
-    block_size: int = Field(default=256, ge=8, description="Context length in tokens (characters).")
+    tokenizer: Literal["char", "bpe"] = Field(
+        default="bpe",
+        description="`char`: one token per character; `bpe`: characters plus tokens learned from the "
+        "transcripts (a cell, a move, `X to move`), never crossing a space.",
+    )
+    merges: int = Field(default=200, ge=0, description="Learned tokens at most (`bpe`).")
+    block_size: int = Field(default=256, ge=8, description="Context length in tokens.")
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0, description="Dropout in every block.")
 
 

@@ -183,7 +183,13 @@ def train(config: Config, transcripts_path: str | Path, run_dir: Path, *, progre
         transcripts = load_transcripts(transcripts_path, game=config.game)
     except TranscriptError as e:
         raise ImitationError(str(e)) from None
-    tokenizer = agents.CharTokenizer()
+    if config.model.tokenizer == "bpe":
+        texts = [m.prompt for t in transcripts for m in t.moves] + [
+            m.text for t in transcripts for m in t.moves
+        ]
+        tokenizer = agents.BPETokenizer.train(texts, merges=config.model.merges)
+    else:
+        tokenizer = agents.CharTokenizer()
     mcfg = agents.ModelConfig.preset(
         config.model.size,
         vocab_size=tokenizer.vocab_size,
@@ -191,7 +197,9 @@ def train(config: Config, transcripts_path: str | Path, run_dir: Path, *, progre
         dropout=config.model.dropout,
     )
     random.seed(cfg.seed)
-    policy = agents.new_policy(mcfg, device=cfg.device, seed=cfg.seed, meta={"game": config.game})
+    policy = agents.new_policy(
+        mcfg, tokenizer=tokenizer, device=cfg.device, seed=cfg.seed, meta={"game": config.game}
+    )
     examples = build_examples(transcripts, game, policy, source=str(transcripts_path))
     train_games, val_games = split_games(len(transcripts), cfg.val_fraction, cfg.seed)
     train_ex = [e for e in examples if e.game in train_games]

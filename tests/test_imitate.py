@@ -72,7 +72,7 @@ def test_training_changes_parameters_and_lowers_the_loss(ttt_data):
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert loss.item() < 0.5 * first
+    assert loss.item() < 0.7 * first
     assert all(not torch.equal(a, b) for a, b in zip(before, policy.model.parameters(), strict=True))
 
 
@@ -128,7 +128,14 @@ def test_empty_transcripts_are_refused(tmp_path):
 
 def test_context_shorter_than_the_longest_prompt_is_refused(tmp_path, ttt_data):
     with pytest.raises(ImitationError, match=r"model\.block_size = 32 is shorter than .*\(56 tokens\)"):
-        train(config(tmp_path, "model.block_size=32"), ttt_data, tmp_path / "run", progress=False)
+        train(
+            config(tmp_path, "model.block_size=32", "model.tokenizer=char"),
+            ttt_data,
+            tmp_path / "run",
+            progress=False,
+        )
+    with pytest.raises(ImitationError, match=r"model\.block_size = 8 is shorter than .*tokens\)"):
+        train(config(tmp_path, "model.block_size=8"), ttt_data, tmp_path / "run", progress=False)
     assert not (tmp_path / "run/checkpoints").exists()
 
 

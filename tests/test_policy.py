@@ -2,6 +2,7 @@
 
 import json
 import random
+import re
 
 import numpy as np
 import pytest
@@ -168,3 +169,26 @@ def test_missing_checkpoint_directory(tmp_path):
 
 def test_device_auto_is_cpu_here():
     assert agents.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_bpe_learns_cells_and_moves_as_single_tokens(tmp_path):
+    game = envs.make("tictactoe")
+    texts = []
+    for s in random_states("tictactoe", 200):
+        texts += [s.prompt(), *s.legal_texts()]
+    tok = agents.BPETokenizer.train(texts, merges=60)
+    prompt = random_states("tictactoe", 1, seed=9)[0].prompt()
+    ids = tok.encode(prompt)
+    assert tok.decode(ids) == prompt and len(ids) < len(prompt) / 2
+    pieces = [tok.vocab[i] for i in ids]
+    assert all(re.fullmatch(r"\s*\S*", p) for p in pieces)  # merges never cross a space
+    assert len(tok.encode("b2")) == 1 and tok.encode(" X") != tok.encode(" O")
+    assert tok.decode(tok.encode("unseen text!")) == "unseen text!"  # falls back to characters
+    cfg = agents.ModelConfig.preset("nano", vocab_size=tok.vocab_size, block_size=64)
+    policy = agents.new_policy(cfg, tokenizer=tok, device="cpu", seed=0)
+    loaded = agents.load(agents.save(policy, tmp_path / "bpe"), device="cpu")
+    assert isinstance(loaded.tokenizer, agents.BPETokenizer) and loaded.tokenizer.merges == tok.merges
+    state = game.new_initial_state()
+    np.testing.assert_allclose(
+        policy.evaluate([state])[0].logprobs, loaded.evaluate([state])[0].logprobs, atol=1e-6
+    )
