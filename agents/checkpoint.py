@@ -44,6 +44,9 @@ def save(policy: Policy, path: str | os.PathLike, meta: dict[str, Any] | None = 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a checkpoint should be readable like any directory
     try:
         state = {k: v.detach().to("cpu").contiguous() for k, v in policy.model.state_dict().items()}
         state.pop("lm_head.weight", None)  # tied to tok_emb.weight

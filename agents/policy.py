@@ -74,7 +74,7 @@ class Policy:
     def encode_move(self, text: str) -> list[int]:
         return [*self.tokenizer.encode(text), self.tokenizer.eos_id]
 
-    def _autocast(self):
+    def autocast(self):
         if self.device.type == "cuda":
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
@@ -136,7 +136,7 @@ class Policy:
 
     def forward_packed(self, packed: Packed) -> tuple[torch.Tensor, torch.Tensor]:
         """Differentiable: log-likelihood of every candidate (N_cands,) and the value of every prompt (B,)."""
-        with self._autocast():
+        with self.autocast():
             hidden, _ = self.model(packed.tok, positions=packed.pos, mask=tree_mask(packed.pos, packed.seg))
             logits = self.model.lm_head(hidden[packed.src_b, packed.src_i]).float()  # (N_tokens, V)
             rows = torch.arange(len(packed.value_idx), device=self.device)
@@ -223,7 +223,7 @@ class Policy:
         out: list[list[int]] = [[] for _ in range(B)]
         texts = [""] * B
         done = [False] * B
-        with self._autocast():
+        with self.autocast():
             hidden, cache = self.model(idx, positions=pos, mask=mask[:, None])
             last_pos = pos[:, -1]
             for _ in range(max_new_tokens):

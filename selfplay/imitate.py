@@ -95,7 +95,9 @@ def collate(batch: list[Example], pad_id: int, device: torch.device) -> dict[str
     return {k: v.to(device) for k, v in {"x": x, "y": y, "vidx": vidx, "value": value}.items()}
 
 
-def losses(policy: agents.Policy, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, int]:
+def token_losses(
+    policy: agents.Policy, batch: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Policy cross-entropy (mean over move tokens), value MSE, and the number of move tokens."""
     hidden, _ = policy.model(batch["x"])  # (B, T, C)
     logits = policy.model.lm_head(hidden)  # (B, T, V)
@@ -132,7 +134,7 @@ def batch_losses(
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     if loss == "legal":
         return legal_losses(policy, batch)
-    return losses(policy, collate(batch, policy.tokenizer.pad_id, policy.device))
+    return token_losses(policy, collate(batch, policy.tokenizer.pad_id, policy.device))
 
 
 def lr_at(step: int, cfg: ImitationConfig, total: int) -> float:
@@ -196,7 +198,6 @@ def train(config: Config, transcripts_path: str | Path, run_dir: Path, *, progre
         block_size=config.model.block_size,
         dropout=config.model.dropout,
     )
-    random.seed(cfg.seed)
     policy = agents.new_policy(
         mcfg, tokenizer=tokenizer, device=cfg.device, seed=cfg.seed, meta={"game": config.game}
     )
@@ -238,7 +239,7 @@ def train(config: Config, transcripts_path: str | Path, run_dir: Path, *, progre
         lr = lr_at(step, cfg, cfg.max_steps)
         for group in opt.param_groups:
             group["lr"] = lr
-        with policy._autocast():
+        with policy.autocast():
             pl, vl, _ = batch_losses(policy, batch, cfg.loss)
             loss = pl + cfg.value_weight * vl
         opt.zero_grad(set_to_none=True)

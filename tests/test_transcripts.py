@@ -139,3 +139,25 @@ def test_cli_bad_input_writes_nothing(tmp_path, capsys, args, message):
     assert main([*args, "--games", "3", "--out", str(out), "--no-progress"]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_atomic_write_leaves_nothing_behind_on_error(tmp_path):
+    import os
+
+    from selfplay.io import atomic_open, atomic_write_text
+
+    target = tmp_path / "f.txt"
+    atomic_write_text(target, "old\n")
+    with pytest.raises(RuntimeError), atomic_open(target) as f:
+        f.write("half")
+        raise RuntimeError("killed")
+    assert target.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["f.txt"]
+    assert os.stat(target).st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def _umask():
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
