@@ -67,6 +67,11 @@ class ImitationConfig(_Section):
         description="`legal`: cross-entropy of the expert's move among the legal moves, each scored by its "
         "text's likelihood (as at inference); `tokens`: plain next-token loss on the move's text.",
     )
+    dedupe: bool = Field(
+        default=True,
+        description="Merge repeated positions of the training split into one example whose target is the "
+        "expert's move distribution there (`legal` loss).",
+    )
     max_steps: int = Field(default=3000, ge=1, description="Optimizer steps at most.")
     max_minutes: float | None = Field(default=None, gt=0, description="Wall-clock budget; stops early.")
     batch_size: int = Field(default=64, ge=1, description="Positions per step.")

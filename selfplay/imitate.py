@@ -16,6 +16,7 @@ import math
 import random
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,32 @@ class Example:
     imitate: bool  # False for explored (random) moves: no policy loss
     game: int  # index of the transcript it came from
     state: envs.State  # the position, for constrained evaluation
+    targets: tuple[tuple[tuple[int, ...], float], ...] = ()  # expert's move distribution (move tokens, p)
+
+
+def merge_duplicates(examples: list[Example]) -> list[Example]:
+    """One example per distinct position: the expert's moves there become a distribution, the outcomes a
+    mean. Rare positions then weigh as much as the opening, which every game repeats."""
+    groups: dict[tuple, list[Example]] = {}
+    for e in examples:
+        groups.setdefault((e.state.key(), tuple(e.prompt)), []).append(e)
+    merged = []
+    for group in groups.values():
+        moves = Counter(tuple(e.move) for e in group if e.imitate)
+        total = sum(moves.values())
+        first = group[0]
+        merged.append(
+            Example(
+                prompt=first.prompt,
+                move=list(moves.most_common(1)[0][0]) if moves else first.move,
+                value=float(np.mean([e.value for e in group])),
+                imitate=bool(moves),
+                game=first.game,
+                state=first.state,
+                targets=tuple(sorted((m, n / total) for m, n in moves.items())),
+            )
+        )
+    return merged
 
 
 def build_examples(
@@ -122,8 +149,10 @@ def legal_losses(policy: agents.Policy, batch: list[Example]) -> tuple[torch.Ten
     terms = []
     for i, e in enumerate(batch):
         if e.imitate:
-            target = texts[i].index(policy.tokenizer.decode(e.move))
-            terms.append(-torch.log_softmax(cand_lp[starts[i] : starts[i + 1]], 0)[target])
+            logp = torch.log_softmax(cand_lp[starts[i] : starts[i + 1]], 0)
+            index = {tuple(policy.encode_move(t)): k for k, t in enumerate(texts[i])}
+            targets = e.targets or ((tuple(e.move), 1.0),)
+            terms.append(-sum(p * logp[index[m]] for m, p in targets))
     pl = torch.stack(terms).mean() if terms else values.sum() * 0
     value = torch.tensor([e.value for e in batch], dtype=torch.float32, device=values.device)
     return pl, F.mse_loss(values, value), len(terms)
@@ -204,6 +233,8 @@ def train(config: Config, transcripts_path: str | Path, run_dir: Path, *, progre
     examples = build_examples(transcripts, game, policy, source=str(transcripts_path))
     train_games, val_games = split_games(len(transcripts), cfg.val_fraction, cfg.seed)
     train_ex = [e for e in examples if e.game in train_games]
+    if cfg.dedupe:
+        train_ex = merge_duplicates(train_ex)
     val_ex = [e for e in examples if e.game in val_games]
     if not any(e.imitate for e in train_ex):
         raise ImitationError(

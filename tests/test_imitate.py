@@ -146,3 +146,21 @@ def test_main_reports_bad_input_without_a_traceback(tmp_path, capsys):
     cfg.write_text(f"game: tictactoe\nrun_dir: {tmp_path / 'run'}\ntranscripts:\n  path: {empty}\n")
     assert main([str(cfg), *TINY, "--no-progress"]) == 2
     assert "holds no transcripts" in capsys.readouterr().err
+
+
+def test_repeated_positions_merge_into_the_experts_move_distribution(ttt_data):
+    from selfplay.imitate import merge_duplicates
+
+    policy = tiny_policy()
+    examples = build_examples(load_transcripts(ttt_data), envs.make("tictactoe"), policy)
+    merged = merge_duplicates(examples)
+    assert len({e.state.key() for e in examples}) == len(merged) < len(examples)
+    start = next(e for e in merged if e.state.move_number() == 0)
+    firsts = [e for e in examples if e.state.move_number() == 0]
+    imitated = [e for e in firsts if e.imitate]
+    assert start.value == pytest.approx(sum(e.value for e in firsts) / len(firsts))
+    assert sum(p for _, p in start.targets) == pytest.approx(1.0)
+    assert len(start.targets) == len({tuple(e.move) for e in imitated}) > 1  # the expert's ties, all kept
+    loss_merged, _, n = legal_losses(policy, [start])
+    loss_each, _, _ = legal_losses(policy, imitated)
+    assert n == 1 and loss_merged.item() == pytest.approx(loss_each.item(), rel=1e-4)
