@@ -7,7 +7,7 @@ continuations of one prompt in one pass), and a KV cache (generation).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -47,9 +47,6 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, int | float]:
         return asdict(self)
-
-    def with_(self, **changes) -> ModelConfig:
-        return replace(self, **changes)
 
 
 KVCache = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values (B, nh, T_past, hs)

@@ -349,7 +349,7 @@ def describe(run_dir: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from selfplay.run import transcripts_stage
+    from selfplay.run import prepare_run_dir, transcripts_stage
 
     p = argparse.ArgumentParser(prog="python -m selfplay.imitate", description="Stage 1: imitation.")
     p.add_argument("config")
@@ -358,8 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         config = load_config(args.config, args.overrides)
-        run_dir = Path(config.run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        run_dir = prepare_run_dir(config)
         data = transcripts_stage(config, run_dir, progress=not args.no_progress)
         train(config, data, run_dir, progress=not args.no_progress)
     except (ConfigError, TranscriptError, ImitationError) as e:

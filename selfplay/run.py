@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import agents
+from selfplay import imitate
 from selfplay.config import Config, ConfigError, dump_config, load_config
 from selfplay.io import atomic_write_text
 from selfplay.transcripts import TranscriptError, generate, load_transcripts
@@ -50,8 +51,6 @@ def transcripts_stage(config: Config, run_dir: Path, *, progress: bool = True) -
 
 def imitation_stage(config: Config, data: Path, run_dir: Path, *, progress: bool = True) -> Path:
     """The imitation checkpoint: trained once per configuration, reused when the run is started again."""
-    from selfplay import imitate  # torch is only needed from here on
-
     ckpt = run_dir / "checkpoints" / "imitation"
     if (run_dir / "imitation.json").exists() and ckpt.exists():
         try:
@@ -66,10 +65,16 @@ def imitation_stage(config: Config, data: Path, run_dir: Path, *, progress: bool
     return ckpt
 
 
-def run(config: Config, *, progress: bool = True) -> Path:
+def prepare_run_dir(config: Config) -> Path:
+    """Create the run directory and snapshot the resolved config in it."""
     run_dir = Path(config.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", dump_config(config))
+    return run_dir
+
+
+def run(config: Config, *, progress: bool = True) -> Path:
+    run_dir = prepare_run_dir(config)
     data = transcripts_stage(config, run_dir, progress=progress)
     imitation_stage(config, data, run_dir, progress=progress)
     return run_dir
@@ -84,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config, args.overrides)
         run_dir = run(config, progress=not args.no_progress)
-    except (ConfigError, TranscriptError, ValueError) as e:
+    except (ConfigError, TranscriptError, imitate.ImitationError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"run directory: {run_dir}")
