@@ -38,7 +38,18 @@ from typing import Any, Protocol
 from envs.core import Game, State
 from envs.experts import ExpertSpecError, expert_names, make_expert, parse_spec
 
-__all__ = ["Player", "PlayerSpecError", "check", "checkpoint_meta", "expand", "make"]
+__all__ = [
+    "ExpertPlayer",
+    "Player",
+    "PlayerSpecError",
+    "PolicyPlayer",
+    "SearchPlayer",
+    "check",
+    "checkpoint_meta",
+    "checkpoints_of",
+    "expand",
+    "make",
+]
 
 
 class PlayerSpecError(ValueError):

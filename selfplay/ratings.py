@@ -40,6 +40,7 @@ __all__ = [
     "bootstrap",
     "expected_score",
     "fit",
+    "groups",
     "league_table",
     "plot_elo_by_budget",
     "plot_elo_by_step",
@@ -103,6 +104,13 @@ def _components(N: np.ndarray) -> list[list[int]]:
                     todo.append(int(j))
         groups.append(sorted(group))
     return groups
+
+
+def groups(results: Sequence[Result]) -> list[set[str]]:
+    """The players split into groups connected by games (one group when all can be rated together)."""
+    names, a, b, s = _index(results)
+    N, _ = _tally(len(names), a, b, s)
+    return [{names[i] for i in g} for g in _components(N)]
 
 
 def _loglik(theta: np.ndarray, S: np.ndarray) -> float:
