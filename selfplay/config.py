@@ -90,6 +90,77 @@ class ImitationConfig(_Section):
     threads: int = Field(default=0, ge=0, description="torch CPU threads; 0 leaves torch's default.")
 
 
+class SelfPlayConfig(_Section):
+    """Stage 2: beyond imitation. Actors play with the latest weights; the learner trains on their games."""
+
+    algorithm: Literal["alphazero", "pg", "none"] = Field(
+        default="alphazero",
+        description="`alphazero`: expert iteration (targets = search visits, value = outcome); `pg`: "
+        "PPO-clip against a pool of past checkpoints with a value baseline; `none`: stop after imitation.",
+    )
+    start: Literal["imitation", "scratch"] = Field(
+        default="imitation", description="Initial weights: the imitation checkpoint, or a fresh network."
+    )
+    steps: int = Field(default=400, ge=1, description="Learner steps (the budget), unless minutes run out.")
+    max_minutes: float | None = Field(
+        default=None, gt=0, description="Wall-clock budget for this stage, summed over resumed runs."
+    )
+    actors: int = Field(default=2, ge=0, description="Actor processes; 0 plays in the learner's process.")
+    games_per_actor: int = Field(default=32, ge=1, description="Games each actor plays at once (one batch).")
+    simulations: int = Field(
+        default=32, ge=0, description="PUCT simulations per move (`alphazero`); 0 samples the raw policy."
+    )
+    leaves_per_tree: int = Field(
+        default=1, ge=1, description="Leaves per tree per network call (virtual loss)."
+    )
+    c_puct: float = Field(default=1.25, gt=0, description="Exploration constant of PUCT.")
+    dirichlet_alpha: float = Field(default=0.5, gt=0, description="Root Dirichlet noise concentration.")
+    dirichlet_frac: float = Field(default=0.25, ge=0, le=1, description="Share of root prior that is noise.")
+    temperature: float = Field(default=1.0, ge=0, description="Move-selection temperature early in a game.")
+    temperature_moves: int = Field(
+        default=8, ge=0, description="Moves per game played at `temperature`; greedy after (`alphazero`)."
+    )
+    opening_plies: int = Field(default=0, ge=0, description="Random opening moves per game, for variety.")
+    replay_size: int = Field(default=20000, ge=1, description="Positions kept in the replay buffer.")
+    min_replay: int = Field(default=512, ge=1, description="Positions to collect before the first step.")
+    replay_ratio: float = Field(
+        default=4.0, gt=0, description="Times each collected position is trained on, on average, at most."
+    )
+    batch_size: int = Field(default=64, ge=1, description="Positions per learner step.")
+    lr: float = Field(default=3e-4, gt=0, description="Learning rate (AdamW, constant after warm-up).")
+    warmup_steps: int = Field(default=20, ge=0, description="Linear learning-rate warm-up steps.")
+    weight_decay: float = Field(default=0.01, ge=0, description="AdamW weight decay (matrices only).")
+    grad_clip: float = Field(default=1.0, gt=0, description="Gradient norm clip.")
+    value_weight: float = Field(default=1.0, ge=0, description="Weight of the value loss.")
+    kl_weight: float = Field(
+        default=0.0, ge=0, description="Weight of KL(policy || start checkpoint); 0 skips the reference."
+    )
+    clip: float = Field(default=0.2, gt=0, description="PPO ratio clip (`pg`).")
+    entropy_weight: float = Field(default=0.01, ge=0, description="Entropy bonus (`pg`).")
+    pool_size: int = Field(default=8, ge=1, description="Past checkpoints kept as opponents (`pg`).")
+    pool_by_rating: bool = Field(
+        default=True, description="Sample `pg` opponents near the learner's Elo (else uniformly)."
+    )
+    publish_every: int = Field(default=5, ge=1, description="Learner steps between weight publications.")
+    checkpoint_every: int = Field(default=100, ge=1, description="Learner steps between checkpoints.")
+    seed: int = Field(default=0, description="Seed of the learner and (offset per actor) of the actors.")
+    device: str = Field(default="auto", description="Learner device: `auto`, `cpu` or `cuda[:N]`.")
+    actor_device: str = Field(default="cpu", description="Actor device: `auto`, `cpu` or `cuda[:N]`.")
+    threads: int = Field(default=1, ge=0, description="torch threads per process; 0 leaves torch's default.")
+
+
+class EvaluationConfig(_Section):
+    """Matches of every new checkpoint (gauntlet) against baselines and recent checkpoints."""
+
+    games: int = Field(default=40, ge=0, description="Games per opponent (half each colour); 0 disables.")
+    baselines: list[str] = Field(
+        default_factory=lambda: ["random"], description="Fixed opponents by spec, e.g. `alphabeta:2`."
+    )
+    recent: int = Field(default=2, ge=0, description="Also play this many of the previous checkpoints.")
+    simulations: int = Field(default=0, ge=0, description="Search budget of checkpoints in evaluation.")
+    workers: int = Field(default=1, ge=1, description="Processes for evaluation matches.")
+
+
 class Config(_Section):
     """A whole run."""
 
@@ -100,6 +171,8 @@ class Config(_Section):
     transcripts: TranscriptsConfig = Field(default_factory=TranscriptsConfig)
     model: ModelSection = Field(default_factory=ModelSection)
     imitation: ImitationConfig = Field(default_factory=ImitationConfig)
+    selfplay: SelfPlayConfig = Field(default_factory=SelfPlayConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
 
     @field_validator("game")
     @classmethod
@@ -109,13 +182,16 @@ class Config(_Section):
         return name
 
     def check(self) -> None:
-        """Checks that need more than one field (the expert must play the configured game)."""
-        if self.transcripts.path is not None:
-            return
-        try:
-            make_expert(self.transcripts.expert, envs.make(self.game))
-        except ExpertSpecError as e:
-            raise ValueError(f"transcripts.expert: {e}") from None
+        """Checks that need more than one field (experts and baselines must play the configured game)."""
+        game = envs.make(self.game)
+        specs = [("evaluation.baselines", b) for b in self.evaluation.baselines]
+        if self.transcripts.path is None:
+            specs.insert(0, ("transcripts.expert", self.transcripts.expert))
+        for key, spec in specs:
+            try:
+                make_expert(spec, game)
+            except ExpertSpecError as e:
+                raise ValueError(f"{key}: {e}") from None
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:

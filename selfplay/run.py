@@ -65,6 +65,33 @@ def imitation_stage(config: Config, data: Path, run_dir: Path, *, progress: bool
     return ckpt
 
 
+def selfplay_stage(
+    config: Config, run_dir: Path, start: Path, *, resume: bool = False, progress: bool = True
+) -> Path | None:
+    """Stage 2: self-play from `start` (or a fresh network) for the configured budget."""
+    from selfplay import learner
+
+    if config.selfplay.algorithm == "none":
+        return None
+    if config.selfplay.start == "scratch":
+        start = scratch_checkpoint(config, run_dir, start)
+    final = learner.train(config, run_dir, start, resume=resume, progress=progress)
+    print(f"selfplay: final checkpoint {final}")
+    return final
+
+
+def scratch_checkpoint(config: Config, run_dir: Path, imitation: Path) -> Path:
+    """Fresh weights with the imitation checkpoint's tokenizer and shape (so both stages read alike)."""
+    ckpt = run_dir / "checkpoints" / "scratch"
+    if not ckpt.exists():
+        template = agents.load(imitation, device="cpu")
+        fresh = agents.new_policy(
+            template.model.cfg, tokenizer=template.tokenizer, device="cpu", seed=config.selfplay.seed
+        )
+        agents.save(fresh, ckpt, meta={"game": config.game, "stage": "scratch", "step": 0, "parent": None})
+    return ckpt
+
+
 def prepare_run_dir(config: Config) -> Path:
     """Create the run directory and snapshot the resolved config in it."""
     run_dir = Path(config.run_dir)
@@ -73,23 +100,38 @@ def prepare_run_dir(config: Config) -> Path:
     return run_dir
 
 
-def run(config: Config, *, progress: bool = True) -> Path:
+def run(config: Config, *, resume: bool = False, progress: bool = True) -> Path:
     run_dir = prepare_run_dir(config)
     data = transcripts_stage(config, run_dir, progress=progress)
-    imitation_stage(config, data, run_dir, progress=progress)
+    start = imitation_stage(config, data, run_dir, progress=progress)
+    selfplay_stage(config, run_dir, start, resume=resume, progress=progress)
     return run_dir
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m selfplay.run", description="Run the selfplay pipeline.")
-    p.add_argument("config", help="YAML config, e.g. configs/game.yaml")
+    p.add_argument("config", nargs="?", help="YAML config, e.g. configs/game.yaml")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. transcripts.games=100")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
+    if args.resume and args.config and "=" in args.config:  # `--resume RUN k=v`: no config positional
+        args.overrides.insert(0, args.config)
+        args.config = None
+    if bool(args.resume) == bool(args.config):
+        p.error("give a CONFIG or --resume RUN_DIR (not both)")
     try:
-        config = load_config(args.config, args.overrides)
-        run_dir = run(config, progress=not args.no_progress)
-    except (ConfigError, TranscriptError, imitate.ImitationError) as e:
+        if args.resume:
+            saved = Path(args.resume) / "config.yaml"
+            if not saved.exists():
+                raise ConfigError(f"{args.resume}: not a run directory (no config.yaml in it)")
+            config = load_config(saved, args.overrides)
+            if Path(config.run_dir).resolve() != Path(args.resume).resolve():
+                config = config.model_copy(update={"run_dir": str(args.resume)})
+        else:
+            config = load_config(args.config, args.overrides)
+        run_dir = run(config, resume=bool(args.resume), progress=not args.no_progress)
+    except (ConfigError, TranscriptError, imitate.ImitationError, agents.CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"run directory: {run_dir}")

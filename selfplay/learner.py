@@ -1,0 +1,350 @@
+"""The learner: replay buffer, the two self-play losses, and the training loop of stage 2.
+
+`alphazero` (expert iteration): the policy learns the search's visit distribution, the value the game's
+outcome. `pg` (the AlphaGo RL stage): PPO-clip on the moves the learner's policy sampled against pool
+opponents, advantage = outcome - the value the network predicted then; the value head learns the outcome.
+Both can pull toward the start checkpoint with a KL penalty.
+
+The loop (`train`) collects finished games from the runtime, trains when the replay buffer holds enough
+positions and no position would be used more than `replay_ratio` times on average, publishes weights
+every `publish_every` steps, and every `checkpoint_every` steps writes a checkpoint, the resume state and
+an evaluation. A killed run resumes from its last checkpoint (`resume=True`).
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+import agents
+from selfplay.actor import Trajectory, write_pool
+from selfplay.config import Config, SelfPlayConfig
+from selfplay.io import atomic_open
+
+STATE_FILE = "selfplay/state.pt"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One position for the learner."""
+
+    prompt: str
+    legal: tuple[str, ...]
+    chosen: int  # index of the move played
+    target: np.ndarray | None  # visit distribution over `legal` (alphazero)
+    outcome: float  # final return of the mover
+    logprob: float  # behaviour log-prob of `chosen`
+    value: float  # behaviour value estimate (the pg baseline)
+    version: int
+
+
+def samples_of(traj: Trajectory) -> list[Sample]:
+    return [
+        Sample(
+            traj.prompts[i],
+            traj.legal[i],
+            traj.chosen[i],
+            traj.targets[i] if traj.targets else None,
+            traj.returns[traj.players[i]],
+            traj.logprobs[i],
+            traj.values[i],
+            traj.version,
+        )
+        for i in range(len(traj.prompts))
+    ]
+
+
+class Replay:
+    """The newest `capacity` positions; uniform sampling."""
+
+    def __init__(self, capacity: int) -> None:
+        self.items: deque[Sample] = deque(maxlen=capacity)
+
+    def add(self, samples: list[Sample]) -> None:
+        self.items.extend(samples)
+
+    def sample(self, n: int, rng: random.Random) -> list[Sample]:
+        return [self.items[rng.randrange(len(self.items))] for _ in range(n)]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+# --- losses --------------------------------------------------------------------------------------
+def _rows(cand_lp: torch.Tensor, batch: list[Sample]) -> list[torch.Tensor]:
+    """Per position, log-probabilities over its legal moves (cand_lp is flat over every candidate)."""
+    sizes = [len(s.legal) for s in batch]
+    return [torch.log_softmax(r, 0) for r in torch.split(cand_lp, sizes)]
+
+
+def losses(
+    policy: agents.Policy,
+    batch: list[Sample],
+    cfg: SelfPlayConfig,
+    ref: agents.Policy | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The loss of one batch for `cfg.algorithm`, and its metrics."""
+    packed = policy.pack([s.prompt for s in batch], [s.legal for s in batch])
+    cand_lp, values = policy.forward_packed(packed)
+    logp = _rows(cand_lp, batch)
+    outcome = torch.tensor([s.outcome for s in batch], dtype=torch.float32, device=values.device)
+    value_loss = F.mse_loss(values, outcome)
+    entropy = torch.stack([-(lp.exp() * lp).sum() for lp in logp]).mean()
+    if cfg.algorithm == "pg":
+        new = torch.stack([lp[s.chosen] for lp, s in zip(logp, batch, strict=True)])
+        old = torch.tensor([s.logprob for s in batch], device=new.device)
+        adv = outcome - torch.tensor([s.value for s in batch], device=new.device)
+        ratio = torch.exp(new - old)
+        clipped = torch.clamp(ratio, 1 - cfg.clip, 1 + cfg.clip)
+        policy_loss = -torch.min(ratio * adv, clipped * adv).mean() - cfg.entropy_weight * entropy
+        extra = {"clip_fraction": float(((ratio - 1).abs() > cfg.clip).float().mean())}
+    else:
+        policy_loss = -torch.stack(
+            [
+                (torch.as_tensor(s.target, device=lp.device) * lp).sum()
+                for lp, s in zip(logp, batch, strict=True)
+            ]
+        ).mean()
+        extra = {}
+    loss = policy_loss + cfg.value_weight * value_loss
+    kl = torch.zeros((), device=values.device)
+    if ref is not None and cfg.kl_weight > 0:
+        with torch.no_grad():
+            ref_lp, _ = ref.forward_packed(ref.pack([s.prompt for s in batch], [s.legal for s in batch]))
+        ref_rows = _rows(ref_lp, batch)
+        kl = torch.stack([(lp.exp() * (lp - r)).sum() for lp, r in zip(logp, ref_rows, strict=True)]).mean()
+        loss = loss + cfg.kl_weight * kl
+    decisive = outcome != 0
+    agree = ((values > 0) == (outcome > 0))[decisive].float().mean() if decisive.any() else torch.tensor(0.0)
+    return loss, {
+        "losses/policy": policy_loss.item(),
+        "losses/value": value_loss.item(),
+        "losses/kl": kl.item(),
+        "charts/entropy": entropy.item(),
+        "charts/value_accuracy": agree.item(),
+        **{f"charts/{k}": v for k, v in extra.items()},
+    }
+
+
+# --- checkpoints and resume ----------------------------------------------------------------------
+def checkpoint_name(step: int) -> str:
+    return f"step_{step:06d}"
+
+
+def save_state(run_dir: Path, state: dict[str, Any]) -> None:
+    """The resume state (optimizer, replay, counters), written atomically after its checkpoint."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    path = run_dir / STATE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(path, "wb") as f:
+        f.write(buf.getvalue())
+
+
+def load_state(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / STATE_FILE
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, weights_only=False, map_location="cpu")  # our own file, see save_state
+        agents.read_meta(state["checkpoint"])
+    except Exception as e:  # an unreadable state is not something to train on
+        raise agents.CheckpointError(f"{path}: cannot resume from it ({e})") from None
+    return state
+
+
+# --- the loop ------------------------------------------------------------------------------------
+class Evaluator:
+    """Runs the gauntlet of each new checkpoint; the training loop only calls `__call__`."""
+
+    def __init__(self, config: Config, run_dir: Path, writer: SummaryWriter) -> None:
+        self.config, self.run_dir, self.writer = config, run_dir, writer
+
+    def __call__(self, ckpt: Path, step: int, history: list[Path]) -> dict[str, float]:
+        if self.config.evaluation.games == 0:
+            return {}
+        from selfplay import evaluation
+
+        return evaluation.gauntlet(self.config, self.run_dir, ckpt, step, history, self.writer)
+
+
+def _lr(step: int, cfg: SelfPlayConfig) -> float:
+    return cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+
+
+def train(config: Config, run_dir: Path, start: Path, *, resume: bool = False, progress: bool = True) -> Path:
+    """Stage 2 from the checkpoint `start`; returns the final checkpoint."""
+    from selfplay.runtime import make_runtime
+
+    cfg = config.selfplay
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    state = load_state(run_dir) if resume else None
+    if not resume and (run_dir / STATE_FILE).exists():
+        raise agents.CheckpointError(
+            f"{run_dir} already holds a self-play run; continue it with --resume {run_dir} "
+            "or choose another run_dir"
+        )
+    current = Path(state["checkpoint"]) if state else start
+    policy = agents.load(current, device=cfg.device)
+    ref = agents.load(start, device=cfg.device) if cfg.kl_weight > 0 else None
+    decay = [p for p in policy.model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in policy.model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(0.9, 0.95),
+    )
+    replay = Replay(cfg.replay_size)
+    rng = random.Random(cfg.seed)
+    step = version = positions = games = 0
+    elapsed = 0.0
+    history: list[Path] = [start]
+    if state:
+        opt.load_state_dict(state["optimizer"])
+        replay.add(state["replay"])
+        rng.setstate(state["rng"])
+        step, version, positions, games = state["step"], state["version"], state["positions"], state["games"]
+        elapsed, history = state["elapsed"], [Path(p) for p in state["history"]]
+        print(f"selfplay: resuming at step {step} from {current}")
+    pool_path = run_dir / "selfplay" / "pool.json"
+    if cfg.algorithm == "pg":
+        _write_pool(pool_path, history, cfg)
+    writer = SummaryWriter(str(run_dir / "tb" / "selfplay"))
+    evaluate = Evaluator(config, run_dir, writer)
+    runtime = make_runtime(
+        config, current, policy.model, version=version, pool=pool_path if cfg.algorithm == "pg" else None
+    )
+    runtime.start()
+    bar = tqdm(total=cfg.steps, initial=step, desc="selfplay", unit="step", disable=not progress)
+    t_start = time.perf_counter() - elapsed
+    window = {"t": time.perf_counter(), "games": 0, "moves": 0, "sims": 0, "net": 0.0, "busy": 0.0, "lag": []}
+    metrics: dict[str, float] = {}
+    last_log = -1
+    try:
+        while step < cfg.steps:
+            if cfg.max_minutes is not None and time.perf_counter() - t_start > 60 * cfg.max_minutes:
+                print(f"selfplay: {cfg.max_minutes} minute budget used at step {step}")
+                break
+            can_train = len(replay) >= cfg.min_replay and step * cfg.batch_size < cfg.replay_ratio * positions
+            for _, trajs, stats in runtime.collect(timeout=0.0 if can_train else 1.0):
+                for t in trajs:
+                    replay.add(samples_of(t))
+                    positions += len(t.prompts)
+                    window["lag"].append(version - t.version)
+                games += len(trajs)
+                window["games"] += len(trajs)
+                window["moves"] += stats.moves
+                window["sims"] += stats.simulations
+                window["net"] += stats.net_seconds
+                window["busy"] += stats.seconds
+            if not (len(replay) >= cfg.min_replay and step * cfg.batch_size < cfg.replay_ratio * positions):
+                continue
+            policy.model.train()
+            for group in opt.param_groups:
+                group["lr"] = _lr(step, cfg)
+            with policy.autocast():
+                loss, metrics = losses(policy, replay.sample(cfg.batch_size, rng), cfg, ref)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(policy.model.parameters(), cfg.grad_clip)
+            opt.step()
+            policy.model.eval()
+            step += 1
+            bar.update()
+            if step % cfg.publish_every == 0:
+                version += 1
+                runtime.publish(policy.model, version)
+            if step % 10 == 0 and step != last_log:
+                last_log = step
+                _log(writer, step, metrics, window, runtime.depth(), games)
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                current = _checkpoint(config, run_dir, policy, step, version, history, start)
+                history.append(current)
+                elapsed = time.perf_counter() - t_start
+                save_state(
+                    run_dir,
+                    {
+                        "checkpoint": str(current),
+                        "optimizer": opt.state_dict(),
+                        "replay": list(replay.items),
+                        "rng": rng.getstate(),
+                        "step": step,
+                        "version": version,
+                        "positions": positions,
+                        "games": games,
+                        "elapsed": elapsed,
+                        "history": [str(p) for p in history],
+                    },
+                )
+                if cfg.algorithm == "pg":
+                    _write_pool(pool_path, history, cfg, run_dir=run_dir)
+                results = evaluate(current, step, history)
+                bar.write(
+                    f"selfplay: step {step}, {games} games, checkpoint {current.name} {_short(results)}"
+                )
+    finally:
+        runtime.close()
+        bar.close()
+    if not history or history[-1] == start:  # the budget ran out before the first checkpoint
+        current = _checkpoint(config, run_dir, policy, step, version, history, start)
+        history.append(current)
+    writer.close()
+    return history[-1]
+
+
+def _checkpoint(config, run_dir, policy, step, version, history, start) -> Path:
+    from selfplay.imitate import config_hash
+
+    path = run_dir / "checkpoints" / checkpoint_name(step)
+    meta = {
+        "game": config.game,
+        "stage": f"selfplay/{config.selfplay.algorithm}",
+        "step": step,
+        "version": version,
+        "parent": str(history[-1] if history else start),
+        "config_hash": config_hash(config),
+    }
+    return agents.save(policy, path, meta=meta)
+
+
+def _write_pool(path: Path, history: list[Path], cfg: SelfPlayConfig, run_dir: Path | None = None) -> None:
+    recent = history[-cfg.pool_size :]
+    weights = {str(p): 1.0 for p in recent}
+    if cfg.pool_by_rating and run_dir is not None and len(recent) > 1:
+        from selfplay import evaluation
+
+        weights = evaluation.pool_weights(run_dir, [str(p) for p in recent]) or weights
+    write_pool(path, [(p, w) for p, w in weights.items()])
+
+
+def _short(results: dict[str, float]) -> str:
+    return " ".join(f"{k.split('/')[-1]}={v:.2f}" for k, v in results.items())
+
+
+def _log(writer, step, metrics, window, depth, games) -> None:
+    now = time.perf_counter()
+    dt = max(1e-9, now - window["t"])
+    for k, v in metrics.items():
+        writer.add_scalar(k, v, step)
+    writer.add_scalar("charts/games_per_s", window["games"] / dt, step)  # games finished / wall s
+    writer.add_scalar("charts/moves_per_s", window["moves"] / dt, step)
+    writer.add_scalar("charts/simulations_per_s", window["sims"] / dt, step)
+    writer.add_scalar("charts/queue_depth", depth, step)
+    writer.add_scalar("charts/games", games, step)
+    if window["busy"] > 0:
+        writer.add_scalar("charts/actor_net_share", window["net"] / window["busy"], step)
+    if window["lag"]:
+        writer.add_scalar("charts/policy_lag", float(np.mean(window["lag"])), step)
+    window.update(t=now, games=0, moves=0, sims=0, net=0.0, busy=0.0, lag=[])

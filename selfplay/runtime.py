@@ -1,0 +1,150 @@
+"""Where actors run. The learner sees one small interface: `start`, `publish`, `collect`, `close`.
+
+`LocalRuntime` spawns actor processes (torch multiprocessing): weights travel through tensors in shared
+memory with a version number, finished games through a queue. `InProcessRuntime` plays in the learner's
+own process (`selfplay.actors: 0`), for tests and debugging. A Ray runtime fits the same interface.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue as queue_mod
+import time
+from pathlib import Path
+
+import torch
+import torch.multiprocessing as mp
+
+import agents
+import envs
+from selfplay.actor import Actor, ActorStats, PoolReader, Trajectory, actor_main
+from selfplay.config import Config
+
+Batch = list[tuple[int, list[Trajectory], ActorStats]]
+
+
+class SharedWeights:
+    """A model's parameters in shared memory plus a version counter; copies happen under a lock so no
+    reader ever sees half of an update."""
+
+    def __init__(self, model: torch.nn.Module, ctx) -> None:
+        self.tensors = {
+            k: v.detach().to("cpu").clone().share_memory_() for k, v in model.state_dict().items()
+        }
+        self.version = ctx.Value("l", 0)
+        self.lock = ctx.Lock()
+
+    def publish(self, model: torch.nn.Module, version: int) -> None:
+        with self.lock, torch.no_grad():
+            for k, v in model.state_dict().items():
+                self.tensors[k].copy_(v.detach())
+            self.version.value = version
+
+    def pull(self, model: torch.nn.Module, have: int) -> int:
+        """Copy the published weights into `model` unless it has them already; returns their version."""
+        with self.lock, torch.no_grad():
+            version = int(self.version.value)
+            if version != have:
+                state = model.state_dict()
+                for k, v in self.tensors.items():
+                    state[k].copy_(v)
+        return version
+
+
+class LocalRuntime:
+    """`n` actor processes on this machine."""
+
+    def __init__(
+        self, config: Config, ckpt: Path, model: torch.nn.Module, *, version: int, pool: Path | None
+    ):
+        self.config = config
+        self.ctx = mp.get_context("spawn")
+        self.weights = SharedWeights(model, self.ctx)
+        self.weights.version.value = version
+        self.queue = self.ctx.Queue(maxsize=4 * config.selfplay.actors)
+        self.stop_event = self.ctx.Event()
+        self.args = (
+            config,
+            str(ckpt),
+            self.weights,
+            self.queue,
+            self.stop_event,
+            str(pool) if pool else None,
+        )
+        self.procs: list = []
+
+    def start(self) -> None:
+        for i in range(self.config.selfplay.actors):
+            p = self.ctx.Process(target=actor_main, args=(i, *self.args), daemon=True, name=f"actor-{i}")
+            p.start()
+            self.procs.append(p)
+
+    def publish(self, model: torch.nn.Module, version: int) -> None:
+        self.weights.publish(model, version)
+
+    def depth(self) -> int:
+        return self.queue.qsize()
+
+    def collect(self, timeout: float) -> Batch:
+        """Finished games waiting (blocking up to `timeout` for the first)."""
+        out = []
+        try:
+            out.append(self.queue.get(timeout=timeout))
+            while True:
+                out.append(self.queue.get_nowait())
+        except queue_mod.Empty:
+            pass
+        for p in self.procs:
+            if not p.is_alive() and p.exitcode not in (0, None):
+                raise RuntimeError(f"actor process {p.name} died (exit code {p.exitcode})")
+        return out
+
+    def close(self) -> None:
+        self.stop_event.set()
+        deadline = time.monotonic() + 10
+        while any(p.is_alive() for p in self.procs) and time.monotonic() < deadline:
+            with contextlib.suppress(queue_mod.Empty):  # actors blocked on a full queue need room to stop
+                self.queue.get(timeout=0.1)
+        for p in self.procs:
+            if p.is_alive():
+                p.terminate()
+            p.join()
+        self.procs = []
+
+
+class InProcessRuntime:
+    """One actor stepped by the learner itself: `collect` plays until some game finishes."""
+
+    def __init__(
+        self, config: Config, ckpt: Path, model: torch.nn.Module, *, version: int, pool: Path | None
+    ):
+        cfg = config.selfplay
+        policy = agents.load(ckpt, device=cfg.actor_device)
+        policy.model.load_state_dict(model.state_dict())
+        reader = PoolReader(pool, device=cfg.actor_device, keep=cfg.pool_size) if pool else None
+        self.actor = Actor(cfg, envs.make(config.game), policy, seed=cfg.seed * 1000 + 1, pool=reader)
+        self.actor.version = version
+
+    def start(self) -> None:
+        pass
+
+    def publish(self, model: torch.nn.Module, version: int) -> None:
+        self.actor.policy.model.load_state_dict(model.state_dict())
+        self.actor.version = version
+
+    def depth(self) -> int:
+        return 0
+
+    def collect(self, timeout: float) -> Batch:
+        while True:
+            finished = self.actor.step()
+            if finished:
+                return [(0, finished, self.actor.take_stats())]
+
+    def close(self) -> None:
+        pass
+
+
+def make_runtime(config: Config, ckpt: Path, model: torch.nn.Module, *, version: int, pool: Path | None):
+    cls = LocalRuntime if config.selfplay.actors > 0 else InProcessRuntime
+    return cls(config, ckpt, model, version=version, pool=pool)
