@@ -1,0 +1,80 @@
+"""Evaluation during training: each new checkpoint plays a gauntlet (fixed baselines and recent
+checkpoints) through the arena, into RUN/arena/matches.jsonl, so the league table, Elo by step (TensorBoard
+and RUN/arena/elo_by_step.png) and the `pg` opponent weights all come from the same recorded games."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import envs
+from selfplay import arena, players, ratings
+from selfplay.config import Config
+
+ARENA_DIR = "arena"
+
+
+def _spec(ckpt: Path, simulations: int) -> str:
+    return f"{ckpt}@mcts:{simulations}" if simulations else str(ckpt)
+
+
+def gauntlet(config: Config, run_dir: Path, ckpt: Path, step: int, history: Sequence[Path], writer) -> dict:
+    """Play the gauntlet of `ckpt`; log its scores and Elo; return them (`score/OPPONENT`, `elo`)."""
+    ev = config.evaluation
+    game = envs.make(config.game)
+    out = run_dir / ARENA_DIR
+    earlier = [p for p in history if Path(p) != Path(ckpt)][-ev.recent :] if ev.recent else []
+    opponents = [*ev.baselines, *(_spec(p, ev.simulations) for p in earlier)]
+    candidate = players.check(_spec(ckpt, ev.simulations), game)
+    records = arena.gauntlet(
+        _spec(ckpt, ev.simulations),
+        opponents,
+        config.game,
+        games=ev.games,
+        seed=config.selfplay.seed,
+        out_dir=out,
+        workers=ev.workers,
+    )
+    results: dict[str, float] = {}
+    for opponent in opponents:
+        name = players.check(opponent, game)
+        mine = [r for r in records if candidate in r["players"] and name in r["players"]]
+        if not mine:
+            continue
+        score = sum(r["score"] if r["players"][0] == candidate else 1 - r["score"] for r in mine) / len(mine)
+        label = name if opponent in ev.baselines else Path(opponent.partition("@")[0]).name
+        results[f"score/{label}"] = score
+        if opponent in ev.baselines:
+            writer.add_scalar(f"eval/score_vs_{name}", score, step)
+    rows = arena.ratings_from(out, samples=100)
+    arena.write_league(out, rows, anchor="random")
+    elo = {r.name: r.elo for r in rows}
+    if candidate in elo:
+        results["elo"] = elo[candidate]
+        writer.add_scalar("eval/elo", elo[candidate], step)
+    steps = arena.steps_of([r.name for r in rows])
+    if steps:
+        ratings.plot_elo_by_step(rows, steps, out / "elo_by_step.png", title=f"{config.game}: Elo by step")
+    return results
+
+
+def pool_weights(run_dir: Path, paths: Sequence[str], *, scale: float = 200.0) -> dict[str, float] | None:
+    """Sampling weights of `pg` opponents: exp(-|Elo - learner's Elo| / scale), the learner being the
+    newest of `paths`; None while the arena has not rated them all."""
+    out = run_dir / ARENA_DIR
+    if not (out / arena.MATCHES).exists():
+        return None
+    results = arena.results_of(arena.load_matches(out / arena.MATCHES))
+    if not results:
+        return None
+    elo = ratings.fit(results)
+    game = None
+    names = {}
+    for p in paths:
+        game = game or envs.make(players.checkpoint_meta(p)["game"])
+        names[p] = players.check(p, game)
+    if not all(n in elo for n in names.values()):
+        return None
+    me = elo[names[paths[-1]]]
+    return {p: math.exp(-abs(elo[n] - me) / scale) for p, n in names.items()}
