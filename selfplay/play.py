@@ -13,6 +13,7 @@ them, `quit` (or end of input) stops. Reads stdin line by line, so a pipe of mov
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -41,6 +42,8 @@ def _resolve(spec: str, game: str | None) -> tuple[str, str]:
         game = game or made_for
         if game is None:
             raise players.PlayerSpecError(f"checkpoint {str(path)!r} does not record its game; pass --game")
+    elif suffix or os.sep in base:
+        raise players.PlayerSpecError(f"player {spec!r}: no such checkpoint directory {str(path)!r}")
     elif game is None:
         raise players.PlayerSpecError(f"{spec!r} is not a checkpoint, so --game is needed to know the game")
     return spec, game
