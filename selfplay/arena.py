@@ -46,6 +46,7 @@ from selfplay.io import atomic_write_text
 
 __all__ = [
     "FORMAT",
+    "MATCHES",
     "MatchesError",
     "Scheduled",
     "gauntlet",
@@ -53,10 +54,12 @@ __all__ = [
     "main",
     "play",
     "ratings_from",
+    "results_of",
     "sample_opponents",
     "schedule",
     "steps_of",
     "thinking_longer",
+    "write_league",
 ]
 
 FORMAT = "selfplay.match/1"
@@ -236,13 +239,14 @@ def load_matches(path: str | os.PathLike, *, game: str | None = None, repair: bo
 
 
 def results_of(records: Sequence[Mapping[str, Any]]) -> list[ratings.Result]:
+    """(first mover, second mover, first mover's score) of each record, as `selfplay.ratings` takes them."""
     return [(r["players"][0], r["players"][1], float(r["score"])) for r in records]
 
 
 # --- the arena --------------------------------------------------------------------------------------------
-def _default_out(game: str, specs: Sequence[str]) -> Path:
+def _default_out(game: str, specs: Sequence[str | None]) -> Path:
     """RUN/arena for the first player that is (or lives in) a run directory, else runs/arena/GAME."""
-    for spec in specs:
+    for spec in filter(None, specs):
         path = Path(spec.rpartition("@")[0] if "@mcts" in spec else spec)
         if (path / "checkpoints").is_dir():
             return path / "arena"
@@ -298,7 +302,7 @@ def play(
     if plies < 0 or batch < 1:
         raise ValueError("opening plies must be >= 0 and batch >= 1")
     jobs = schedule(names, games=games, seed=seed, opening_plies=plies, gauntlet=focus)
-    out = Path(out_dir) if out_dir is not None else _default_out(game, [*specs, gauntlet or ""])
+    out = Path(out_dir) if out_dir is not None else _default_out(game, [gauntlet, *specs])
     path = out / MATCHES
     done = {_key(r): r for r in load_matches(path, game=game, repair=True)}
     todo = [j for j in jobs if j.key not in done]
@@ -522,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {md} and {png}")
             return 0
         specs = list(args.players)
-        out = Path(args.out) if args.out else _default_out(args.game, [*specs, args.gauntlet or ""])
+        out = Path(args.out) if args.out else _default_out(args.game, [args.gauntlet, *specs])
         play(args.game, specs, gauntlet=args.gauntlet, out_dir=out, **knobs)
         rows = ratings_from(out, anchor=args.anchor, anchor_elo=args.anchor_elo, samples=args.bootstrap)
         md = write_league(out, rows, anchor=args.anchor, anchor_elo=args.anchor_elo)
