@@ -9,6 +9,8 @@ the process around it: pick up published weights between moves, put `Trajectory`
 from __future__ import annotations
 
 import json
+import os
+import queue as queue_mod
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -263,9 +265,21 @@ def actor_main(actor_id, config: Config, ckpt: str, weights, queue, stop, pool_p
     actor = Actor(cfg, game, policy, actor_id=actor_id, seed=cfg.seed * 1000 + 1 + actor_id, pool=pool)
     actor.version = weights.pull(policy.model, -1)
     queue.cancel_join_thread()  # a stopped actor must not hang on games nobody will read
-    while not stop.is_set():
+    parent = os.getppid()
+    while not stop.is_set() and os.getppid() == parent:  # a killed learner takes its actors with it
         finished = actor.step()
-        if finished:
-            queue.put((actor_id, finished, actor.take_stats()))
+        if finished and not _put(queue, (actor_id, finished, actor.take_stats()), stop, parent):
+            return
         if weights.version.value != actor.version:
             actor.version = weights.pull(policy.model, actor.version)
+
+
+def _put(queue, item, stop, parent: int) -> bool:
+    """Queue `item`, waiting while the learner catches up; False once there is no learner to wait for."""
+    while True:
+        try:
+            queue.put(item, timeout=1.0)
+            return True
+        except queue_mod.Full:
+            if stop.is_set() or os.getppid() != parent:
+                return False

@@ -191,6 +191,8 @@ def train(config: Config, run_dir: Path, start: Path, *, resume: bool = False, p
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     state = load_state(run_dir) if resume else None
+    if resume:
+        _clear_partial_writes(run_dir)
     if not resume and (run_dir / STATE_FILE).exists():
         raise agents.CheckpointError(
             f"{run_dir} already holds a self-play run; continue it with --resume {run_dir} "
@@ -302,6 +304,15 @@ def train(config: Config, run_dir: Path, start: Path, *, resume: bool = False, p
         history.append(current)
     writer.close()
     return history[-1]
+
+
+def _clear_partial_writes(run_dir: Path) -> None:
+    """Temporary files of writes a kill interrupted: never a checkpoint, only clutter."""
+    import shutil
+
+    for d in (run_dir / "checkpoints", run_dir / "selfplay"):
+        for tmp in d.glob(".*.tmp") if d.exists() else []:
+            shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
 
 
 def _checkpoint(config, run_dir, policy, step, version, history, start) -> Path:

@@ -28,6 +28,7 @@ def test_shipped_configs_are_valid():
 def test_main_job_generates_and_then_reuses_transcripts(tmp_path, capsys):
     run_dir = tmp_path / "run"
     tiny = ["model.size=nano", "model.block_size=64", "imitation.max_steps=4", "imitation.eval_every=2"]
+    tiny.append("selfplay.algorithm=none")
     argv = [str(ROOT / "configs/tictactoe.yaml"), f"run_dir={run_dir}", "transcripts.games=30", *tiny]
     argv.append("--no-progress")
     assert main(argv) == 0

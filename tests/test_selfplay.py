@@ -1,0 +1,182 @@
+"""Stage 2 end to end on tiny budgets: actors, learner, checkpoints, evaluation, resume after SIGKILL."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import agents
+import envs
+from selfplay import learner
+from selfplay.actor import Actor, Trajectory
+from selfplay.config import load_config
+from selfplay.run import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = [
+    "transcripts.games=60",
+    "model.size=nano",
+    "model.block_size=64",
+    "imitation.max_steps=30",
+    "imitation.eval_every=15",
+    "selfplay.steps=12",
+    "selfplay.checkpoint_every=6",
+    "selfplay.games_per_actor=8",
+    "selfplay.simulations=8",
+    "selfplay.min_replay=32",
+    "selfplay.batch_size=16",
+    "evaluation.games=4",
+    "evaluation.baselines=[random]",
+]
+
+
+def tiny_config(tmp_path, *extra):
+    return load_config(ROOT / "configs/tictactoe.yaml", [f"run_dir={tmp_path / 'run'}", *TINY, *extra])
+
+
+@pytest.fixture(scope="module")
+def ttt_policy(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "policy"
+    cfg = agents.ModelConfig.preset("nano", vocab_size=agents.CharTokenizer().vocab_size, block_size=64)
+    policy = agents.new_policy(cfg, device="cpu", seed=0, meta={"game": "tictactoe", "step": 0})
+    agents.save(policy, path)
+    return path
+
+
+def test_alphazero_actor_records_search_targets(tmp_path, ttt_policy):
+    cfg = tiny_config(tmp_path).selfplay
+    actor = Actor(cfg, envs.make("tictactoe"), agents.load(ttt_policy, device="cpu"), seed=1)
+    finished: list[Trajectory] = []
+    while len(finished) < 8:
+        finished += actor.step()
+    game = envs.make("tictactoe")
+    for t in finished:
+        assert len(t.prompts) == len(t.legal) == len(t.targets) == len(t.chosen) == len(t.moves)
+        state = game.new_initial_state()
+        for prompt, legal, target, chosen, move in zip(
+            t.prompts, t.legal, t.targets, t.chosen, t.moves, strict=True
+        ):
+            assert prompt == state.prompt() and list(legal) == state.legal_texts()
+            assert target.shape == (len(legal),) and abs(target.sum() - 1) < 1e-5
+            assert legal[chosen] == move
+            state.apply_action(state.text_to_action(move))
+        assert state.is_terminal() and t.returns == state.returns()
+    stats = actor.take_stats()
+    assert stats.simulations > 0 and 0 < stats.net_seconds < stats.seconds
+
+
+def test_alphazero_loss_moves_policy_toward_visit_targets(tmp_path, ttt_policy):
+    cfg = tiny_config(tmp_path).selfplay
+    policy = agents.load(ttt_policy, device="cpu")
+    state = envs.make("tictactoe").new_initial_state()
+    target = np.zeros(9, dtype=np.float32)
+    target[4] = 1.0
+    sample = learner.Sample(state.prompt(), tuple(state.legal_texts()), 4, target, 1.0, 0.0, 0.0, 0)
+    opt = torch.optim.Adam(policy.model.parameters(), lr=3e-3)
+    before = policy.evaluate([state])[0]
+    for _ in range(30):
+        loss, metrics = learner.losses(policy, [sample] * 4, cfg)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = policy.evaluate([state])[0]
+    assert after.probs[4] > 0.9 > before.probs[4]
+    assert after.value > before.value and metrics["charts/value_accuracy"] == 1.0
+
+
+def test_pg_loss_follows_the_advantage(tmp_path, ttt_policy):
+    cfg = tiny_config(tmp_path, "selfplay.algorithm=pg", "selfplay.entropy_weight=0").selfplay
+    policy = agents.load(ttt_policy, device="cpu")
+    state = envs.make("tictactoe").new_initial_state()
+    ev = policy.evaluate([state])[0]
+    legal = tuple(state.legal_texts())
+    won = learner.Sample(state.prompt(), legal, 2, None, 1.0, float(np.log(ev.probs[2])), 0.0, 0)
+    lost = learner.Sample(state.prompt(), legal, 6, None, -1.0, float(np.log(ev.probs[6])), 0.0, 0)
+    opt = torch.optim.Adam(policy.model.parameters(), lr=1e-3)
+    for _ in range(5):
+        loss, _ = learner.losses(policy, [won, lost], cfg)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = policy.evaluate([state])[0]
+    assert after.probs[2] > ev.probs[2] and after.probs[6] < ev.probs[6]
+
+
+@pytest.mark.parametrize("algorithm", ["alphazero", "pg"])
+def test_main_job_runs_every_stage(tmp_path, algorithm, capsys):
+    run_dir = tmp_path / "run"
+    argv = [str(ROOT / "configs/tictactoe.yaml"), f"run_dir={run_dir}", *TINY]
+    argv += [f"selfplay.algorithm={algorithm}", "selfplay.actors=1", "--no-progress"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "selfplay: final checkpoint" in out
+    for step in (6, 12):
+        meta = agents.read_meta(run_dir / f"checkpoints/step_{step:06d}")
+        assert meta["step"] == step and meta["stage"] == f"selfplay/{algorithm}"
+        assert meta["game"] == "tictactoe"
+    assert agents.read_meta(run_dir / "checkpoints/step_000006")["parent"].endswith("imitation")
+    records = [json.loads(line) for line in (run_dir / "arena/matches.jsonl").read_text().splitlines()]
+    assert len(records) == 2 * 4 + 2 * 4 + 4  # two gauntlets: random + imitation, then + step 6
+    assert (run_dir / "arena/ratings.md").exists() and (run_dir / "arena/elo_by_step.png").exists()
+    tb = list((run_dir / "tb/selfplay").glob("events*"))
+    assert tb and tb[0].stat().st_size > 0
+    if algorithm == "pg":
+        pool = json.loads((run_dir / "selfplay/pool.json").read_text())["opponents"]
+        assert any(e["path"].endswith("step_000006") for e in pool)
+    # a second start without --resume would overwrite the run: refused
+    assert main(argv) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def _step_of_state(run_dir: Path) -> int:
+    try:
+        return learner.load_state(run_dir)["step"]
+    except Exception:
+        return -1
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_without_losing_a_checkpoint(tmp_path):
+    run_dir = tmp_path / "run"
+    args = [str(ROOT / "configs/tictactoe.yaml"), f"run_dir={run_dir}", *TINY, "selfplay.steps=40"]
+    args += ["selfplay.checkpoint_every=5", "selfplay.actors=1", "evaluation.games=0", "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "selfplay.run", *args], cwd=ROOT, env=env, start_new_session=True
+    )
+    deadline = time.monotonic() + 240
+    while _step_of_state(run_dir) < 10 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    killed_at = _step_of_state(run_dir)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 10 <= killed_at < 40
+    done_before = {p.name: p.stat().st_mtime_ns for p in (run_dir / "checkpoints").glob("step_*")}
+    out = subprocess.run(
+        [sys.executable, "-m", "selfplay.run", "--resume", str(run_dir), "--no-progress"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    resumed_at = int(out.stdout.split("resuming at step ")[1].split()[0])
+    assert killed_at <= resumed_at < 40
+    steps = sorted(int(p.name[5:]) for p in (run_dir / "checkpoints").glob("step_*"))
+    assert steps == list(range(5, 45, 5))
+    for p in (run_dir / "checkpoints").glob("step_*"):
+        agents.load(p, device="cpu")  # every checkpoint whole
+        if int(p.name[5:]) <= resumed_at:
+            assert p.stat().st_mtime_ns == done_before[p.name], f"{p.name} was rewritten"
+    assert learner.load_state(run_dir)["step"] == 40
+    assert not list(run_dir.rglob("*.tmp")), "temporary files left behind"
