@@ -175,18 +175,17 @@ def play_games(
 _worker: dict[str, Any] = {}
 
 
-def _init_worker(game: str, device: str) -> None:
-    _worker.update(game=envs.make(game), device=device, players={})
+def _init_worker(game: str, device: str, pooled: bool = False) -> None:
+    _worker.update(game=envs.make(game), device=device, players={}, pooled=pooled)
 
 
 def _player(name: str) -> players.Player:
     cache = _worker["players"]
     if name not in cache:
-        if _worker.get("threads") is None and Path(name.rpartition("@")[0] or name).exists():
+        if _worker["pooled"] and Path(name.rpartition("@")[0] or name).exists():
             import torch
 
             torch.set_num_threads(1)  # processes, not threads, share out the cores
-            _worker["threads"] = 1
         cache[name] = players.make(name, _worker["game"], device=_worker["device"])
     return cache[name]
 
@@ -332,7 +331,7 @@ def _run_chunks(game: str, device: str, chunks: list[list[Scheduled]], workers: 
         for chunk in chunks:
             yield from play_games(_worker["game"], chunk, {n: _player(n) for j in chunk for n in j.pair})
         return
-    pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(game, device))
+    pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(game, device, True))
     try:
         for records in pool.imap_unordered(_play_chunk, chunks):
             yield from records
