@@ -68,7 +68,10 @@ def pool_weights(run_dir: Path, paths: Sequence[str], *, scale: float = 200.0) -
     results = arena.results_of(arena.load_matches(out / arena.MATCHES))
     if not results:
         return None
-    elo = ratings.fit(results)
+    try:
+        elo = ratings.fit(results)
+    except ratings.RatingsError:  # players that never met: no common scale yet
+        return None
     game = None
     names = {}
     for p in paths:
