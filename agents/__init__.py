@@ -6,6 +6,7 @@
 """
 
 from agents.checkpoint import CheckpointError, load, new_policy, read_meta, save
+from agents.mcts import Evaluator, SearchOutput, Tree, rollout_evaluator, search, select_action
 from agents.model import GPT, PRESETS, ModelConfig
 from agents.policy import Evaluation, Policy, resolve_device
 from agents.tokenizer import BPETokenizer, CharTokenizer, TokenizerError
@@ -17,12 +18,18 @@ __all__ = [
     "CharTokenizer",
     "CheckpointError",
     "Evaluation",
+    "Evaluator",
     "ModelConfig",
     "Policy",
+    "SearchOutput",
     "TokenizerError",
+    "Tree",
     "load",
     "new_policy",
     "read_meta",
     "resolve_device",
+    "rollout_evaluator",
     "save",
+    "search",
+    "select_action",
 ]
