@@ -1,4 +1,4 @@
-"""Name -> factory registry for games (and, later, reward environments)."""
+"""Name -> factory registry for games and reward environments, one namespace for both."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 _REGISTRY: dict[str, Callable[..., Any] | str] = {}
+_KINDS: dict[str, str] = {}  # name -> "game" or "reward"
+KINDS = ("game", "reward")
 
 
 class UnknownEnvError(KeyError):
@@ -17,22 +19,32 @@ class UnknownEnvError(KeyError):
         return str(self.args[0])
 
 
-def register(name: str, factory: Callable[..., Any] | str, *, overwrite: bool = False) -> None:
+def register(
+    name: str, factory: Callable[..., Any] | str, *, kind: str | None = None, overwrite: bool = False
+) -> None:
     """Make `factory(**options)` available as `envs.make(name, **options)`.
 
     `factory` may be a callable or a lazy entry point `"package.module:Attribute"` (as in Gymnasium),
-    imported on first use.
+    imported on first use. `kind` is "game" or "reward"; by default a `RewardEnv` class is "reward" and
+    anything else (a lazy entry point included) a "game".
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"environment name must be a non-empty string, got {name!r}")
+    if kind is None:
+        kind = "game" if isinstance(factory, str) else getattr(factory, "env_kind", "game")
+    if kind not in KINDS:
+        raise ValueError(f"environment kind must be one of {', '.join(KINDS)}, got {kind!r}")
     if name in _REGISTRY and not overwrite and _REGISTRY[name] is not factory:
         raise ValueError(f"environment {name!r} is already registered; pass overwrite=True to replace it")
     _REGISTRY[name] = factory
+    _KINDS[name] = kind
 
 
-def names() -> list[str]:
-    """Registered environment names, sorted."""
-    return sorted(_REGISTRY)
+def names(kind: str | None = "game") -> list[str]:
+    """Registered names of one kind ("game" by default, or "reward"), sorted; `kind=None` lists all."""
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"environment kind must be one of {', '.join(KINDS)} or None, got {kind!r}")
+    return sorted(n for n in _REGISTRY if kind is None or _KINDS[n] == kind)
 
 
 def make(name: str, **options: Any) -> Any:
@@ -40,7 +52,7 @@ def make(name: str, **options: Any) -> Any:
     try:
         factory = _REGISTRY[name]
     except (KeyError, TypeError):
-        raise UnknownEnvError(f"unknown environment {name!r}; known: {', '.join(names())}") from None
+        raise UnknownEnvError(f"unknown environment {name!r}; known: {', '.join(names(None))}") from None
     if isinstance(factory, str):
         factory = _REGISTRY[name] = load_entry_point(factory)
     _check_options(name, factory, options)
