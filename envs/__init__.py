@@ -1,15 +1,19 @@
-"""selfplay environments: games (OpenSpiel-style, with a text face) and their experts.
+"""selfplay environments: games (OpenSpiel-style, with a text face) and their experts, and reward
+environments (text tasks scored in [0, 1], see `envs.reward`).
 
 >>> import envs
 >>> state = envs.make("tictactoe").new_initial_state()
 >>> state.apply_action(state.text_to_action("b2"))
 >>> state.current_player()
 1
+>>> envs.names(kind="reward")
+['arithmetic', 'countdown', 'guess_number', 'sort']
 """
 
 from envs.checker import GameCheckError, check_game, perft
 from envs.core import TERMINAL, Game, GameInfo, IllegalMoveError, State
 from envs.registry import UnknownEnvError, make, names, register
+from envs.reward import RewardEnv, RewardEnvCheckError, Score, Task, check_reward_env, reward_env
 
 __all__ = [
     "TERMINAL",
@@ -17,15 +21,22 @@ __all__ = [
     "GameCheckError",
     "GameInfo",
     "IllegalMoveError",
+    "RewardEnv",
+    "RewardEnvCheckError",
+    "Score",
     "State",
+    "Task",
     "UnknownEnvError",
     "check_game",
+    "check_reward_env",
     "from_pettingzoo",
     "make",
     "make_aec",
+    "make_gym",
     "names",
     "perft",
     "register",
+    "reward_env",
 ]
 
 
@@ -34,6 +45,13 @@ def make_aec(name: str, render_mode: str | None = None, **options):
     from envs.aec import GameAECEnv
 
     return GameAECEnv(make(name, **options), render_mode=render_mode)
+
+
+def make_gym(name: str, render_mode: str | None = None, **options):
+    """The registered reward environment `name` as a Gymnasium env with text observations and actions."""
+    from envs.gym import make_gym
+
+    return make_gym(name, render_mode=render_mode, **options)
 
 
 def from_pettingzoo(env_fn, **kwargs):
@@ -46,3 +64,7 @@ def from_pettingzoo(env_fn, **kwargs):
 register("tictactoe", "envs.tictactoe:TicTacToe")
 register("connect_four", "envs.connect_four:ConnectFour")
 register("othello", "envs.othello:Othello")
+register("arithmetic", "envs.tasks.arithmetic:Arithmetic", kind="reward")
+register("countdown", "envs.tasks.countdown:Countdown", kind="reward")
+register("sort", "envs.tasks.sort:Sort", kind="reward")
+register("guess_number", "envs.tasks.guess_number:GuessNumber", kind="reward")

@@ -1,0 +1,45 @@
+"""Multi-digit arithmetic: `123*45=` is answered `5535`.
+
+Options: `digits` (each operand has 1 to `digits` digits, the count drawn uniformly) and `ops` (a
+non-empty subset of "+-*", one drawn uniformly per task). Score: 1.0 for exactly the answer's decimal
+text (a minus sign when negative, no leading zeros or plus sign), else 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from envs.reward import RewardEnv, Task
+
+_OPS = "+-*"
+
+
+class Arithmetic(RewardEnv):
+    name = "arithmetic"
+    max_completion_chars = 32
+
+    def __init__(self, *, digits: int = 3, ops: str = "+*") -> None:
+        super().__init__(digits=digits, ops=ops)
+        self.digits = self.int_option("digits", 1, 9)
+        if not isinstance(ops, str) or not ops or not set(ops) <= set(_OPS) or len(set(ops)) != len(ops):
+            raise ValueError(f"{self.name}: option 'ops' must be distinct ones of {_OPS!r}, got {ops!r}")
+        self.ops = ops
+        self.max_prompt_chars = 2 * self.digits + 2
+
+    def _operand(self, rng: np.random.Generator) -> int:
+        n = int(rng.integers(1, self.digits + 1))
+        return int(rng.integers(0 if n == 1 else 10 ** (n - 1), 10**n))
+
+    def sample(self, rng: np.random.Generator) -> Task:
+        op = self.ops[int(rng.integers(len(self.ops)))]
+        a, b = self._operand(rng), self._operand(rng)
+        answer = a + b if op == "+" else a - b if op == "-" else a * b
+        return self.task(f"{a}{op}{b}=", {"a": a, "op": op, "b": b, "answer": answer})
+
+    def _score(self, task: Task, completion: str) -> float:
+        return float(completion == str(task.data["answer"]))
+
+    def expert(self, task: Task, turns: Sequence[str] = ()) -> str:
+        return str(task.data["answer"])
