@@ -323,7 +323,7 @@ class Flaky(RewardEnv):
             "nan": lambda: math.nan,
             "big": lambda: 7,
             "negative": lambda: -3.0,
-            "text": lambda: "abc",
+            "text": lambda: "0.5",
             "details": lambda: (0.25, {"why": "partial"}),
             "bad_tuple": lambda: (1.0, 2.0, 3.0),
         }[self.options["mode"]]()
@@ -339,7 +339,7 @@ class Flaky(RewardEnv):
         ("nan", 0.0, "NaN"),
         ("big", 1.0, None),
         ("negative", 0.0, None),
-        ("text", 0.0, "ValueError"),
+        ("text", 0.0, "must be a number"),
         ("details", 0.25, None),
         ("bad_tuple", 0.0, "ValueError"),
     ],
