@@ -100,11 +100,39 @@ def prepare_run_dir(config: Config) -> Path:
     return run_dir
 
 
+def write_report(config: Config, run_dir: Path, final: Path | None) -> Path:
+    """RUN/report.md: what each stage produced, the league table and the Elo plot."""
+    from selfplay import learner
+
+    lines = [f"# Run report: {config.game}", "", f"Config: `config.yaml`. Run directory: `{run_dir}`.", ""]
+    if (run_dir / "imitation.json").exists():
+        lines += ["## Imitation", "", imitate.describe(run_dir), ""]
+    state = learner.load_state(run_dir) if (run_dir / learner.STATE_FILE).exists() else None
+    if final is not None and state is not None:
+        lines += [
+            "## Self-play",
+            "",
+            f"`{config.selfplay.algorithm}`: {state['step']} learner steps on {state['games']} games "
+            f"({state['positions']} positions) in {state['elapsed'] / 60:.1f} minutes; "
+            f"final checkpoint `{final}`.",
+            "",
+        ]
+    table = run_dir / "arena" / "ratings.md"
+    if table.exists():
+        lines += ["## League table (evaluation gauntlets)", "", table.read_text().strip(), ""]
+    if (run_dir / "arena" / "elo_by_step.png").exists():
+        lines += ["![Elo by training step](arena/elo_by_step.png)", ""]
+    path = run_dir / "report.md"
+    atomic_write_text(path, "\n".join(lines))
+    return path
+
+
 def run(config: Config, *, resume: bool = False, progress: bool = True) -> Path:
     run_dir = prepare_run_dir(config)
     data = transcripts_stage(config, run_dir, progress=progress)
     start = imitation_stage(config, data, run_dir, progress=progress)
-    selfplay_stage(config, run_dir, start, resume=resume, progress=progress)
+    final = selfplay_stage(config, run_dir, start, resume=resume, progress=progress)
+    print(f"report: {write_report(config, run_dir, final)}")
     return run_dir
 
 

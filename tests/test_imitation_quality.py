@@ -33,6 +33,7 @@ def reachable_positions(game):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_tictactoe_imitation_plays_optimally_and_values_beat_a_constant(tmp_path, capsys):
     run_dir = tmp_path / "run"
     argv = [
