@@ -126,6 +126,8 @@ def test_main_job_runs_every_stage(tmp_path, algorithm, capsys):
     records = [json.loads(line) for line in (run_dir / "arena/matches.jsonl").read_text().splitlines()]
     assert len(records) == 2 * 4 + 2 * 4 + 4  # two gauntlets: random + imitation, then + step 6
     assert (run_dir / "arena/ratings.md").exists() and (run_dir / "arena/elo_by_step.png").exists()
+    report = (run_dir / "report.md").read_text()
+    assert "## Imitation" in report and "12 learner steps" in report and "League table" in report
     tb = list((run_dir / "tb/selfplay").glob("events*"))
     assert tb and tb[0].stat().st_size > 0
     if algorithm == "pg":
