@@ -10,6 +10,7 @@ from agents.mcts import Evaluator, SearchOutput, Tree, rollout_evaluator, search
 from agents.model import GPT, PRESETS, ModelConfig
 from agents.policy import Evaluation, Policy, resolve_device
 from agents.tokenizer import BPETokenizer, CharTokenizer, TokenizerError
+from agents.verifier import Verifier, load_verifier, new_verifier, save_verifier
 
 __all__ = [
     "GPT",
@@ -24,12 +25,16 @@ __all__ = [
     "SearchOutput",
     "TokenizerError",
     "Tree",
+    "Verifier",
     "load",
+    "load_verifier",
     "new_policy",
+    "new_verifier",
     "read_meta",
     "resolve_device",
     "rollout_evaluator",
     "save",
+    "save_verifier",
     "search",
     "select_action",
 ]
