@@ -1,0 +1,617 @@
+"""The learned verifier: its data, training, metrics, best-of-N selection and command line.
+
+A verifier (`agents.Verifier`) scores (prompt, completion) with a logit r; trained here on either or both of
+
+- labelled completions (pointwise, an outcome verifier): binary cross-entropy of sigmoid(r) against the
+  label, the environment's own score of the completion;
+- comparisons (pairwise, the reward model of RLHF): the Bradley-Terry loss
+  -log sigmoid(r_chosen - r_rejected).
+
+Used three ways: as the reward for RL where no programmatic score is given or trusted (`Verifier.score`),
+to pick the best of N samples at inference (`best_of_n`), and as a monitor of how often it disagrees with
+a true score (`disagreement`).
+
+Data files are JSONL, one JSON object a line (blank lines skipped, other keys ignored):
+
+    labelled completions   {"prompt": "2+3=", "completion": "5", "label": 1.0}    label: a number in [0, 1]
+    comparisons            {"prompt": "2+3=", "chosen": "5", "rejected": "6"}
+
+Loading checks every line; a bad one is a `VerifierDataError` naming FILE:LINE and what is wrong.
+`label_completions` makes labelled data from a policy's own samples and a scorer; `make_pairs` turns
+labelled data into comparisons.
+
+    python -m selfplay.verifier train --data labelled.jsonl [--pairs comparisons.jsonl] --out DIR \
+        [--policy CKPT] [--steps 500] [--tb DIR]
+    python -m selfplay.verifier eval --verifier DIR --data heldout.jsonl [--pairs comparisons.jsonl]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+import agents
+from selfplay.io import atomic_open
+
+
+class VerifierDataError(ValueError):
+    """Verifier data that cannot be used; the message names FILE:LINE (or the record) at fault."""
+
+
+@dataclass(frozen=True)
+class Labelled:
+    """A completion of a prompt with its true score."""
+
+    prompt: str
+    completion: str
+    label: float  # in [0, 1]: the environment's score
+    where: str = field(default="", compare=False)  # FILE:LINE (or a description) for error messages
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two completions of one prompt, the first better than the second."""
+
+    prompt: str
+    chosen: str
+    rejected: str
+    where: str = field(default="", compare=False)
+
+
+# --- files ---------------------------------------------------------------------------------------
+def _records(path: str | os.PathLike, keys: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(FILE:LINE, object) for each non-blank line, each a JSON object whose `keys` are strings."""
+    path = Path(path)
+    if not path.is_file():
+        raise VerifierDataError(f"{path}: no such file")
+    count = 0
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            where = f"{path}:{lineno}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise VerifierDataError(f"{where}: not UTF-8 text") from None
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise VerifierDataError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
+            if not isinstance(obj, dict):
+                raise VerifierDataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+            for key in keys:
+                if key not in obj:
+                    raise VerifierDataError(f"{where}: missing key {key!r} (a line needs {', '.join(keys)})")
+                if key != "label" and not isinstance(obj[key], str):
+                    raise VerifierDataError(
+                        f"{where}: {key!r} must be a string, got {type(obj[key]).__name__}"
+                    )
+            count += 1
+            yield where, obj
+    if count == 0:
+        raise VerifierDataError(f"{path}: the file holds no records")
+
+
+def load_labelled(path: str | os.PathLike) -> list[Labelled]:
+    """Labelled completions from a JSONL file (see the module docstring), every line checked."""
+    out = []
+    for where, obj in _records(path, ("prompt", "completion", "label")):
+        label = obj["label"]
+        if isinstance(label, bool) or not isinstance(label, int | float) or not 0.0 <= label <= 1.0:
+            raise VerifierDataError(f"{where}: 'label' must be a number in [0, 1], got {label!r}")
+        out.append(Labelled(obj["prompt"], obj["completion"], float(label), where))
+    return out
+
+
+def load_comparisons(path: str | os.PathLike) -> list[Comparison]:
+    """Comparisons from a JSONL file (see the module docstring), every line checked."""
+    return [
+        Comparison(obj["prompt"], obj["chosen"], obj["rejected"], where)
+        for where, obj in _records(path, ("prompt", "chosen", "rejected"))
+    ]
+
+
+def save_records(path: str | os.PathLike, records: Sequence[Labelled | Comparison]) -> None:
+    """Write labelled completions or comparisons as JSONL (atomically), in the format the loaders read."""
+    with atomic_open(path) as f:
+        for r in records:
+            obj = asdict(r)
+            obj.pop("where")
+            f.write(json.dumps(obj, ensure_ascii=False) + "\n")
+
+
+# --- making data ---------------------------------------------------------------------------------
+class Sampler(Protocol):
+    """What sampling needs of a policy (`agents.Policy` is one)."""
+
+    def generate(self, prompts: Sequence[str], **kwargs) -> list[str]: ...
+
+
+def sample(
+    policy: Sampler,
+    prompts: Sequence[str],
+    n: int,
+    *,
+    temperature: float = 1.0,
+    max_new_tokens: int = 64,
+    top_k: int | None = None,
+    stop: Sequence[str] = (),
+    seed: int | None = None,
+    batch_size: int = 512,
+) -> list[list[str]]:
+    """`n` sampled completions of each prompt, shape (len(prompts), n); batched over all of them."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    flat = [p for p in prompts for _ in range(n)]
+    texts: list[str] = []
+    for start in range(0, len(flat), batch_size):
+        texts += policy.generate(
+            flat[start : start + batch_size],
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            stop=stop,
+            seed=None if seed is None else seed + start,
+        )
+    return [texts[i * n : (i + 1) * n] for i in range(len(prompts))]
+
+
+def label_completions(
+    policy: Sampler,
+    prompts: Sequence[str],
+    scorer: Callable[[int, str], float],
+    n: int,
+    **sampling,
+) -> list[Labelled]:
+    """Sample `n` completions of each prompt (keywords as for `sample`) and label each with
+    `scorer(prompt_index, completion)`, a number in [0, 1] (an environment's score of that task)."""
+    out = []
+    for i, (prompt, completions) in enumerate(
+        zip(prompts, sample(policy, prompts, n, **sampling), strict=True)
+    ):
+        for j, c in enumerate(completions):
+            label = scorer(i, c)
+            if isinstance(label, bool) or not isinstance(label, int | float) or not 0.0 <= label <= 1.0:
+                raise ValueError(
+                    f"scorer gave {label!r} for prompt {i}, sample {j}; expected a number in [0, 1]"
+                )
+            out.append(Labelled(prompt, c, float(label), f"prompt {i}, sample {j}"))
+    return out
+
+
+def make_pairs(
+    records: Sequence[Labelled], *, max_per_prompt: int | None = None, seed: int = 0
+) -> list[Comparison]:
+    """Comparisons from labelled completions: every pair of one prompt's completions with different
+    labels, the higher one chosen (at most `max_per_prompt` pairs a prompt, drawn at random)."""
+    by_prompt: dict[str, list[Labelled]] = {}
+    for r in records:
+        by_prompt.setdefault(r.prompt, []).append(r)
+    rng = random.Random(seed)
+    out = []
+    for prompt, rs in by_prompt.items():
+        pairs = [
+            Comparison(prompt, a.completion, b.completion, f"{a.where} > {b.where}" if a.where else "")
+            for a in rs
+            for b in rs
+            if a.label > b.label
+        ]
+        if max_per_prompt is not None and len(pairs) > max_per_prompt:
+            pairs = rng.sample(pairs, max_per_prompt)
+        out += pairs
+    return out
+
+
+# --- metrics -------------------------------------------------------------------------------------
+def roc_auc(labels: Sequence[float], scores: Sequence[float]) -> float:
+    """Area under the ROC curve: the chance that a random positive (label >= 0.5) scores above a random
+    negative, ties counting half (Mann-Whitney U from average ranks). NaN when a class is absent.
+
+    >>> roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+    0.75
+    """
+    y = np.asarray(labels, dtype=np.float64) >= 0.5
+    s = np.asarray(scores, dtype=np.float64)
+    if y.shape != s.shape or y.ndim != 1:
+        raise ValueError(f"labels {y.shape} and scores {s.shape} must be two vectors of one length")
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    order = np.argsort(s, kind="stable")
+    _, first, counts = np.unique(s[order], return_index=True, return_counts=True)
+    ranks = np.empty(len(s))
+    ranks[order] = np.repeat(first + (counts + 1) / 2, counts)  # 1-based, averaged over ties
+    u = ranks[y].sum() - n_pos * (n_pos + 1) / 2
+    return float(u / (n_pos * n_neg))
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    """How often the verifier's verdict (score >= threshold) differs from the true one."""
+
+    rate: float  # over all completions
+    false_accept: float  # among truly wrong completions, the fraction the verifier accepts
+    false_reject: float  # among truly right completions, the fraction the verifier rejects
+    n: int
+
+
+def disagreement(
+    verifier_scores: Sequence[float], true_scores: Sequence[float], threshold: float = 0.5
+) -> Disagreement:
+    """Monitor a verifier against a true score (NaN for a rate over no completions)."""
+    v = np.asarray(verifier_scores, dtype=np.float64) >= threshold
+    t = np.asarray(true_scores, dtype=np.float64) >= threshold
+    if v.shape != t.shape:
+        raise ValueError(f"{v.size} verifier scores but {t.size} true scores")
+
+    def mean(x: np.ndarray) -> float:
+        return float(x.mean()) if x.size else math.nan
+
+    return Disagreement(mean(v != t), mean(v[~t]), mean(~v[t]), int(v.size))
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """A verifier on labelled completions and comparisons (NaN where there are none)."""
+
+    loss: float  # pointwise_loss + pairwise_loss, over the kinds present
+    pointwise_loss: float  # binary cross-entropy, mean over labelled completions
+    pairwise_loss: float  # Bradley-Terry -log sigmoid(r_chosen - r_rejected), mean over comparisons
+    roc_auc: float  # of the scores against labels >= 0.5
+    accuracy: float  # (score >= 0.5) == (label >= 0.5)
+    pairwise_accuracy: float  # r_chosen > r_rejected, ties counting half
+    n_labelled: int
+    n_pairs: int
+
+
+Pair = tuple[list[int], list[int]]  # encoded (chosen, rejected)
+
+
+def _losses(
+    verifier: agents.Verifier, point: list[list[int]], labels: torch.Tensor, pairs: list[Pair]
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """BCE over labelled completions and Bradley-Terry over pairs (None where there are none), from one
+    forward pass over all their sequences."""
+    n, m = len(point), len(pairs)
+    r = verifier.forward_ids(point + [c for c, _ in pairs] + [r for _, r in pairs])  # (N + 2M,)
+    margins = r[n : n + m] - r[n + m :]  # (M,) r_chosen - r_rejected
+    point_loss = F.binary_cross_entropy_with_logits(r[:n], labels) if n else None
+    return point_loss, -F.logsigmoid(margins).mean() if m else None
+
+
+@torch.no_grad()
+def _logits(verifier: agents.Verifier, seqs: list[list[int]], batch_size: int = 256) -> np.ndarray:
+    chunks = [
+        verifier.forward_ids(seqs[i : i + batch_size]).cpu().numpy() for i in range(0, len(seqs), batch_size)
+    ]
+    return np.concatenate(chunks).astype(np.float64) if chunks else np.zeros(0)
+
+
+def _evaluate(
+    verifier: agents.Verifier, point: list[list[int]], labels: np.ndarray, pairs: list[Pair]
+) -> Metrics:
+    was_training = verifier.model.training
+    verifier.model.eval()
+    r = _logits(verifier, point)  # (N,)
+    margins = _logits(verifier, [c for c, _ in pairs]) - _logits(verifier, [r for _, r in pairs])  # (M,)
+    verifier.model.train(was_training)
+    nan = math.nan
+    bce = float(np.mean(np.logaddexp(0, r) - labels * r)) if point else nan  # -y log p - (1-y) log(1-p)
+    bt = float(np.mean(np.logaddexp(0, -margins))) if pairs else nan  # -log sigmoid(margin)
+    return Metrics(
+        loss=float(np.nansum([bce, bt])) if point or pairs else nan,
+        pointwise_loss=bce,
+        pairwise_loss=bt,
+        roc_auc=roc_auc(labels, r) if point else nan,
+        accuracy=float(((r >= 0) == (labels >= 0.5)).mean()) if point else nan,
+        pairwise_accuracy=float((margins > 0).mean() + 0.5 * (margins == 0).mean()) if pairs else nan,
+        n_labelled=len(point),
+        n_pairs=len(pairs),
+    )
+
+
+def _encode(
+    verifier: agents.Verifier, pointwise: Sequence[Labelled], pairwise: Sequence[Comparison]
+) -> tuple[list[list[int]], np.ndarray, list[Pair]]:
+    """Token ids of every record (strict: a character outside the vocabulary is an error naming it)."""
+
+    def enc(prompt: str, completion: str, r: Labelled | Comparison, i: int) -> list[int]:
+        try:
+            return verifier.encode(prompt, completion, strict=True)
+        except agents.TokenizerError as e:
+            raise VerifierDataError(f"{r.where or f'record {i + 1}'}: {e}") from None
+
+    point = [enc(r.prompt, r.completion, r, i) for i, r in enumerate(pointwise)]
+    labels = np.array([r.label for r in pointwise], dtype=np.float32)
+    pairs = [(enc(r.prompt, r.chosen, r, i), enc(r.prompt, r.rejected, r, i)) for i, r in enumerate(pairwise)]
+    return point, labels, pairs
+
+
+def evaluate(
+    verifier: agents.Verifier,
+    *,
+    pointwise: Sequence[Labelled] = (),
+    pairwise: Sequence[Comparison] = (),
+) -> Metrics:
+    """Metrics of `verifier` on labelled completions and/or comparisons."""
+    point, labels, pairs = _encode(verifier, pointwise, pairwise)
+    return _evaluate(verifier, point, labels, pairs)
+
+
+# --- training ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrainResult:
+    initial: Metrics  # held-out, before training
+    final: Metrics  # held-out, after training
+    steps: int
+    seconds: float
+    train_labelled: int
+    train_pairs: int
+
+
+def split_prompts(prompts: Sequence[str], val_fraction: float, seed: int) -> set[str]:
+    """The held-out prompts: a `val_fraction` of the distinct ones (at least one), so that no prompt is on
+    both sides of the split."""
+    distinct = sorted(set(prompts))
+    if len(distinct) < 2:
+        raise VerifierDataError(
+            f"a held-out split needs at least 2 distinct prompts, the data has {len(distinct)}"
+        )
+    random.Random(seed).shuffle(distinct)
+    return set(distinct[: min(len(distinct) - 1, max(1, round(len(distinct) * val_fraction)))])
+
+
+def lr_at(step: int, *, steps: int, lr: float, warmup_steps: int, min_lr_ratio: float) -> float:
+    """Linear warm-up to `lr`, then cosine decay to `lr * min_lr_ratio` at `steps`."""
+    if step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, steps - warmup_steps))
+    return lr * (min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def train(
+    verifier: agents.Verifier,
+    *,
+    pointwise: Sequence[Labelled] | None = None,
+    pairwise: Sequence[Comparison] | None = None,
+    steps: int = 500,
+    batch_size: int = 64,  # labelled completions a step, and as many comparisons (each kind given)
+    lr: float = 2e-3,  # peak
+    weight_decay: float = 0.01,  # AdamW, matrices only
+    warmup_steps: int = 20,
+    min_lr_ratio: float = 0.1,
+    grad_clip: float = 1.0,
+    val_fraction: float = 0.1,  # of the distinct prompts, held out
+    eval_every: int = 100,
+    seed: int = 0,
+    writer=None,  # a TensorBoard SummaryWriter (anything with add_scalar), or None
+    progress: bool = True,
+) -> TrainResult:
+    """Train `verifier` in place: BCE on labelled completions plus Bradley-Terry on comparisons, whichever
+    is given, with AdamW and warm-up + cosine; metrics on prompts held out of training."""
+    pointwise, pairwise = list(pointwise or ()), list(pairwise or ())
+    if not pointwise and not pairwise:
+        raise VerifierDataError("no training data: give labelled completions, comparisons or both")
+    if steps < 1 or batch_size < 1 or not 0.0 < val_fraction < 1.0:
+        raise ValueError(
+            f"need steps >= 1, batch_size >= 1 and 0 < val_fraction < 1; "
+            f"got {steps}, {batch_size} and {val_fraction}"
+        )
+    held_out = split_prompts([r.prompt for r in pointwise + pairwise], val_fraction, seed)
+    point, labels, pairs = _encode(verifier, pointwise, pairwise)
+    tp = [i for i, r in enumerate(pointwise) if r.prompt not in held_out]
+    vp = [i for i, r in enumerate(pointwise) if r.prompt in held_out]
+    tc = [i for i, r in enumerate(pairwise) if r.prompt not in held_out]
+    vc = [i for i, r in enumerate(pairwise) if r.prompt in held_out]
+    if not tp and not tc:
+        raise VerifierDataError("every record's prompt is held out; lower val_fraction or add prompts")
+
+    def validate() -> Metrics:
+        return _evaluate(verifier, [point[i] for i in vp], labels[vp], [pairs[i] for i in vc])
+
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    initial = validate()
+    params = list(verifier.model.parameters())
+    opt = torch.optim.AdamW(
+        [
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        ],
+        lr=lr,
+        betas=(0.9, 0.95),
+    )
+    queues: dict[str, list[int]] = {"point": [], "pair": []}
+
+    def draw(kind: str, pool: list[int]) -> list[int]:  # epochs of shuffled indices
+        q = queues[kind]
+        while pool and len(q) < batch_size:
+            q += rng.sample(pool, len(pool))
+        out, queues[kind] = q[:batch_size], q[batch_size:]
+        return out
+
+    start = time.perf_counter()
+    bar = tqdm(total=steps, desc="verifier", unit="step", disable=not progress)
+    for step in range(steps):
+        verifier.model.train()
+        ip, ic = draw("point", tp), draw("pair", tc)
+        y = torch.as_tensor(labels[ip], device=verifier.device)
+        rate = lr_at(step, steps=steps, lr=lr, warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio)
+        for group in opt.param_groups:
+            group["lr"] = rate
+        point_loss, pair_loss = _losses(verifier, [point[i] for i in ip], y, [pairs[i] for i in ic])
+        loss = sum(x for x in (point_loss, pair_loss) if x is not None)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        opt.step()
+        bar.update()
+        if writer is not None and step % 10 == 0:
+            writer.add_scalar("losses/total", loss.item(), step)
+            if point_loss is not None:
+                writer.add_scalar("losses/pointwise", point_loss.item(), step)
+            if pair_loss is not None:
+                writer.add_scalar("losses/pairwise", pair_loss.item(), step)
+            writer.add_scalar("charts/learning_rate", rate, step)
+        if (step + 1) % eval_every == 0 or step + 1 == steps:
+            m = validate()
+            if writer is not None:
+                for k, v in asdict(m).items():
+                    if not k.startswith("n_") and not math.isnan(v):
+                        writer.add_scalar(f"val/{k}", v, step + 1)
+            bar.set_postfix(loss=f"{m.loss:.3f}", auc=f"{m.roc_auc:.3f}")
+    bar.close()
+    verifier.model.eval()
+    final = validate()
+    return TrainResult(initial, final, steps, round(time.perf_counter() - start, 2), len(tp), len(tc))
+
+
+# --- using it ------------------------------------------------------------------------------------
+def best_of_n(
+    policy: Sampler,
+    verifier: agents.Verifier,
+    prompts: Sequence[str],
+    n: int,
+    *,
+    temperature: float = 1.0,
+    max_new_tokens: int = 64,
+    top_k: int | None = None,
+    stop: Sequence[str] = (),
+    seed: int | None = None,
+) -> list[str]:
+    """For each prompt, the one of `n` sampled completions the verifier scores highest (first on a tie)."""
+    samples = sample(
+        policy,
+        prompts,
+        n,
+        temperature=temperature,
+        max_new_tokens=max_new_tokens,
+        top_k=top_k,
+        stop=stop,
+        seed=seed,
+    )
+    flat = [c for cs in samples for c in cs]
+    scores = verifier.score([p for p in prompts for _ in range(n)], flat).reshape(len(prompts), n)
+    return [cs[int(np.argmax(s))] for cs, s in zip(samples, scores, strict=True)]
+
+
+# --- command line --------------------------------------------------------------------------------
+def _describe(m: Metrics) -> str:
+    parts = []
+    if m.n_labelled:
+        parts.append(
+            f"ROC-AUC {m.roc_auc:.4f}, accuracy {m.accuracy:.4f}, BCE {m.pointwise_loss:.4f} "
+            f"on {m.n_labelled} completions"
+        )
+    if m.n_pairs:
+        parts.append(
+            f"pairwise accuracy {m.pairwise_accuracy:.4f}, BT loss {m.pairwise_loss:.4f} on {m.n_pairs} pairs"
+        )
+    return "; ".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m selfplay.verifier", description="Train or evaluate a verifier."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train a verifier on labelled completions and/or comparisons")
+    t.add_argument("--data", help="labelled completions JSONL")
+    t.add_argument("--pairs", help="comparisons JSONL")
+    t.add_argument("--out", required=True, help="verifier checkpoint directory (written atomically)")
+    t.add_argument("--policy", help="policy checkpoint to start from (its weights and tokenizer)")
+    t.add_argument(
+        "--size", default="nano", help=f"model preset without --policy: {', '.join(agents.PRESETS)}"
+    )
+    t.add_argument("--block-size", type=int, default=256, help="context without --policy")
+    t.add_argument("--steps", type=int, default=500)
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--val-fraction", type=float, default=0.1, help="fraction of prompts held out")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="auto")
+    t.add_argument("--tb", help="TensorBoard directory (none by default)")
+    t.add_argument("--no-progress", action="store_true")
+    e = sub.add_parser("eval", help="score held-out data with a trained verifier")
+    e.add_argument("--verifier", required=True, help="verifier checkpoint directory")
+    e.add_argument("--data", help="labelled completions JSONL")
+    e.add_argument("--pairs", help="comparisons JSONL")
+    e.add_argument("--device", default="auto")
+    e.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    args = p.parse_args(argv)
+    if not args.data and not args.pairs:
+        p.error("give --data, --pairs or both")
+    try:
+        pointwise = load_labelled(args.data) if args.data else []
+        pairwise = load_comparisons(args.pairs) if args.pairs else []
+        if args.command == "eval":
+            m = evaluate(
+                agents.load_verifier(args.verifier, device=args.device),
+                pointwise=pointwise,
+                pairwise=pairwise,
+            )
+            print(json.dumps(asdict(m)) if args.json else f"{args.verifier}: {_describe(m)}")
+            return 0
+        if args.policy:
+            verifier = agents.Verifier.from_policy(
+                agents.load(args.policy, device=args.device), seed=args.seed
+            )
+        else:
+            tok = agents.CharTokenizer()
+            cfg = agents.ModelConfig.preset(args.size, vocab_size=tok.vocab_size, block_size=args.block_size)
+            verifier = agents.new_verifier(cfg, tokenizer=tok, device=args.device, seed=args.seed)
+        writer = None
+        if args.tb:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(args.tb)
+        result = train(
+            verifier,
+            pointwise=pointwise,
+            pairwise=pairwise,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            val_fraction=args.val_fraction,
+            seed=args.seed,
+            writer=writer,
+            progress=not args.no_progress,
+        )
+        if writer is not None:
+            writer.close()
+        meta = {
+            "stage": "verifier",
+            "step": result.steps,
+            "parent": args.policy,
+            "data": args.data,
+            "pairs": args.pairs,
+            "metrics": asdict(result.final),
+        }
+        agents.save_verifier(verifier, args.out, meta=meta)
+    except (VerifierDataError, agents.CheckpointError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(
+        f"verifier {args.out} ({result.steps} steps, {result.seconds:.1f} s): "
+        f"held out {_describe(result.final)}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
