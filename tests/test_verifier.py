@@ -1,0 +1,417 @@
+"""The learned verifier: training on labels and on comparisons, held-out ROC-AUC, best-of-N, data files,
+robust scoring, checkpoints, command line.
+
+The task throughout: "max 4817=" is answered by the largest digit ("8"). Its prompts are many (10^4) and
+the rule is simple, so a nano verifier trained for a few seconds generalises to prompts it never saw.
+"""
+
+import itertools
+import json
+import random
+import zlib
+
+import numpy as np
+import pytest
+import torch
+
+import agents
+from selfplay import verifier as V
+
+DIGITS = "0123456789"
+_ALL = ["".join(d) for d in itertools.product(DIGITS, repeat=4)]
+random.Random(0).shuffle(_ALL)
+TEST, TRAIN = _ALL[:300], _ALL[300:]  # the test prompts are in no training data
+
+
+def max_task(n_prompts: int, seed: int, pool: list[str] = TRAIN) -> list[V.Labelled]:
+    """Per prompt (distinct, from `pool`), the right answer (label 1) and a wrong one (label 0) as likely
+    to be a high digit as the right one: another digit of the prompt, or the answer to another prompt."""
+    rng = random.Random(seed)
+    out = []
+    for d in rng.sample(pool, n_prompts):
+        right = max(d)
+        near = [c for c in d if c != right]
+        wrong = right
+        while wrong == right:
+            wrong = rng.choice(near) if near and rng.random() < 0.5 else max(rng.choice(pool))
+        out += [V.Labelled(f"max {d}=", right, 1.0), V.Labelled(f"max {d}=", wrong, 0.0)]
+    return out
+
+
+def answer(prompt: str) -> str:
+    return max(prompt[4:8])
+
+
+def nano(block_size: int = 16, seed: int = 0) -> agents.Verifier:
+    tok = agents.CharTokenizer()
+    cfg = agents.ModelConfig.preset("nano", vocab_size=tok.vocab_size, block_size=block_size)
+    return agents.new_verifier(cfg, tokenizer=tok, device="cpu", seed=seed)
+
+
+class Writer:
+    """Records TensorBoard scalars."""
+
+    def __init__(self):
+        self.scalars: dict[str, list[tuple[int, float]]] = {}
+
+    def add_scalar(self, tag, value, step):
+        self.scalars.setdefault(tag, []).append((step, float(value)))
+
+
+class NoisyPolicy:
+    """A sampler that is right 35% of the time; its greedy answer is right for about half the prompts."""
+
+    def __init__(self):
+        self.batches: list[int] = []
+
+    def generate(self, prompts, *, max_new_tokens=64, temperature=1.0, top_k=None, stop=(), seed=None):
+        self.batches.append(len(prompts))
+        rng = random.Random(seed)
+        out = []
+        for p in prompts:
+            right = answer(p)
+            wrong = [c for c in DIGITS if c != right]
+            if temperature <= 0:
+                out.append(right if zlib.crc32(p.encode()) % 2 else wrong[zlib.crc32(p.encode()) % 9])
+            else:
+                out.append(right if rng.random() < 0.35 else rng.choice(wrong))
+        return out
+
+
+@pytest.fixture(scope="module")
+def heldout():
+    return max_task(len(TEST), seed=99, pool=TEST)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    torch.set_num_threads(1)
+    verifier, writer = nano(), Writer()
+    result = V.train(
+        verifier,
+        pointwise=max_task(6000, seed=0),
+        steps=500,
+        batch_size=128,
+        lr=3e-3,
+        eval_every=250,
+        seed=0,
+        writer=writer,
+        progress=False,
+    )
+    return verifier, result, writer
+
+
+# --- training --------------------------------------------------------------------------------------
+def test_pointwise_training_lowers_the_loss_and_separates_held_out_completions(trained, heldout):
+    verifier, result, writer = trained
+    assert result.initial.roc_auc < 0.7 and result.initial.pointwise_loss > 0.6  # it starts knowing nothing
+    assert result.final.pointwise_loss < 0.5 * result.initial.pointwise_loss
+    assert result.final.roc_auc >= 0.9, result.final
+    assert result.train_labelled + result.final.n_labelled == 12_000 and result.final.n_labelled == 1200
+    fresh = V.evaluate(verifier, pointwise=heldout)
+    assert fresh.roc_auc >= 0.9 and fresh.accuracy >= 0.85, fresh
+    untrained = nano()
+    changed = [
+        not torch.equal(a, b)
+        for a, b in zip(untrained.model.parameters(), verifier.model.parameters(), strict=True)
+    ]
+    assert all(changed)
+    assert {"losses/total", "losses/pointwise", "charts/learning_rate", "val/roc_auc", "val/loss"} <= set(
+        writer.scalars
+    )
+    assert "losses/pairwise" not in writer.scalars
+    assert [s for s, _ in writer.scalars["val/roc_auc"]] == [250, 500]
+
+
+def test_pairwise_only_training_ranks_the_right_answer_first(heldout):
+    pairs = V.make_pairs(max_task(6000, seed=1))
+    assert len(pairs) == 6000 and all(p.chosen == answer(p.prompt) for p in pairs)
+    verifier, writer = nano(seed=1), Writer()
+    result = V.train(
+        verifier,
+        pairwise=pairs,
+        steps=400,
+        batch_size=64,
+        lr=3e-3,
+        eval_every=400,
+        writer=writer,
+        progress=False,
+    )
+    assert result.train_labelled == 0 and result.final.n_labelled == 0
+    assert result.final.pairwise_loss < 0.5 * result.initial.pairwise_loss
+    assert result.final.pairwise_accuracy >= 0.9, result.final
+    fresh = V.evaluate(verifier, pairwise=V.make_pairs(heldout))
+    assert fresh.pairwise_accuracy >= 0.9, fresh
+    assert "losses/pairwise" in writer.scalars and "losses/pointwise" not in writer.scalars
+
+
+def test_both_kinds_train_together():
+    data = max_task(60, seed=2)
+    verifier = nano(seed=2)
+    result = V.train(
+        verifier, pointwise=data, pairwise=V.make_pairs(data), steps=5, eval_every=5, progress=False
+    )
+    m = result.final
+    assert m.n_labelled > 0 and m.n_pairs > 0 and m.loss == pytest.approx(m.pointwise_loss + m.pairwise_loss)
+    assert result.train_pairs == result.train_labelled // 2
+
+
+def test_training_refuses_data_it_cannot_use():
+    verifier = nano()
+    with pytest.raises(V.VerifierDataError, match="no training data"):
+        V.train(verifier, steps=1)
+    with pytest.raises(V.VerifierDataError, match="at least 2 distinct prompts"):
+        V.train(verifier, pointwise=[V.Labelled("p", "a", 1.0), V.Labelled("p", "b", 0.0)], steps=1)
+    bad = [
+        V.Labelled("max 1234=", "4", 1.0, "data.jsonl:1"),
+        V.Labelled("max 5678=", "café", 0.0, "data.jsonl:2"),
+    ]
+    with pytest.raises(V.VerifierDataError, match=r"data.jsonl:2: character 'é'"):
+        V.train(verifier, pointwise=bad, steps=1)
+    with pytest.raises(ValueError, match="val_fraction"):
+        V.train(verifier, pointwise=max_task(5, 0), steps=1, val_fraction=0.0)
+
+
+def test_learning_rate_warms_up_then_decays():
+    kw = {"steps": 100, "lr": 1.0, "warmup_steps": 10, "min_lr_ratio": 0.1}
+    assert V.lr_at(0, **kw) == pytest.approx(0.1)
+    assert V.lr_at(9, **kw) == pytest.approx(1.0)
+    assert V.lr_at(100, **kw) == pytest.approx(0.1)
+    assert V.lr_at(50, **kw) > V.lr_at(80, **kw)
+
+
+# --- using it --------------------------------------------------------------------------------------
+def test_best_of_8_beats_greedy_decoding(trained, heldout):
+    verifier, _, _ = trained
+    prompts = sorted({r.prompt for r in heldout})
+    policy = NoisyPolicy()
+
+    def accuracy(completions):
+        return float(np.mean([c == answer(p) for p, c in zip(prompts, completions, strict=True)]))
+
+    greedy = accuracy(policy.generate(prompts, temperature=0.0))
+    best8 = accuracy(V.best_of_n(policy, verifier, prompts, 8, temperature=1.0, max_new_tokens=2, seed=0))
+    assert sum(policy.batches[1:]) == 8 * len(prompts) and max(policy.batches) == 512  # batched samples
+    best1 = accuracy(V.best_of_n(policy, verifier, prompts, 1, temperature=1.0, max_new_tokens=2, seed=0))
+    assert 0.4 < greedy < 0.6 and best1 < 0.45
+    assert best8 >= greedy + 0.05 and best8 >= 0.85, (greedy, best1, best8)
+
+
+def test_verifier_as_a_monitor_of_the_true_score(trained, heldout):
+    verifier, _, _ = trained
+    scores = verifier.score([r.prompt for r in heldout], [r.completion for r in heldout])
+    d = V.disagreement(scores, [r.label for r in heldout])
+    assert d.n == len(heldout) and d.rate <= 0.2
+    assert d.rate == pytest.approx((d.false_accept + d.false_reject) / 2)  # as many right as wrong
+    assert d.rate == pytest.approx(1 - V.evaluate(verifier, pointwise=heldout).accuracy)
+    hand = V.disagreement([0.9, 0.2, 0.7, 0.1], [1.0, 1.0, 0.0, 0.0])
+    assert (hand.rate, hand.false_accept, hand.false_reject, hand.n) == (0.5, 0.5, 0.5, 4)
+    assert np.isnan(V.disagreement([0.9], [1.0]).false_accept)
+
+
+def test_label_completions_labels_each_sample_with_the_scorer():
+    prompts = ["max 1234=", "max 9000="]
+    records = V.label_completions(
+        NoisyPolicy(), prompts, lambda i, c: float(c == answer(prompts[i])), 5, seed=3
+    )
+    assert len(records) == 10 and [r.prompt for r in records] == [prompts[0]] * 5 + [prompts[1]] * 5
+    assert all(r.label == float(r.completion == answer(r.prompt)) for r in records)
+    with pytest.raises(ValueError, match=r"scorer gave 2 for prompt 0, sample 0"):
+        V.label_completions(NoisyPolicy(), prompts, lambda i, c: 2, 1)
+
+
+def test_label_completions_with_a_real_policy_then_train_on_them():
+    torch.set_num_threads(1)
+    tok = agents.CharTokenizer()
+    policy = agents.new_policy(
+        agents.ModelConfig.preset("nano", vocab_size=tok.vocab_size, block_size=16), device="cpu", seed=0
+    )
+    prompts = [r.prompt for r in max_task(20, seed=4)[::2]]
+    records = V.label_completions(
+        policy, prompts, lambda i, c: float(c == answer(prompts[i])), 4, max_new_tokens=2, seed=0
+    )
+    assert len(records) == 80 and all(len(r.completion) <= 2 for r in records)
+    verifier = agents.Verifier.from_policy(policy, seed=0)
+    assert V.train(verifier, pointwise=records, steps=2, progress=False).steps == 2
+
+
+def test_roc_auc_is_the_chance_a_positive_outranks_a_negative():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 200)
+    scores = rng.integers(0, 5, 200) / 4  # many ties
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    brute = np.mean([(p > n) + 0.5 * (p == n) for p in pos for n in neg])
+    assert V.roc_auc(labels, scores) == pytest.approx(brute)
+    assert V.roc_auc([0, 1, 1], [0.1, 0.5, 0.9]) == 1.0
+    assert V.roc_auc([1, 0], [0.1, 0.9]) == 0.0
+    assert V.roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == 0.75
+    assert np.isnan(V.roc_auc([1, 1], [0.1, 0.9]))
+    with pytest.raises(ValueError, match="one length"):
+        V.roc_auc([0, 1], [0.5])
+
+
+# --- data files ------------------------------------------------------------------------------------
+GOOD_PAIR = '{"prompt": "max 1234=", "chosen": "4", "rejected": "3"}'
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"prompt": "max 1234=", "chosen": "4", "rejected": "3"', "not valid JSON"),
+        ('{"prompt": "max 1234=", "chosen": "4"}', "missing key 'rejected'"),
+        ('{"prompt": "max 1234=", "chosen": 4, "rejected": "3"}', "'chosen' must be a string, got int"),
+        ('["max 1234=", "4", "3"]', "expected a JSON object, got list"),
+    ],
+)
+def test_a_malformed_comparisons_file_is_an_error_naming_its_line(tmp_path, line, message):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(f"{GOOD_PAIR}\n\n{line}\n{GOOD_PAIR}\n")
+    with pytest.raises(V.VerifierDataError, match=rf"pairs.jsonl:3: {message}"):
+        V.load_comparisons(path)
+
+
+@pytest.mark.parametrize(
+    ("label", "shown"), [("1.5", "1.5"), ("true", "True"), ('"1"', "'1'"), ("null", "None")]
+)
+def test_a_label_out_of_range_is_an_error_naming_its_line(tmp_path, label, shown):
+    path = tmp_path / "labelled.jsonl"
+    good = '{"prompt": "p", "completion": "c", "label": 1}'
+    path.write_text(f'{good}\n{{"prompt": "p", "completion": "c", "label": {label}}}\n')
+    with pytest.raises(
+        V.VerifierDataError, match=rf"labelled.jsonl:2: 'label' must be a number in \[0, 1\], got {shown}$"
+    ):
+        V.load_labelled(path)
+
+
+def test_empty_missing_and_binary_files_are_errors(tmp_path):
+    (tmp_path / "empty.jsonl").write_text("\n\n")
+    with pytest.raises(V.VerifierDataError, match=r"empty.jsonl: the file holds no records"):
+        V.load_labelled(tmp_path / "empty.jsonl")
+    with pytest.raises(V.VerifierDataError, match=r"nope.jsonl: no such file"):
+        V.load_comparisons(tmp_path / "nope.jsonl")
+    (tmp_path / "bin.jsonl").write_bytes(GOOD_PAIR.encode() + b"\n\xff\xfe\n")
+    with pytest.raises(V.VerifierDataError, match=r"bin.jsonl:2: not UTF-8"):
+        V.load_comparisons(tmp_path / "bin.jsonl")
+
+
+def test_records_round_trip_through_files(tmp_path):
+    labelled = max_task(3, seed=5)
+    V.save_records(tmp_path / "l.jsonl", labelled)
+    assert V.load_labelled(tmp_path / "l.jsonl") == labelled
+    pairs = V.make_pairs(labelled)
+    V.save_records(tmp_path / "c.jsonl", pairs)
+    back = V.load_comparisons(tmp_path / "c.jsonl")
+    assert back == pairs and back[1].where == f"{tmp_path / 'c.jsonl'}:2"
+
+
+# --- the model -------------------------------------------------------------------------------------
+def test_bad_completions_are_scored_without_exceptions():
+    verifier = nano(block_size=24)
+    completions = ["", None, 123, "x" * 1_000_000, "café ☃", "\x00\n\t", ["a"]]
+    scores = verifier.score(["max 1234="] * len(completions), completions)
+    assert scores.shape == (len(completions),) and np.all((scores >= 0) & (scores <= 1))
+    assert verifier.score([], []).shape == (0,)
+    assert verifier.score(["x" * 100_000], ["4"]).shape == (1,)  # a prompt too long on its own keeps its end
+    assert verifier.encode("x" * 100, "4")[-3:] == [
+        *verifier.tokenizer.encode("x4"),
+        verifier.tokenizer.eos_id,
+    ]
+    # too long for the context: the completion loses its end, so only its start counts
+    long_a, long_b = "7" * 30 + "a", "7" * 30 + "b"
+    assert len(verifier.encode("max 1234=", long_a)) == 24
+    assert verifier.score(["max 1234="], [long_a]) == verifier.score(["max 1234="], [long_b])
+    assert verifier.score(["max 1234="], ["café"]) == verifier.score(["max 1234="], ["caf"])  # é dropped
+    with pytest.raises(agents.TokenizerError):
+        verifier.encode("p", "café", strict=True)
+
+
+def test_a_batch_scores_like_one_at_a_time_and_logits_are_differentiable():
+    verifier = nano()
+    prompts, completions = ["max 1234=", "max 9=", "max 55555="], ["4", "not nine", ""]
+    batch = verifier.score(prompts, completions)
+    alone = np.concatenate([verifier.score([p], [c]) for p, c in zip(prompts, completions, strict=True)])
+    np.testing.assert_allclose(batch, alone, atol=1e-6)
+    logits = verifier.logits(prompts, completions)
+    assert logits.shape == (3,) and logits.requires_grad
+    np.testing.assert_allclose(torch.sigmoid(logits).detach().numpy(), batch, atol=1e-6)
+
+
+def test_save_and_load_give_identical_scores(trained, heldout, tmp_path):
+    verifier, _, _ = trained
+    path = agents.save_verifier(verifier, tmp_path / "v", meta={"step": 500})
+    loaded = agents.load_verifier(path, device="cpu")
+    prompts, completions = [r.prompt for r in heldout], [r.completion for r in heldout]
+    np.testing.assert_array_equal(loaded.score(prompts, completions), verifier.score(prompts, completions))
+    assert loaded.meta["step"] == 500
+    config = json.loads((path / "config.json").read_text())
+    assert config["kind"] == "verifier" and config["format"] == "selfplay.verifier/1"
+    agents.save_verifier(verifier, path)  # replacing an older one
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v"]
+
+
+def test_a_policy_checkpoint_is_not_a_verifier_nor_the_other_way_round(tmp_path):
+    tok = agents.CharTokenizer()
+    policy = agents.new_policy(agents.ModelConfig.preset("nano", vocab_size=tok.vocab_size), device="cpu")
+    agents.save(policy, tmp_path / "policy")
+    with pytest.raises(agents.CheckpointError, match="a policy checkpoint, not a verifier"):
+        agents.load_verifier(tmp_path / "policy")
+    agents.save_verifier(nano(), tmp_path / "verifier")
+    with pytest.raises(agents.CheckpointError, match=r"format 'selfplay\.verifier/1'"):
+        agents.load(tmp_path / "verifier")
+    weights = tmp_path / "verifier" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(agents.CheckpointError, match=r"model\.safetensors: unreadable or truncated"):
+        agents.load_verifier(tmp_path / "verifier")
+    with pytest.raises(agents.CheckpointError, match="no checkpoint directory"):
+        agents.load_verifier(tmp_path / "nothing")
+
+
+def test_a_verifier_starts_from_a_policy_with_a_fresh_head():
+    tok = agents.CharTokenizer()
+    policy = agents.new_policy(
+        agents.ModelConfig.preset("nano", vocab_size=tok.vocab_size), device="cpu", seed=0, meta={"step": 7}
+    )
+    verifier = agents.Verifier.from_policy(policy, seed=1)
+    for (name, a), b in zip(policy.model.named_parameters(), verifier.model.parameters(), strict=True):
+        assert torch.equal(a, b) != name.startswith("value_head.weight"), name
+    assert verifier.meta["init"] == {"step": 7}
+    with torch.no_grad():
+        next(verifier.model.parameters()).add_(1.0)
+    assert not torch.equal(next(verifier.model.parameters()), next(policy.model.parameters()))
+    assert verifier.model.lm_head.weight is verifier.model.tok_emb.weight  # still tied in the copy
+
+
+# --- command line ----------------------------------------------------------------------------------
+def test_command_line_trains_saves_and_evaluates(tmp_path, capsys):
+    data, pairs, tb = tmp_path / "labelled.jsonl", tmp_path / "pairs.jsonl", tmp_path / "tb"
+    V.save_records(data, max_task(100, seed=6))
+    V.save_records(pairs, V.make_pairs(max_task(100, seed=7)))
+    argv = ["train", "--data", str(data), "--pairs", str(pairs), "--out", str(tmp_path / "v"), "--steps", "3"]
+    assert V.main([*argv, "--block-size", "16", "--tb", str(tb), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "ROC-AUC" in out and "pairwise accuracy" in out
+    assert any(tb.iterdir())
+    assert agents.load_verifier(tmp_path / "v").meta["stage"] == "verifier"
+    assert V.main(["eval", "--verifier", str(tmp_path / "v"), "--data", str(data), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["n_labelled"] == 200 and 0 <= metrics["roc_auc"] <= 1
+    tok = agents.CharTokenizer()
+    policy = agents.new_policy(agents.ModelConfig.preset("nano", vocab_size=tok.vocab_size, block_size=16))
+    agents.save(policy, tmp_path / "policy")
+    argv = ["train", "--data", str(data), "--out", str(tmp_path / "v2"), "--steps", "1", "--no-progress"]
+    assert V.main([*argv, "--policy", str(tmp_path / "policy")]) == 0
+    assert agents.load_verifier(tmp_path / "v2").model.cfg.block_size == 16
+
+
+def test_command_line_reports_bad_input_with_its_line(tmp_path, capsys):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(f"{GOOD_PAIR}\n{{oops\n")
+    assert V.main(["train", "--pairs", str(pairs), "--out", str(tmp_path / "v"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {pairs}:2: not valid JSON") and "Traceback" not in err
+    assert not (tmp_path / "v").exists()
+    assert V.main(["eval", "--verifier", str(tmp_path / "v"), "--pairs", str(tmp_path / "none.jsonl")]) == 2
+    assert "none.jsonl: no such file" in capsys.readouterr().err
+    V.save_records(pairs, V.make_pairs(max_task(3, seed=8)))
+    assert V.main(["eval", "--verifier", str(tmp_path / "v"), "--pairs", str(pairs)]) == 2
+    assert "no checkpoint directory" in capsys.readouterr().err
