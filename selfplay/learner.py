@@ -234,6 +234,32 @@ def train(config: Config, run_dir: Path, start: Path, *, resume: bool = False, p
     window = {"t": time.perf_counter(), "games": 0, "moves": 0, "sims": 0, "net": 0.0, "busy": 0.0, "lag": []}
     metrics: dict[str, float] = {}
     last_log = -1
+
+    def save_point() -> Path:
+        """Checkpoint, then the resume state that points at it, then its evaluation."""
+        ckpt = _checkpoint(config, run_dir, policy, step, version, history, start)
+        history.append(ckpt)
+        save_state(
+            run_dir,
+            {
+                "checkpoint": str(ckpt),
+                "optimizer": opt.state_dict(),
+                "replay": list(replay.items),
+                "rng": rng.getstate(),
+                "step": step,
+                "version": version,
+                "positions": positions,
+                "games": games,
+                "elapsed": time.perf_counter() - t_start,
+                "history": [str(p) for p in history],
+            },
+        )
+        if cfg.algorithm == "pg":
+            _write_pool(pool_path, history, cfg, run_dir=run_dir)
+        results = evaluate(ckpt, step, history)
+        bar.write(f"selfplay: step {step}, {games} games, checkpoint {ckpt.name} {_short(results)}")
+        return ckpt
+
     try:
         while step < cfg.steps:
             if cfg.max_minutes is not None and time.perf_counter() - t_start > 60 * cfg.max_minutes:
@@ -272,38 +298,18 @@ def train(config: Config, run_dir: Path, start: Path, *, resume: bool = False, p
                 last_log = step
                 _log(writer, step, metrics, window, runtime.depth(), games)
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                current = _checkpoint(config, run_dir, policy, step, version, history, start)
-                history.append(current)
-                elapsed = time.perf_counter() - t_start
-                save_state(
-                    run_dir,
-                    {
-                        "checkpoint": str(current),
-                        "optimizer": opt.state_dict(),
-                        "replay": list(replay.items),
-                        "rng": rng.getstate(),
-                        "step": step,
-                        "version": version,
-                        "positions": positions,
-                        "games": games,
-                        "elapsed": elapsed,
-                        "history": [str(p) for p in history],
-                    },
-                )
-                if cfg.algorithm == "pg":
-                    _write_pool(pool_path, history, cfg, run_dir=run_dir)
-                results = evaluate(current, step, history)
-                bar.write(
-                    f"selfplay: step {step}, {games} games, checkpoint {current.name} {_short(results)}"
-                )
+                current = save_point()
     finally:
         runtime.close()
-        bar.close()
-    if not history or history[-1] == start:  # the budget ran out before the first checkpoint
-        current = _checkpoint(config, run_dir, policy, step, version, history, start)
-        history.append(current)
+    if step > 0 and (history[-1] == start or _step_of(history[-1]) != step):  # minutes ran out
+        current = save_point()
+    bar.close()
     writer.close()
     return history[-1]
+
+
+def _step_of(ckpt: Path) -> int:
+    return int(agents.read_meta(ckpt).get("step", 0))
 
 
 def _clear_partial_writes(run_dir: Path) -> None:

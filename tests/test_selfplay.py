@@ -35,6 +35,7 @@ TINY = [
     "selfplay.batch_size=16",
     "evaluation.games=4",
     "evaluation.baselines=[random]",
+    "evaluation.recent=2",
 ]
 
 
@@ -59,10 +60,13 @@ def test_alphazero_actor_records_search_targets(tmp_path, ttt_policy):
         finished += actor.step()
     game = envs.make("tictactoe")
     for t in finished:
-        assert len(t.prompts) == len(t.legal) == len(t.targets) == len(t.chosen) == len(t.moves)
+        opening = cfg.opening_plies  # random moves before the recorded ones
+        assert len(t.prompts) == len(t.legal) == len(t.targets) == len(t.chosen) == len(t.moves) - opening
         state = game.new_initial_state()
+        for move in t.moves[:opening]:
+            state.apply_action(state.text_to_action(move))
         for prompt, legal, target, chosen, move in zip(
-            t.prompts, t.legal, t.targets, t.chosen, t.moves, strict=True
+            t.prompts, t.legal, t.targets, t.chosen, t.moves[opening:], strict=True
         ):
             assert prompt == state.prompt() and list(legal) == state.legal_texts()
             assert target.shape == (len(legal),) and abs(target.sum() - 1) < 1e-5
@@ -182,3 +186,14 @@ def test_killed_run_resumes_without_losing_a_checkpoint(tmp_path):
             assert p.stat().st_mtime_ns == done_before[p.name], f"{p.name} was rewritten"
     assert learner.load_state(run_dir)["step"] == 40
     assert not list(run_dir.rglob("*.tmp")), "temporary files left behind"
+
+
+def test_minutes_budget_ends_with_a_checkpoint_of_the_last_step(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    argv = [str(ROOT / "configs/tictactoe.yaml"), f"run_dir={run_dir}", *TINY, "selfplay.actors=0"]
+    argv += ["selfplay.steps=100000", "selfplay.checkpoint_every=100000", "selfplay.max_minutes=0.2"]
+    assert main([*argv, "evaluation.games=0", "--no-progress"]) == 0
+    assert "minute budget used" in capsys.readouterr().out
+    state = learner.load_state(run_dir)
+    assert 0 < state["step"] < 100000
+    assert agents.read_meta(state["checkpoint"])["step"] == state["step"]
