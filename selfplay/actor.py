@@ -254,15 +254,27 @@ def write_pool(path: Path, opponents: list[tuple[str, float]]) -> None:
     atomic_write_text(path, json.dumps({"opponents": entries}, indent=2) + "\n")
 
 
-def actor_main(actor_id, config: Config, ckpt: str, weights, queue, stop, pool_path: str | None) -> None:
-    """An actor process: play until `stop` is set, taking new weights between moves."""
+def make_actor(actor_id: int, config: Config, ckpt: str, pool_path: str | None = None) -> Actor:
+    """The game actor of a process (the default `actor_factory` of the runtime).
+
+    Any factory with this signature fits the runtime: it returns an object with a `policy`, a `version`,
+    `step() -> list[finished]` and `take_stats()` (see `selfplay.text_actor.make_text_actor`).
+    """
     cfg = config.selfplay
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     policy = agents.load(ckpt, device=cfg.actor_device)
     game = envs.make(config.game)
     pool = PoolReader(Path(pool_path), device=cfg.actor_device, keep=cfg.pool_size) if pool_path else None
-    actor = Actor(cfg, game, policy, actor_id=actor_id, seed=cfg.seed * 1000 + 1 + actor_id, pool=pool)
+    return Actor(cfg, game, policy, actor_id=actor_id, seed=cfg.seed * 1000 + 1 + actor_id, pool=pool)
+
+
+def actor_main(
+    actor_id, config: Config, ckpt: str, weights, queue, stop, pool_path: str | None, factory=make_actor
+) -> None:
+    """An actor process: play until `stop` is set, taking new weights between moves."""
+    actor = factory(actor_id, config, ckpt, pool_path)
+    policy = actor.policy
     actor.version = weights.pull(policy.model, -1)
     queue.cancel_join_thread()  # a stopped actor must not hang on games nobody will read
     parent = os.getppid()

@@ -149,6 +149,95 @@ class SelfPlayConfig(_Section):
     threads: int = Field(default=1, ge=0, description="torch threads per process; 0 leaves torch's default.")
 
 
+class RLConfig(_Section):
+    """Stage 2 on a reward environment: group-relative PPO (GRPO-style) with a KL penalty toward the
+    imitation policy. Actors sample `group_size` completions of each prompt and score them with the reward;
+    the learner trains on the group-relative advantages (reward - group mean) / (group std + eps)."""
+
+    algorithm: Literal["grpo", "none"] = Field(
+        default="grpo", description="`grpo`: group-relative PPO-clip; `none`: stop after imitation."
+    )
+    reward: Literal["programmatic", "verifier", "mixed"] = Field(
+        default="programmatic",
+        description="`programmatic`: the environment's own score; `verifier`: the learned verifier's "
+        "probability (trained first, in the verifier stage); `mixed`: a weighted sum of the two.",
+    )
+    verifier_weight: float = Field(
+        default=0.5, ge=0, le=1, description="Weight of the verifier in the `mixed` reward."
+    )
+    steps: int = Field(default=300, ge=1, description="Learner steps (the budget), unless minutes run out.")
+    max_minutes: float | None = Field(
+        default=None, gt=0, description="Wall-clock budget for this stage, summed over resumed runs."
+    )
+    actors: int = Field(default=1, ge=0, description="Actor processes; 0 samples in the learner's process.")
+    prompts_per_step: int = Field(default=32, ge=1, description="Prompts each actor samples per step.")
+    group_size: int = Field(default=8, ge=2, description="Completions sampled per prompt (G).")
+    temperature: float = Field(default=1.0, gt=0, description="Sampling temperature of the actors.")
+    top_k: int | None = Field(default=None, ge=1, description="Sample among the k likeliest tokens only.")
+    max_new_tokens: int | None = Field(
+        default=None, ge=1, description="Tokens per completion at most; None: the env's max_completion_chars."
+    )
+    batch_size: int = Field(default=256, ge=1, description="Completions per learner step.")
+    replay_size: int = Field(
+        default=1024, ge=1, description="Newest completions kept for the learner (keep it near on-policy)."
+    )
+    min_replay: int = Field(default=256, ge=1, description="Completions to collect before the first step.")
+    replay_ratio: float = Field(
+        default=2.0, gt=0, description="Times each collected completion is trained on, on average, at most."
+    )
+    lr: float = Field(default=1e-4, gt=0, description="Learning rate (AdamW, constant after warm-up).")
+    warmup_steps: int = Field(default=10, ge=0, description="Linear learning-rate warm-up steps.")
+    weight_decay: float = Field(default=0.0, ge=0, description="AdamW weight decay (matrices only).")
+    grad_clip: float = Field(default=1.0, gt=0, description="Gradient norm clip.")
+    clip: float = Field(default=0.2, gt=0, description="PPO ratio clip, per token.")
+    kl_weight: float = Field(
+        default=0.05, ge=0, description="Weight of KL(policy || imitation policy) per token; 0 skips it."
+    )
+    entropy_weight: float = Field(default=0.0, ge=0, description="Entropy bonus per token.")
+    skip_uniform_groups: bool = Field(
+        default=True, description="Drop groups whose rewards are all equal (zero advantage) before training."
+    )
+    publish_every: int = Field(default=2, ge=1, description="Learner steps between weight publications.")
+    eval_every: int = Field(default=25, ge=1, description="Learner steps between held-out evaluations.")
+    eval_tasks: int = Field(
+        default=500, ge=1, description="Held-out tasks for true accuracy (greedy, the env's own score)."
+    )
+    checkpoint_every: int = Field(default=100, ge=1, description="Learner steps between checkpoints.")
+    seed: int = Field(default=0, description="Seed of the learner and (offset per actor) of the actors.")
+    device: str = Field(default="auto", description="Learner device: `auto`, `cpu` or `cuda[:N]`.")
+    actor_device: str = Field(default="cpu", description="Actor device: `auto`, `cpu` or `cuda[:N]`.")
+    threads: int = Field(default=1, ge=0, description="torch threads per process; 0 leaves torch's default.")
+
+
+class VerifierSection(_Section):
+    """The verifier stage (reward environments, when `rl.reward` is `verifier` or `mixed`): an outcome
+    verifier trained on the imitation policy's own samples, each labelled by the environment's score."""
+
+    tasks: int = Field(default=2000, ge=2, description="Training tasks to sample completions for.")
+    samples: int = Field(default=8, ge=1, description="Completions sampled per task (and per held-out task).")
+    temperature: float = Field(default=1.0, gt=0, description="Sampling temperature for its data.")
+    with_expert: bool = Field(
+        default=True,
+        description="Also label the env expert's completion of each training task: a right answer for "
+        "every prompt, so that the verifier must judge answers, not how hard a prompt is.",
+    )
+    pairs: int = Field(
+        default=8,
+        ge=0,
+        description="Comparisons per task (a right and a wrong completion of it) trained with the pairwise "
+        "Bradley-Terry loss beside the pointwise one; 0: pointwise only.",
+    )
+    steps: int = Field(default=600, ge=1, description="Optimizer steps.")
+    batch_size: int = Field(default=128, ge=1, description="Labelled completions (and comparisons) per step.")
+    lr: float = Field(default=5e-4, gt=0, description="Peak learning rate (AdamW, warm-up then cosine).")
+    val_fraction: float = Field(default=0.1, gt=0, lt=1, description="Share of training prompts held out.")
+    eval_tasks: int = Field(
+        default=500, ge=1, description="Held-out tasks for ROC-AUC and best-of-N against greedy decoding."
+    )
+    best_of: int = Field(default=8, ge=1, description="N of the best-of-N measurement.")
+    seed: int = Field(default=0, description="Seed of sampling, initialisation and batches.")
+
+
 class EvaluationConfig(_Section):
     """Matches of every new checkpoint (gauntlet) against baselines and recent checkpoints."""
 
@@ -164,7 +253,15 @@ class EvaluationConfig(_Section):
 class Config(_Section):
     """A whole run."""
 
-    game: str = Field(default="connect_four", description="Registered game name (`envs.names()`).")
+    game: str = Field(
+        default="connect_four",
+        description="Registered game or reward environment (`envs.names(kind=None)`); a reward environment "
+        "runs the text stages (imitation, verifier, RL) instead of the game ones.",
+    )
+    env_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Options of the reward environment, e.g. `{digits: 3, ops: '+*'}` (games take none).",
+    )
     run_dir: str = Field(
         default="runs/connect_four", description="Where everything the run writes lands; relative to the cwd."
     )
@@ -173,16 +270,32 @@ class Config(_Section):
     imitation: ImitationConfig = Field(default_factory=ImitationConfig)
     selfplay: SelfPlayConfig = Field(default_factory=SelfPlayConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    rl: RLConfig = Field(default_factory=RLConfig)
+    verifier: VerifierSection = Field(default_factory=VerifierSection)
 
     @field_validator("game")
     @classmethod
     def _known_game(cls, name: str) -> str:
-        if name not in envs.names():
-            raise ValueError(f"unknown game {name!r}; known: {', '.join(envs.names())}")
+        if name not in envs.names(kind=None):
+            raise ValueError(
+                f"unknown game {name!r}; known: {', '.join(envs.names())}; "
+                f"reward environments: {', '.join(envs.names(kind='reward'))}"
+            )
         return name
 
+    @property
+    def is_reward_env(self) -> bool:
+        """Whether `game` names a reward environment (text stages) rather than a game."""
+        return self.game in envs.names(kind="reward")
+
     def check(self) -> None:
-        """Checks that need more than one field (experts and baselines must play the configured game)."""
+        """Checks that need more than one field (experts and baselines must play the configured game; a
+        reward environment must accept its options and fit the model's context)."""
+        if self.is_reward_env:
+            self._check_reward_env()
+            return
+        if self.env_options:
+            raise ValueError(f"env_options: the game {self.game!r} takes no options")
         game = envs.make(self.game)
         specs = [("evaluation.baselines", b) for b in self.evaluation.baselines]
         if self.transcripts.path is None:
@@ -192,6 +305,24 @@ class Config(_Section):
                 make_expert(spec, game)
             except ExpertSpecError as e:
                 raise ValueError(f"{key}: {e}") from None
+
+    def _check_reward_env(self) -> None:
+        try:
+            env = envs.make(self.game, **self.env_options)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"env_options: {e}") from None
+        new_tokens = self.rl.max_new_tokens or env.max_completion_chars
+        need = 1 + env.max_prompt_chars + new_tokens + 1  # <bos> prompt completion <eos>, in characters
+        if self.model.tokenizer == "char" and self.model.block_size < need:
+            raise ValueError(
+                f"model.block_size = {self.model.block_size} is shorter than a {self.game} prompt and "
+                f"completion ({need} tokens); raise it or lower rl.max_new_tokens"
+            )
+        if self.rl.algorithm != "none" and self.rl.reward != "programmatic" and env.max_turns > 1:
+            raise ValueError(
+                f"rl.reward: {self.rl.reward!r} needs a single-turn environment; {self.game} has "
+                f"up to {env.max_turns} turns (use programmatic)"
+            )
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:

@@ -15,9 +15,7 @@ from pathlib import Path
 import torch
 import torch.multiprocessing as mp
 
-import agents
-import envs
-from selfplay.actor import Actor, ActorStats, PoolReader, Trajectory, actor_main
+from selfplay.actor import ActorStats, Trajectory, actor_main, make_actor
 from selfplay.config import Config
 
 Batch = list[tuple[int, list[Trajectory], ActorStats]]
@@ -52,16 +50,25 @@ class SharedWeights:
 
 
 class LocalRuntime:
-    """`n` actor processes on this machine."""
+    """`n` actor processes on this machine (`config.selfplay.actors` unless `actors` is given)."""
 
     def __init__(
-        self, config: Config, ckpt: Path, model: torch.nn.Module, *, version: int, pool: Path | None
+        self,
+        config: Config,
+        ckpt: Path,
+        model: torch.nn.Module,
+        *,
+        version: int,
+        pool: Path | None,
+        actor_factory=make_actor,
+        actors: int | None = None,
     ):
         self.config = config
+        self.n = config.selfplay.actors if actors is None else actors
         self.ctx = mp.get_context("spawn")
         self.weights = SharedWeights(model, self.ctx)
         self.weights.version.value = version
-        self.queue = self.ctx.Queue(maxsize=4 * config.selfplay.actors)
+        self.queue = self.ctx.Queue(maxsize=4 * self.n)
         self.stop_event = self.ctx.Event()
         self.args = (
             config,
@@ -70,11 +77,12 @@ class LocalRuntime:
             self.queue,
             self.stop_event,
             str(pool) if pool else None,
+            actor_factory,
         )
         self.procs: list = []
 
     def start(self) -> None:
-        for i in range(self.config.selfplay.actors):
+        for i in range(self.n):
             p = self.ctx.Process(target=actor_main, args=(i, *self.args), daemon=True, name=f"actor-{i}")
             p.start()
             self.procs.append(p)
@@ -116,13 +124,18 @@ class InProcessRuntime:
     """One actor stepped by the learner itself: `collect` plays until some game finishes."""
 
     def __init__(
-        self, config: Config, ckpt: Path, model: torch.nn.Module, *, version: int, pool: Path | None
+        self,
+        config: Config,
+        ckpt: Path,
+        model: torch.nn.Module,
+        *,
+        version: int,
+        pool: Path | None,
+        actor_factory=make_actor,
+        actors: int | None = None,
     ):
-        cfg = config.selfplay
-        policy = agents.load(ckpt, device=cfg.actor_device)
-        policy.model.load_state_dict(model.state_dict())
-        reader = PoolReader(pool, device=cfg.actor_device, keep=cfg.pool_size) if pool else None
-        self.actor = Actor(cfg, envs.make(config.game), policy, seed=cfg.seed * 1000 + 1, pool=reader)
+        self.actor = actor_factory(0, config, str(ckpt), str(pool) if pool else None)
+        self.actor.policy.model.load_state_dict(model.state_dict())
         self.actor.version = version
 
     def start(self) -> None:
@@ -145,6 +158,21 @@ class InProcessRuntime:
         pass
 
 
-def make_runtime(config: Config, ckpt: Path, model: torch.nn.Module, *, version: int, pool: Path | None):
-    cls = LocalRuntime if config.selfplay.actors > 0 else InProcessRuntime
-    return cls(config, ckpt, model, version=version, pool=pool)
+def make_runtime(
+    config: Config,
+    ckpt: Path,
+    model: torch.nn.Module,
+    *,
+    version: int,
+    pool: Path | None,
+    actor_factory=make_actor,
+    actors: int | None = None,
+):
+    """Actor processes, or one actor in this process when there are 0 of them.
+
+    `actor_factory(actor_id, config, ckpt, pool_path)` builds each actor (a picklable, module-level
+    function); `actors` defaults to `config.selfplay.actors`.
+    """
+    n = config.selfplay.actors if actors is None else actors
+    cls = LocalRuntime if n > 0 else InProcessRuntime
+    return cls(config, ckpt, model, version=version, pool=pool, actor_factory=actor_factory, actors=n)
