@@ -3,6 +3,9 @@
 Everything lands in the run directory: the resolved config and the stage outputs. Stages so far:
 expert transcripts (generated if missing, validated either way), then imitation (supervised
 fine-tuning of the policy, checkpoint in `checkpoints/imitation`). Self-play follows.
+
+When `game` names a reward environment the text stages run instead (`selfplay.text_rl.run`): expert
+episodes, text imitation, the verifier when `rl.reward` needs it, then RL with group-relative PPO.
 """
 
 from __future__ import annotations
@@ -129,6 +132,11 @@ def write_report(config: Config, run_dir: Path, final: Path | None) -> Path:
 
 def run(config: Config, *, resume: bool = False, progress: bool = True) -> Path:
     run_dir = prepare_run_dir(config)
+    if config.is_reward_env:  # a reward environment: text imitation, verifier, RL (selfplay.text_rl)
+        from selfplay import text_rl
+
+        text_rl.run(config, run_dir, resume=resume, progress=progress)
+        return run_dir
     data = transcripts_stage(config, run_dir, progress=progress)
     start = imitation_stage(config, data, run_dir, progress=progress)
     final = selfplay_stage(config, run_dir, start, resume=resume, progress=progress)

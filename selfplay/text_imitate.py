@@ -1,0 +1,396 @@
+"""Stage 1 on a reward environment: imitation of the environment's expert on text transcripts.
+
+Each turn of an expert episode becomes `<bos> prompt completion <eos>`; cross-entropy falls on the
+completion's tokens and the `<eos>` that ends it (the prompt is context). Generation stops at `<eos>` or
+at the env's stop string, whichever comes first.
+
+Accuracy is always the environment's own score of greedy episodes on held-out tasks: tasks drawn from
+their own seed (`held_out_tasks`) whose ids never appear in training (`TaskSampler` skips them). The
+helpers here (`play`, `accuracy`, `forward_completions`) are shared by the verifier and RL stages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+import agents
+import envs
+from envs.reward import TextTranscriptError, expert_transcripts, load_text_transcripts, sample_tasks
+from selfplay.config import Config
+from selfplay.imitate import ImitationError, lr_at
+from selfplay.io import atomic_write_text
+
+HELD_OUT_SEED = 1_000_000
+"""Held-out tasks come from seed `transcripts.seed + HELD_OUT_SEED`, apart from every training stream."""
+
+
+def make_env(config: Config) -> envs.RewardEnv:
+    return envs.make(config.game, **config.env_options)
+
+
+def max_new_tokens(config: Config, env: envs.RewardEnv) -> int:
+    return config.rl.max_new_tokens or env.max_completion_chars
+
+
+# --- tasks ---------------------------------------------------------------------------------------
+def held_out_tasks(config: Config, env: envs.RewardEnv, n: int) -> list[envs.Task]:
+    """The first `n` held-out tasks (the same for every stage of a run, and for any `n`, a prefix)."""
+    return sample_tasks(env, n, seed=config.transcripts.seed + HELD_OUT_SEED)
+
+
+def held_out_ids(config: Config, env: envs.RewardEnv) -> set[str]:
+    """Ids of every held-out task any stage evaluates on (the longest of their prefixes)."""
+    n = max(config.imitation.eval_positions, config.rl.eval_tasks, config.verifier.eval_tasks)
+    return {t.id for t in held_out_tasks(config, env, n)}
+
+
+class TaskSampler:
+    """Training tasks from a seeded stream, skipping any whose id is held out."""
+
+    def __init__(self, env: envs.RewardEnv, held_out: set[str], seed: int | Sequence[int]) -> None:
+        self.env, self.held_out = env, held_out
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, n: int) -> list[envs.Task]:
+        out: list[envs.Task] = []
+        for _ in range(1000 * n):
+            task = self.env.sample(self.rng)
+            if task.id not in self.held_out:
+                out.append(task)
+                if len(out) == n:
+                    return out
+        raise ImitationError(f"{self.env.name}: almost every task is held out; lower the held-out counts")
+
+
+# --- playing episodes ----------------------------------------------------------------------------
+def play(
+    policy: agents.Policy,
+    env: envs.RewardEnv,
+    tasks: Sequence[envs.Task],
+    *,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    max_new_tokens: int = 32,
+    seed: int | None = None,
+    batch_size: int = 1024,
+) -> list[list[tuple[str, str]]]:
+    """One episode per task, every active episode's next turn generated in one batch: a list of
+    (prompt, completion) turns per task. Single-turn tasks take one generation call."""
+    episodes: list[list[tuple[str, str]]] = [[] for _ in tasks]
+    for turn in range(env.max_turns):
+        active = []
+        for i, task in enumerate(tasks):
+            prompt = env.prompt_for(task, [c for _, c in episodes[i]])
+            if prompt is not None:
+                active.append((i, prompt))
+        if not active:
+            break
+        for start in range(0, len(active), batch_size):
+            chunk = active[start : start + batch_size]
+            texts = policy.generate(
+                [p for _, p in chunk],
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                top_k=top_k,
+                stop=env.stop,
+                seed=None if seed is None else seed + 7919 * turn + start,
+            )
+            for (i, prompt), text in zip(chunk, texts, strict=True):
+                episodes[i].append((prompt, text))
+    return episodes
+
+
+def episode_scores(env: envs.RewardEnv, tasks: Sequence[envs.Task], episodes) -> np.ndarray:
+    """The env's own score of each episode (0 for anything it cannot read)."""
+    return np.array(
+        [env.score_episode(t, [c for _, c in ep]).value for t, ep in zip(tasks, episodes, strict=True)]
+    )
+
+
+@torch.no_grad()
+def accuracy(
+    policy: agents.Policy, env: envs.RewardEnv, tasks: Sequence[envs.Task], *, max_new_tokens: int
+) -> float:
+    """Mean true score of greedy episodes on `tasks`."""
+    was_training = policy.model.training
+    policy.model.eval()
+    episodes = play(policy, env, tasks, temperature=0.0, max_new_tokens=max_new_tokens)
+    policy.model.train(was_training)
+    return float(episode_scores(env, tasks, episodes).mean())
+
+
+# --- tokens --------------------------------------------------------------------------------------
+def encode_completion(policy: agents.Policy, completion: object, max_tokens: int) -> list[int]:
+    """A completion's tokens + `<eos>`, whatever it is: non-text becomes empty, characters the tokenizer
+    does not know are dropped, and it is cut to `max_tokens` (so it never fails and never overflows)."""
+    text = completion if isinstance(completion, str) else ""
+    text = text[: 4 * max_tokens + 16]  # a huge string never reaches the tokenizer whole
+    try:
+        ids = policy.tokenizer.encode(text)
+    except agents.TokenizerError:
+        known = set(policy.tokenizer.chars)
+        ids = policy.tokenizer.encode("".join(ch for ch in text if ch in known))
+    return [*ids[:max_tokens], policy.tokenizer.eos_id]
+
+
+def forward_completions(
+    model: torch.nn.Module,
+    prompts: Sequence[Sequence[int]],
+    completions: Sequence[Sequence[int]],
+    pad_id: int,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Teacher-forced log-probabilities of every completion token.
+
+    prompts: `<bos>` + prompt ids per row; completions: the ids after it (ending in `<eos>`). Returns the
+    log-softmax at each completion token (N, V), the token ids (N,) and the row of each (N,), N being the
+    completion tokens of the whole batch.
+    """
+    seqs = [list(p) + list(c) for p, c in zip(prompts, completions, strict=True)]
+    B, T = len(seqs), max(len(s) for s in seqs) - 1
+    x = torch.full((B, T), pad_id, dtype=torch.long)
+    src_b, src_i, tgt = [], [], []
+    for b, (p, c) in enumerate(zip(prompts, completions, strict=True)):
+        seq = seqs[b]
+        x[b, : len(seq) - 1] = torch.tensor(seq[:-1])
+        for j in range(len(c)):  # token j of the completion is predicted at position len(p) - 1 + j
+            src_b.append(b)
+            src_i.append(len(p) - 1 + j)
+            tgt.append(c[j])
+    x = x.to(device)
+    rows = torch.tensor(src_b, device=device)
+    tgt_t = torch.tensor(tgt, device=device)
+    hidden, _ = model(x)  # (B, T, C), causal: right padding is never seen
+    logits = model.lm_head(hidden[rows, torch.tensor(src_i, device=device)]).float()  # (N, V)
+    return F.log_softmax(logits, dim=-1), tgt_t, rows
+
+
+# --- the data ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TextExample:
+    prompt: list[int]  # <bos> + prompt tokens
+    completion: list[int]  # completion tokens + <eos>
+    task: str  # task id
+
+
+def transcripts_stage(config: Config, run_dir: Path) -> Path:
+    """The expert episodes: the user's file if configured (checked), else generated into the run
+    directory once per setting."""
+    tc, env = config.transcripts, make_env(config)
+    if tc.path is not None:
+        records = _load(tc.path, config)
+        print(f"transcripts: {len(records)} {config.game} episodes from {tc.path}")
+        return Path(tc.path)
+    out, meta_path = run_dir / "transcripts.jsonl", run_dir / "transcripts.meta.json"
+    wanted = {"game": config.game, "options": env.options, "episodes": tc.games, "seed": tc.seed}
+    if out.exists() and meta_path.exists() and json.loads(meta_path.read_text()) == wanted:
+        print(f"transcripts: reusing {tc.games} {config.game} episodes in {out}")
+        return out
+    print(f"transcripts: {tc.games} expert {config.game} episodes")
+    records = expert_transcripts(env, tc.games, seed=tc.seed)
+    atomic_write_text(out, "".join(json.dumps(r) + "\n" for r in records))
+    atomic_write_text(meta_path, json.dumps(wanted, indent=2) + "\n")
+    return out
+
+
+def _load(path: str | Path, config: Config) -> list[dict]:
+    try:
+        records = load_text_transcripts(path, env=config.game)
+    except TextTranscriptError as e:
+        raise ImitationError(str(e)) from None
+    options = make_env(config).options
+    for i, r in enumerate(records, 1):
+        if r["options"] != options:
+            raise ImitationError(
+                f"{path}: record {i} has options {r['options']}, the config's env_options give {options}"
+            )
+    return records
+
+
+def build_examples(
+    records: list[dict], policy: agents.Policy, held_out: set[str], *, source: str
+) -> list[TextExample]:
+    """Every expert turn of every training episode (held-out tasks dropped), tokenised and checked to
+    fit the context."""
+    out, block = [], policy.model.cfg.block_size
+    for i, r in enumerate(records, 1):
+        if r["task"]["id"] in held_out:
+            continue
+        for turn in r["turns"]:
+            try:
+                ex = TextExample(
+                    policy.encode_prompt(turn["prompt"]),
+                    policy.encode_move(turn["completion"]),
+                    r["task"]["id"],
+                )
+            except agents.TokenizerError as e:
+                raise ImitationError(f"{source}: episode {i}: {e}") from None
+            if len(ex.prompt) + len(ex.completion) > block:
+                raise ImitationError(
+                    f"{source}: episode {i} needs {len(ex.prompt) + len(ex.completion)} tokens; "
+                    f"raise model.block_size (now {block})"
+                )
+            out.append(ex)
+    if not out:
+        raise ImitationError(f"{source}: no training episodes left once held-out tasks are removed")
+    return out
+
+
+def token_loss(policy: agents.Policy, batch: Sequence[TextExample]) -> tuple[torch.Tensor, int]:
+    """Cross-entropy, mean over the completion tokens (and their `<eos>`), and how many there were."""
+    logp, tgt, _ = forward_completions(
+        policy.model,
+        [e.prompt for e in batch],
+        [e.completion for e in batch],
+        policy.tokenizer.pad_id,
+        policy.device,
+    )
+    return F.nll_loss(logp, tgt), len(tgt)
+
+
+# --- training ------------------------------------------------------------------------------------
+def config_hash(config: Config) -> str:
+    """Hash of what the text imitation checkpoint depends on."""
+    relevant = config.model_dump(include={"game", "env_options", "transcripts", "model", "imitation"})
+    relevant["transcripts"].pop("workers", None)
+    relevant["rl_max_new_tokens"] = config.rl.max_new_tokens  # greedy evaluation length
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _new_policy(config: Config, records: list[dict]) -> agents.Policy:
+    if config.model.tokenizer == "bpe":
+        texts = [t[k] for r in records for t in r["turns"] for k in ("prompt", "completion")]
+        tokenizer = agents.BPETokenizer.train(texts, merges=config.model.merges)
+    else:
+        tokenizer = agents.CharTokenizer()
+    mcfg = agents.ModelConfig.preset(
+        config.model.size,
+        vocab_size=tokenizer.vocab_size,
+        block_size=config.model.block_size,
+        dropout=config.model.dropout,
+    )
+    cfg = config.imitation
+    return agents.new_policy(
+        mcfg, tokenizer=tokenizer, device=cfg.device, seed=cfg.seed, meta={"game": config.game}
+    )
+
+
+def train(config: Config, transcripts: Path, run_dir: Path, *, progress: bool = True) -> Path:
+    """Train the text imitation policy; returns its checkpoint (the best held-out accuracy seen)."""
+    cfg = config.imitation
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    env = make_env(config)
+    records = _load(transcripts, config)
+    policy = _new_policy(config, records)
+    new_tokens = max_new_tokens(config, env)
+    tasks = held_out_tasks(config, env, cfg.eval_positions)
+    examples = build_examples(records, policy, held_out_ids(config, env), source=str(transcripts))
+    rng = random.Random(cfg.seed)
+    ckpt = run_dir / "checkpoints" / "imitation"
+    writer = SummaryWriter(str(run_dir / "tb" / "imitation"))
+    decay = [p for p in policy.model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in policy.model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(0.9, 0.95),
+    )
+    untrained = accuracy(policy, env, tasks, max_new_tokens=new_tokens)
+    best, stale, order, step = (-1.0, -1), 0, [], 0
+    start = time.perf_counter()
+    bar = tqdm(total=cfg.max_steps, desc="imitation", unit="step", disable=not progress)
+    for step in range(cfg.max_steps):
+        if cfg.max_minutes is not None and time.perf_counter() - start > 60 * cfg.max_minutes:
+            break
+        policy.model.train()
+        if len(order) < cfg.batch_size:
+            order += rng.sample(range(len(examples)), len(examples))
+        batch, order = [examples[i] for i in order[: cfg.batch_size]], order[cfg.batch_size :]
+        lr = lr_at(step, cfg, cfg.max_steps)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        with policy.autocast():
+            loss, _ = token_loss(policy, batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(policy.model.parameters(), cfg.grad_clip)
+        opt.step()
+        bar.update()
+        if step % 20 == 0:
+            writer.add_scalar("losses/policy", loss.item(), step)
+            writer.add_scalar("charts/learning_rate", lr, step)
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.max_steps:
+            acc = accuracy(policy, env, tasks, max_new_tokens=new_tokens)
+            writer.add_scalar("val/true_accuracy", acc, step + 1)
+            bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{acc:.3f}")
+            if acc > best[0]:
+                best, stale = (acc, step + 1), 0
+                agents.save(policy, ckpt, meta=_meta(config, step + 1, acc))
+            else:
+                stale += 1
+                if stale >= cfg.patience:
+                    break
+    bar.close()
+    if best[1] < 0:  # the clock ran out before the first evaluation
+        best = (accuracy(policy, env, tasks, max_new_tokens=new_tokens), step + 1)
+        agents.save(policy, ckpt, meta=_meta(config, step + 1, best[0]))
+    summary = {
+        "checkpoint": str(ckpt),
+        "step": best[1],
+        "steps_run": step + 1,
+        "seconds": round(time.perf_counter() - start, 1),
+        "train_examples": len(examples),
+        "held_out_tasks": len(tasks),
+        "untrained_accuracy": untrained,
+        "held_out_accuracy": best[0],
+        "parameters": policy.model.num_parameters(),
+    }
+    writer.add_scalar("final/true_accuracy", best[0], best[1])
+    writer.close()
+    atomic_write_text(run_dir / "imitation.json", json.dumps(summary, indent=2) + "\n")
+    return ckpt
+
+
+def _meta(config: Config, step: int, acc: float) -> dict:
+    return {
+        "game": config.game,
+        "env_options": dict(config.env_options),
+        "stage": "imitation",
+        "step": step,
+        "parent": None,
+        "config_hash": config_hash(config),
+        "metrics": {"true_accuracy": acc},
+    }
+
+
+def imitation_stage(config: Config, transcripts: Path, run_dir: Path, *, progress: bool = True) -> Path:
+    """The imitation checkpoint: trained once per configuration, reused when the run starts again."""
+    ckpt = run_dir / "checkpoints" / "imitation"
+    if (run_dir / "imitation.json").exists() and ckpt.exists():
+        try:
+            done = agents.read_meta(ckpt).get("config_hash") == config_hash(config)
+        except agents.CheckpointError:
+            done = False
+        if done:
+            print(f"imitation: reusing {ckpt}")
+            return ckpt
+    ckpt = train(config, transcripts, run_dir, progress=progress)
+    s = json.loads((run_dir / "imitation.json").read_text())
+    print(
+        f"imitation: checkpoint {ckpt} (step {s['step']}): held-out accuracy {s['held_out_accuracy']:.3f} "
+        f"on {s['held_out_tasks']} tasks (untrained {s['untrained_accuracy']:.3f})"
+    )
+    return ckpt
