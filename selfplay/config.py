@@ -237,6 +237,12 @@ class VerifierSection(_Section):
         default=500, ge=1, description="Held-out tasks for ROC-AUC and best-of-N against greedy decoding."
     )
     best_of: int = Field(default=8, ge=1, description="N of the best-of-N measurement.")
+    best_of_temperature: float | None = Field(
+        default=None,
+        gt=0,
+        description="Sampling temperature of the best-of-N candidates; None: `temperature` (the same "
+        "held-out samples as the ROC-AUC).",
+    )
     seed: int = Field(default=0, description="Seed of sampling, initialisation and batches.")
 
 

@@ -165,12 +165,14 @@ def group_advantages(rewards: np.ndarray, eps: float = 1e-6) -> np.ndarray:
 
 # --- the actor -----------------------------------------------------------------------------------
 @torch.no_grad()
-def token_logprobs(policy: agents.Policy, prompts, completions) -> list[np.ndarray]:
-    """Log-prob of each completion token under `policy` (teacher-forced), one array per completion."""
+def token_logprobs(policy: agents.Policy, prompts, completions, temperature: float = 1.0) -> list[np.ndarray]:
+    """Log-prob of each completion token under `policy` sampling at `temperature` (teacher-forced), one
+    array per completion."""
     with policy.autocast():
-        logp, tgt, _ = forward_completions(
+        logits, tgt, _ = forward_completions(
             policy.model, prompts, completions, policy.tokenizer.pad_id, policy.device
         )
+    logp = torch.log_softmax(logits / temperature, dim=-1)
     lp = logp.gather(1, tgt[:, None])[:, 0].float().cpu().numpy()
     return np.split(lp, np.cumsum([len(c) for c in completions])[:-1])
 
@@ -222,7 +224,11 @@ class TextActor:
             lengths[i] += len(c) - 1
         keep = [x for x in turns if adv[x[0]] != 0 or not cfg.skip_uniform_groups]
         t_net = time.perf_counter()
-        lps = token_logprobs(self.policy, [p for _, p, _ in keep], [c for _, _, c in keep]) if keep else []
+        lps = (
+            token_logprobs(self.policy, [p for _, p, _ in keep], [c for _, _, c in keep], cfg.temperature)
+            if keep
+            else []
+        )
         self.stats.net_seconds += time.perf_counter() - t_net
         by_episode: dict[int, list[Completion]] = {}
         for (i, p, c), lp in zip(keep, lps, strict=True):

@@ -7,6 +7,11 @@ at the env's stop string, whichever comes first.
 Accuracy is always the environment's own score of greedy episodes on held-out tasks: tasks drawn from
 their own seed (`held_out_tasks`) whose ids never appear in training (`TaskSampler` skips them). The
 helpers here (`play`, `accuracy`, `forward_completions`) are shared by the verifier and RL stages.
+
+Config keys it reads: `env_options`; `transcripts.games`, `.seed` and `.path` (a "selfplay.text/1" file,
+whose options must match `env_options`); `model.*`; and from `imitation` the optimiser, budget and
+evaluation keys, `eval_positions` being the number of held-out tasks. The game-only keys
+(`transcripts.expert`, `imitation.loss`, `.dedupe`, `.value_weight`, `.val_fraction`) do not apply.
 """
 
 from __future__ import annotations
@@ -152,11 +157,11 @@ def forward_completions(
     pad_id: int,
     device: torch.device,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Teacher-forced log-probabilities of every completion token.
+    """Teacher-forced logits at every completion token.
 
     prompts: `<bos>` + prompt ids per row; completions: the ids after it (ending in `<eos>`). Returns the
-    log-softmax at each completion token (N, V), the token ids (N,) and the row of each (N,), N being the
-    completion tokens of the whole batch.
+    logits predicting each completion token (N, V), the token ids (N,) and the row of each (N,), N being
+    the completion tokens of the whole batch.
     """
     seqs = [list(p) + list(c) for p, c in zip(prompts, completions, strict=True)]
     B, T = len(seqs), max(len(s) for s in seqs) - 1
@@ -173,8 +178,7 @@ def forward_completions(
     rows = torch.tensor(src_b, device=device)
     tgt_t = torch.tensor(tgt, device=device)
     hidden, _ = model(x)  # (B, T, C), causal: right padding is never seen
-    logits = model.lm_head(hidden[rows, torch.tensor(src_i, device=device)]).float()  # (N, V)
-    return F.log_softmax(logits, dim=-1), tgt_t, rows
+    return model.lm_head(hidden[rows, torch.tensor(src_i, device=device)]).float(), tgt_t, rows  # (N, V)
 
 
 # --- the data ------------------------------------------------------------------------------------
@@ -250,14 +254,14 @@ def build_examples(
 
 def token_loss(policy: agents.Policy, batch: Sequence[TextExample]) -> tuple[torch.Tensor, int]:
     """Cross-entropy, mean over the completion tokens (and their `<eos>`), and how many there were."""
-    logp, tgt, _ = forward_completions(
+    logits, tgt, _ = forward_completions(
         policy.model,
         [e.prompt for e in batch],
         [e.completion for e in batch],
         policy.tokenizer.pad_id,
         policy.device,
     )
-    return F.nll_loss(logp, tgt), len(tgt)
+    return F.cross_entropy(logits, tgt), len(tgt)
 
 
 # --- training ------------------------------------------------------------------------------------

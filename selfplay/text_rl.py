@@ -5,11 +5,12 @@ RL (`rl.algorithm: grpo`). Actors (`selfplay.text_actor`, run by the same runtim
 group, A = (r - mean_group) / (std_group + eps). The learner minimises, per completion token t,
 
     -min(rho_t A, clip(rho_t, 1 - clip, 1 + clip) A) + kl_weight KL_t - entropy_weight H_t,
-    rho_t = pi(t) / pi_behaviour(t),  KL_t = sum_v pi(v) (log pi(v) - log pi_ref(v))  (exact, over the vocab)
+    rho_t = pi_T(t) / pi_behaviour(t),   KL_t = sum_v pi(v) (log pi(v) - log pi_ref(v))   (exact, over V)
 
-averaged over the tokens of the batch, with pi_ref the frozen imitation policy. The reward is the env's
-score (`programmatic`), the learned verifier's probability (`verifier`) or a mix; true accuracy is always
-the env's own score of greedy episodes on held-out tasks.
+averaged over the tokens of the batch, with pi_ref the frozen imitation policy and pi_T the policy at
+the sampling temperature `rl.temperature` (what the actors sample from; H_t is its entropy). The reward
+is the env's score (`programmatic`), the learned verifier's probability (`verifier`) or a mix; true
+accuracy is always the env's own score of greedy episodes on held-out tasks.
 
 TensorBoard (`RUN/tb/rl`): `rl/mean_reward`, `rl/sample_true_score` (env score of the same samples),
 `rl/verifier_agreement`, `rl/completion_length`, `rl/true_accuracy` (held-out, greedy) and, with a
@@ -66,22 +67,26 @@ def rl_losses(
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """PPO-clip per token on group-relative advantages, + KL to `ref`, - entropy; and its metrics."""
     prompts, comps = [c.prompt for c in batch], [c.tokens for c in batch]
-    logp, tgt, rows = forward_completions(
+    logits, tgt, rows = forward_completions(
         policy.model, prompts, comps, policy.tokenizer.pad_id, policy.device
-    )
-    new = logp.gather(1, tgt[:, None])[:, 0]  # (N,) log-prob of each completion token
+    )  # (N, V)
+    logp_t = torch.log_softmax(logits / cfg.temperature, dim=-1)  # the sampling policy: ratio, entropy
+    logp = torch.log_softmax(logits, dim=-1)  # the policy itself: KL to the reference
+    new = logp_t.gather(1, tgt[:, None])[:, 0]  # (N,) log-prob of each completion token
     old = torch.as_tensor(np.concatenate([c.logprobs for c in batch]), dtype=torch.float32, device=new.device)
     adv = torch.tensor([c.advantage for c in batch], dtype=torch.float32, device=new.device)[rows]  # (N,)
     ratio = torch.exp(new - old)
     clipped = torch.clamp(ratio, 1 - cfg.clip, 1 + cfg.clip)
     policy_loss = -torch.min(ratio * adv, clipped * adv).mean()
-    probs = logp.exp()
-    entropy = -(probs * logp).sum(-1).mean()
+    entropy = -(logp_t.exp() * logp_t).sum(-1).mean()
     kl = torch.zeros((), device=new.device)
     if ref is not None and cfg.kl_weight > 0:
         with torch.no_grad():
-            ref_logp, _, _ = forward_completions(ref.model, prompts, comps, ref.tokenizer.pad_id, ref.device)
-        kl = (probs * (logp - ref_logp)).sum(-1).mean()
+            ref_logits, _, _ = forward_completions(
+                ref.model, prompts, comps, ref.tokenizer.pad_id, ref.device
+            )
+            ref_logp = torch.log_softmax(ref_logits, dim=-1)
+        kl = (logp.exp() * (logp - ref_logp)).sum(-1).mean()
     loss = policy_loss + cfg.kl_weight * kl - cfg.entropy_weight * entropy
     with torch.no_grad():
         log_ratio = new - old
@@ -452,14 +457,23 @@ def verifier_stage(config: Config, run_dir: Path, imitation: Path, *, progress: 
         **sampling,
     )
     heldout = V.evaluate(verifier, pointwise=held_data)
-    scores = verifier.score([r.prompt for r in held_data], [r.completion for r in held_data]).reshape(
-        len(held), n
-    )
-    labels = np.array([r.label for r in held_data]).reshape(len(held), n)
-    comps = np.array([r.completion for r in held_data], dtype=object).reshape(len(held), n)
     k = vc.best_of
-    picked = scores[:, :k].argmax(1)
-    majority = [collections.Counter(row[:k]).most_common(1)[0][0] for row in comps]
+    if vc.best_of_temperature is not None:  # best-of-N candidates at their own temperature
+        cands = V.label_completions(
+            policy,
+            [env.prompt_for(t) for t in held],
+            lambda i, c: env.score(held[i], c),
+            k,
+            seed=vc.seed + 2,
+            **{**sampling, "temperature": vc.best_of_temperature},
+        )
+    else:
+        cands = [r for i, r in enumerate(held_data) if i % n < k]
+    scores = verifier.score([r.prompt for r in cands], [r.completion for r in cands]).reshape(len(held), k)
+    labels = np.array([r.label for r in cands]).reshape(len(held), k)
+    comps = np.array([r.completion for r in cands], dtype=object).reshape(len(held), k)
+    picked = scores.argmax(1)
+    majority = [collections.Counter(row).most_common(1)[0][0] for row in comps]
     measured = {
         "heldout_roc_auc": heldout.roc_auc,
         "heldout_accuracy": heldout.accuracy,
@@ -469,7 +483,8 @@ def verifier_stage(config: Config, run_dir: Path, imitation: Path, *, progress: 
             np.mean([env.score(t, c) for t, c in zip(held, majority, strict=True)])
         ),
         "sample_accuracy": float(labels.mean()),
-        "pass_at_n": float((labels[:, :k] >= 0.5).any(1).mean()),
+        "pass_at_n": float((labels >= 0.5).any(1).mean()),
+        "best_of_temperature": vc.best_of_temperature or vc.temperature,
     }
     for key, value in measured.items():
         writer.add_scalar(f"verifier/{key}", value, vc.steps)

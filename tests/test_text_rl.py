@@ -125,7 +125,7 @@ def test_main_command_runs_every_text_stage(tmp_path, reward, capsys):
     run_dir = tmp_path / "run"
     actors = "1" if reward == "programmatic" else "0"  # one run through spawned actor processes
     argv = [str(ROOT / "configs/arithmetic.yaml"), f"run_dir={run_dir}", *TINY, f"rl.reward={reward}"]
-    argv += [f"rl.actors={actors}", "--no-progress"]
+    argv += [f"rl.actors={actors}", "verifier.best_of_temperature=0.5", "--no-progress"]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "imitation: checkpoint" in out and "rl: final checkpoint" in out
@@ -140,6 +140,7 @@ def test_main_command_runs_every_text_stage(tmp_path, reward, capsys):
     if reward == "verifier":
         v = json.loads((run_dir / "verifier.json").read_text())
         assert {"heldout_roc_auc", "best_of_n_accuracy", "greedy_accuracy"} <= set(v)
+        assert v["best_of_temperature"] == 0.5 and 0.0 <= v["best_of_n_accuracy"] <= v["pass_at_n"]
         assert "best-of-4" in out
         assert "heldout_verifier_score" in summary["evals"][-1]
     else:
