@@ -95,7 +95,7 @@ class Actor:
     def _new_slot(self) -> _Slot:
         state = self.game.new_initial_state()
         moves = []
-        for _ in range(int(self.rng.integers(self.cfg.opening_plies + 1))):  # 0..N: near and far
+        for _ in range(self.cfg.opening_plies):
             if state.is_terminal():
                 break
             a = int(self.rng.choice(state.legal_actions()))

@@ -120,9 +120,7 @@ class SelfPlayConfig(_Section):
     temperature_moves: int = Field(
         default=8, ge=0, description="Moves per game played at `temperature`; greedy after (`alphazero`)."
     )
-    opening_plies: int = Field(
-        default=0, ge=0, description="Up to this many random opening moves per game (uniform in 0..N)."
-    )
+    opening_plies: int = Field(default=0, ge=0, description="Random opening moves per game, for variety.")
     replay_size: int = Field(default=20000, ge=1, description="Positions kept in the replay buffer.")
     min_replay: int = Field(default=512, ge=1, description="Positions to collect before the first step.")
     replay_ratio: float = Field(

@@ -61,7 +61,7 @@ def test_alphazero_actor_records_search_targets(tmp_path, ttt_policy):
     game = envs.make("tictactoe")
     for t in finished:
         opening = len(t.moves) - len(t.prompts)  # random moves before the recorded ones
-        assert 0 <= opening <= cfg.opening_plies
+        assert opening == cfg.opening_plies
         assert len(t.prompts) == len(t.legal) == len(t.targets) == len(t.chosen)
         state = game.new_initial_state()
         for move in t.moves[:opening]:
