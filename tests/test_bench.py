@@ -51,3 +51,30 @@ def test_policy_bench_prints_batching_gain_and_training_rate():
     out = proc.stdout
     for label in ["inference, batch 1", "inference, batch 256", "batching gain", "imitation training"]:
         assert f"| {label}" in out
+
+
+def test_actors_bench_prints_one_and_two_actor_rows():
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench/actors.py"),
+            "--game",
+            "tictactoe",
+            "--size",
+            "nano",
+            "--simulations",
+            "4",
+            "--games-per-actor",
+            "4",
+            "--seconds",
+            "2",
+            "--warmup",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=180,
+    ).stdout
+    rows = [line for line in out.splitlines() if line.startswith("| 1 |") or line.startswith("| 2 |")]
+    assert len(rows) == 2 and "time in network" in out and "2 actors / 1 actor" in out

@@ -1,7 +1,7 @@
 """Self-play throughput: games/s with 1 and 2 actor processes, and the share of actor time spent in the
 network (target: at least 70%), measured side by side in one run.
 
-    python bench/selfplay.py [--game connect_four] [--size small] [--simulations 32] [--games-per-actor 32]
+    python bench/actors.py [--game connect_four] [--size small] [--simulations 32] [--games-per-actor 32]
                              [--seconds 60] [--checkpoint PATH]
 
 Actors run exactly as in training (spawned processes, shared weights, the queue) with no learner beside
