@@ -7,7 +7,6 @@ own process (`selfplay.actors: 0`), for tests and debugging. A Ray runtime fits 
 
 from __future__ import annotations
 
-import contextlib
 import queue as queue_mod
 import time
 from pathlib import Path
@@ -108,11 +107,13 @@ class LocalRuntime:
         return out
 
     def close(self) -> None:
+        # No reads from the queue here: an actor stopping mid-write (it does not flush, see actor_main)
+        # leaves half a message in the pipe, and reading it would block forever. An actor waiting on a
+        # full queue gives up within a second once `stop` is set (`actor._put`).
         self.stop_event.set()
         deadline = time.monotonic() + 10
-        while any(p.is_alive() for p in self.procs) and time.monotonic() < deadline:
-            with contextlib.suppress(queue_mod.Empty):  # actors blocked on a full queue need room to stop
-                self.queue.get(timeout=0.1)
+        for p in self.procs:
+            p.join(timeout=max(0.0, deadline - time.monotonic()))
         for p in self.procs:
             if p.is_alive():
                 p.terminate()
