@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +40,17 @@ def _fsync(path: Path) -> None:
             os.close(fd)
 
 
-def save(policy: Policy, path: str | os.PathLike, meta: dict[str, Any] | None = None) -> Path:
-    """Write `policy` to the directory `path` atomically (replacing an older one there)."""
+def write_model_dir(
+    path: str | os.PathLike,
+    model: GPT,
+    tokenizer: CharTokenizer,
+    *,
+    fmt: str,
+    meta: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write a model directory atomically (replacing an older one there): weights, config, meta.
+    Every kind of checkpoint (policy, verifier) is this layout with its own `fmt` and `extra` config."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
@@ -48,16 +58,17 @@ def save(policy: Policy, path: str | os.PathLike, meta: dict[str, Any] | None = 
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a checkpoint should be readable like any directory
     try:
-        state = {k: v.detach().to("cpu").contiguous() for k, v in policy.model.state_dict().items()}
+        state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
         state.pop("lm_head.weight", None)  # tied to tok_emb.weight
-        save_file(state, tmp / WEIGHTS, metadata={"format": FORMAT})
+        save_file(state, tmp / WEIGHTS, metadata={"format": fmt})
         config = {
-            "format": FORMAT,
-            "model": policy.model.cfg.to_dict(),
-            "tokenizer": policy.tokenizer.to_dict(),
+            "format": fmt,
+            **(extra or {}),
+            "model": model.cfg.to_dict(),
+            "tokenizer": tokenizer.to_dict(),
         }
         (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
-        (tmp / META).write_text(json.dumps({**policy.meta, **(meta or {})}, indent=2, default=str) + "\n")
+        (tmp / META).write_text(json.dumps(meta, indent=2, default=str) + "\n")
         for f in (WEIGHTS, CONFIG, META):
             _fsync(tmp / f)
         _fsync(tmp)
@@ -74,6 +85,13 @@ def save(policy: Policy, path: str | os.PathLike, meta: dict[str, Any] | None = 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def save(policy: Policy, path: str | os.PathLike, meta: dict[str, Any] | None = None) -> Path:
+    """Write `policy` to the directory `path` atomically (replacing an older one there)."""
+    return write_model_dir(
+        path, policy.model, policy.tokenizer, fmt=FORMAT, meta={**policy.meta, **(meta or {})}
+    )
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -93,14 +111,16 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
     return _read_json(Path(path) / META)
 
 
-def load(path: str | os.PathLike, *, device: str = "auto") -> Policy:
-    """The policy stored at `path`; raises `CheckpointError` naming the file for anything amiss."""
+def read_model_dir(
+    path: str | os.PathLike, check: Callable[[Path, dict[str, Any]], None]
+) -> tuple[GPT, CharTokenizer, dict[str, Any]]:
+    """Model, tokenizer and meta of the directory at `path`, after `check(path, config)` has vetted its
+    format; raises `CheckpointError` naming the file for anything amiss, never loading partial weights."""
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"{path}: no checkpoint directory there")
     config = _read_json(path / CONFIG)
-    if config.get("format") != FORMAT:
-        raise CheckpointError(f"{path / CONFIG}: format {config.get('format')!r}, expected {FORMAT!r}")
+    check(path, config)
     try:
         cfg = ModelConfig(**config["model"])
         tokenizer = CharTokenizer.from_dict(config["tokenizer"])
@@ -130,6 +150,17 @@ def load(path: str | os.PathLike, *, device: str = "auto") -> Policy:
             f"missing {missing[:3]}, unexpected {extra[:3]}, wrong shape {wrong[:3]}"
         )
     model.load_state_dict(state, strict=False)  # only the tied lm_head.weight is absent
+    return model, tokenizer, meta
+
+
+def _check_policy_format(path: Path, config: dict[str, Any]) -> None:
+    if config.get("format") != FORMAT:
+        raise CheckpointError(f"{path / CONFIG}: format {config.get('format')!r}, expected {FORMAT!r}")
+
+
+def load(path: str | os.PathLike, *, device: str = "auto") -> Policy:
+    """The policy stored at `path`; raises `CheckpointError` naming the file for anything amiss."""
+    model, tokenizer, meta = read_model_dir(path, _check_policy_format)
     return Policy(model, tokenizer, device=device, meta=meta)
 
 

@@ -22,21 +22,16 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from agents import checkpoint
-from agents.checkpoint import CONFIG, META, WEIGHTS, CheckpointError, _fsync, _read_json
+from agents.checkpoint import CONFIG, CheckpointError
 from agents.model import GPT, ModelConfig
 from agents.policy import Policy, resolve_device
 from agents.tokenizer import CharTokenizer, TokenizerError
@@ -156,49 +151,17 @@ def new_verifier(
 # --- checkpoints: the layout of agents.checkpoint, with its own format and "kind" ------------------
 def save_verifier(verifier: Verifier, path: str | os.PathLike, meta: dict[str, Any] | None = None) -> Path:
     """Write `verifier` to the directory `path` atomically (replacing an older one there)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)
-    try:
-        state = {k: v.detach().to("cpu").contiguous() for k, v in verifier.model.state_dict().items()}
-        state.pop("lm_head.weight", None)  # tied to tok_emb.weight
-        save_file(state, tmp / WEIGHTS, metadata={"format": FORMAT})
-        config = {
-            "format": FORMAT,
-            "kind": KIND,
-            "model": verifier.model.cfg.to_dict(),
-            "tokenizer": verifier.tokenizer.to_dict(),
-        }
-        (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
-        (tmp / META).write_text(json.dumps({**verifier.meta, **(meta or {})}, indent=2, default=str) + "\n")
-        for f in (WEIGHTS, CONFIG, META):
-            _fsync(tmp / f)
-        _fsync(tmp)
-        old = None
-        if path.exists():  # rename cannot replace a non-empty directory: move the old one aside first
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-        os.replace(tmp, path)
-        _fsync(path.parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
+    return checkpoint.write_model_dir(
+        path,
+        verifier.model,
+        verifier.tokenizer,
+        fmt=FORMAT,
+        meta={**verifier.meta, **(meta or {})},
+        extra={"kind": KIND},
+    )
 
 
-def load_verifier(path: str | os.PathLike, *, device: str = "auto") -> Verifier:
-    """The verifier stored at `path`; raises `CheckpointError` naming the file for anything amiss,
-    including a policy checkpoint given in its place."""
-    path = Path(path)
-    if not path.is_dir():
-        raise CheckpointError(f"{path}: no checkpoint directory there")
-    config = _read_json(path / CONFIG)
+def _check_verifier_format(path: Path, config: dict[str, Any]) -> None:
     if config.get("format") == checkpoint.FORMAT:
         raise CheckpointError(
             f"{path}: a policy checkpoint, not a verifier (load it with agents.load; "
@@ -209,33 +172,10 @@ def load_verifier(path: str | os.PathLike, *, device: str = "auto") -> Verifier:
             f"{path / CONFIG}: format {config.get('format')!r}, kind {config.get('kind')!r}; "
             f"expected {FORMAT!r}, {KIND!r}"
         )
-    try:
-        cfg = ModelConfig(**config["model"])
-        tokenizer = CharTokenizer.from_dict(config["tokenizer"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{path / CONFIG}: bad model or tokenizer configuration ({e})") from None
-    if cfg.vocab_size != tokenizer.vocab_size:
-        raise CheckpointError(
-            f"{path / CONFIG}: vocab_size {cfg.vocab_size} does not match "
-            f"the tokenizer's {tokenizer.vocab_size}"
-        )
-    meta = _read_json(path / META)
-    weights = path / WEIGHTS
-    if not weights.is_file():
-        raise CheckpointError(f"{weights}: missing (not a complete checkpoint directory)")
-    try:
-        state = load_file(weights)
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{weights}: unreadable or truncated ({e})") from None
-    model = GPT(cfg)
-    expected = {k: v.shape for k, v in model.state_dict().items() if k != "lm_head.weight"}
-    missing = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if tuple(state[k].shape) != tuple(expected[k]))
-    if missing or extra or wrong:
-        raise CheckpointError(
-            f"{weights}: does not match {path / CONFIG}: "
-            f"missing {missing[:3]}, unexpected {extra[:3]}, wrong shape {wrong[:3]}"
-        )
-    model.load_state_dict(state, strict=False)  # only the tied lm_head.weight is absent
+
+
+def load_verifier(path: str | os.PathLike, *, device: str = "auto") -> Verifier:
+    """The verifier stored at `path`; raises `CheckpointError` naming the file for anything amiss,
+    including a policy checkpoint given in its place."""
+    model, tokenizer, meta = checkpoint.read_model_dir(path, _check_verifier_format)
     return Verifier(model, tokenizer, device=device, meta=meta)
