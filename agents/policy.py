@@ -49,6 +49,27 @@ class Evaluation:
         return self.actions[int(np.argmax(self.probs))]
 
 
+def queries(states: Sequence[State]) -> tuple[list[list[int]], list[str], list[list[str]]]:
+    """What scoring `states` takes: each one's legal actions, its prompt and its legal moves' texts."""
+    actions = [s.legal_actions() for s in states]
+    for s, acts in zip(states, actions, strict=True):
+        if not acts:
+            raise ValueError(f"cannot evaluate a finished {s.game.name} game")
+    texts = [[s.action_to_text(a) for a in acts] for s, acts in zip(states, actions, strict=True)]
+    return actions, [s.prompt() for s in states], texts
+
+
+def evaluations(
+    actions: Sequence[list[int]], logprobs: Sequence[np.ndarray], values: Sequence[float]
+) -> list[Evaluation]:
+    """Scores of legal moves' texts -> the distribution over legal actions (a softmax of the scores)."""
+    out = []
+    for acts, lp, v in zip(actions, logprobs, values, strict=True):
+        probs = np.exp(lp - lp.max())
+        out.append(Evaluation(list(acts), probs / probs.sum(), lp, float(v)))
+    return out
+
+
 def resolve_device(device: str = "auto") -> torch.device:
     """`auto` picks CUDA when present, else CPU; anything else is passed to torch."""
     if device == "auto":
@@ -118,9 +139,12 @@ class Policy:
             n = len(rows_tok[b])
             tok[b, :n], pos[b, :n], seg[b, :n] = rows_tok[b], rows_pos[b], rows_seg[b]
         dev = self.device
+        pin = dev.type == "cuda"
 
         def t(x):
-            return torch.as_tensor(np.asarray(x, dtype=np.int64), device=dev)
+            x = torch.from_numpy(np.asarray(x, dtype=np.int64))
+            # pinned host memory lets the copy to the GPU run asynchronously
+            return x.pin_memory().to(dev, non_blocking=True) if pin else x
 
         return Packed(
             t(tok),
@@ -160,17 +184,8 @@ class Policy:
         """For each (non-terminal) state: a distribution over its legal actions and a value."""
         if not states:
             return []
-        actions = [s.legal_actions() for s in states]
-        for s, acts in zip(states, actions, strict=True):
-            if not acts:
-                raise ValueError(f"cannot evaluate a finished {s.game.name} game")
-        texts = [[s.action_to_text(a) for a in acts] for s, acts in zip(states, actions, strict=True)]
-        logprobs, values = self.score([s.prompt() for s in states], texts)
-        out = []
-        for acts, lp, v in zip(actions, logprobs, values, strict=True):
-            probs = np.exp(lp - lp.max())
-            out.append(Evaluation(acts, probs / probs.sum(), lp, float(v)))
-        return out
+        actions, prompts, texts = queries(states)
+        return evaluations(actions, *self.score(prompts, texts))
 
     def act(
         self, states: Sequence[State], *, temperature: float = 0.0, rng: np.random.Generator | None = None

@@ -20,20 +20,6 @@ from selfplay.imitate import build_examples, legal_losses
 from selfplay.transcripts import Transcript, play_game
 
 
-def positions(game: envs.Game, n: int, seed: int = 0) -> list[envs.State]:
-    rng = random.Random(seed)
-    out = []
-    while len(out) < n:
-        s = game.new_initial_state()
-        for _ in range(rng.randrange(game.max_game_length() // 2)):
-            if s.is_terminal():
-                break
-            s.apply_action(rng.choice(s.legal_actions()))
-        if not s.is_terminal():
-            out.append(s)
-    return out
-
-
 def inference_rate(policy: agents.Policy, states: list[envs.State], batch: int, seconds: float) -> float:
     done, start, i = 0, time.perf_counter(), 0
     while time.perf_counter() - start < seconds:
@@ -74,7 +60,7 @@ def main() -> None:
     tok = agents.CharTokenizer()
     cfg = agents.ModelConfig.preset(args.size, vocab_size=tok.vocab_size, block_size=256)
     policy = agents.new_policy(cfg, device=args.device, seed=0)
-    states = positions(game, 512)
+    states = envs.random_states(game, 512)
     n_params = policy.model.num_parameters()
     print(f"model {args.size} ({n_params:,} parameters) on {policy.device}, game {args.game}")
     one = inference_rate(policy, states, 1, args.seconds)

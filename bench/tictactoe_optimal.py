@@ -9,41 +9,7 @@ from __future__ import annotations
 import argparse
 
 import agents
-import envs
-from agents import mcts
-from envs.experts import Minimax
-
-
-def reachable_positions(game: envs.Game) -> list[envs.State]:
-    seen, out = set(), []
-    stack = [game.new_initial_state()]
-    while stack:
-        s = stack.pop()
-        if s.is_terminal() or s.key() in seen:
-            continue
-        seen.add(s.key())
-        out.append(s)
-        for a in s.legal_actions():
-            child = s.clone()
-            child.apply_action(a)
-            stack.append(child)
-    return out
-
-
-def optimal_rate(policy: agents.Policy, *, simulations: int = 0) -> tuple[float, int]:
-    game = envs.make("tictactoe")
-    expert = Minimax(game)
-    states = reachable_positions(game)
-    good = 0
-    for i in range(0, len(states), 512):
-        chunk = states[i : i + 512]
-        if simulations:
-            outs = mcts.run(chunk, policy.evaluate, simulations=simulations)
-            moves = [mcts.select_action(o, temperature=0) for o in outs]
-        else:
-            moves = [e.best() for e in policy.evaluate(chunk)]
-        good += sum(m in expert.optimal_actions(s) for s, m in zip(chunk, moves, strict=True))
-    return good / len(states), len(states)
+from selfplay.evaluation import optimal_move_rate
 
 
 def main() -> None:
@@ -51,7 +17,7 @@ def main() -> None:
     p.add_argument("checkpoint")
     p.add_argument("--simulations", type=int, default=0)
     args = p.parse_args()
-    rate, n = optimal_rate(agents.load(args.checkpoint, device="cpu"), simulations=args.simulations)
+    rate, n = optimal_move_rate(agents.load(args.checkpoint, device="cpu"), simulations=args.simulations)
     print("| checkpoint | simulations | optimal moves |\n|---|---:|---:|")
     print(f"| {args.checkpoint} | {args.simulations} | {rate:.4f} of {n} |")
 

@@ -10,7 +10,7 @@ environments (text tasks scored in [0, 1], see `envs.reward`).
 ['arithmetic', 'countdown', 'guess_number', 'sort']
 """
 
-from envs.checker import GameCheckError, check_game, perft
+from envs.checker import GameCheckError, check_game, perft, random_states, reachable_states
 from envs.core import TERMINAL, Game, GameInfo, IllegalMoveError, State
 from envs.registry import UnknownEnvError, make, names, register
 from envs.reward import RewardEnv, RewardEnvCheckError, Score, Task, check_reward_env, reward_env
@@ -35,6 +35,8 @@ __all__ = [
     "make_gym",
     "names",
     "perft",
+    "random_states",
+    "reachable_states",
     "register",
     "reward_env",
 ]

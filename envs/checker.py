@@ -91,6 +91,40 @@ def perft(state: State, depth: int) -> int:
     return total
 
 
+def random_states(game: Game, n: int, *, seed: int = 0) -> list[State]:
+    """`n` positions (someone to move) after a random number of random moves, up to half a game."""
+    rng = random.Random(seed)
+    out: list[State] = []
+    while len(out) < n:
+        s = game.new_initial_state()
+        for _ in range(rng.randrange(max(1, game.max_game_length() // 2))):
+            if s.is_terminal():
+                break
+            s.apply_action(rng.choice(s.legal_actions()))
+        if not s.is_terminal():
+            out.append(s)
+    return out
+
+
+def reachable_states(game: Game, *, limit: int | None = None) -> list[State]:
+    """Every distinct position reachable from the start where someone is to move (depth first, by
+    `key()`); for games small enough to enumerate, or the first `limit` of them."""
+    seen: set = set()
+    out: list[State] = []
+    stack = [game.new_initial_state()]
+    while stack and (limit is None or len(out) < limit):
+        s = stack.pop()
+        if s.is_terminal() or s.key() in seen:
+            continue
+        seen.add(s.key())
+        out.append(s)
+        for a in s.legal_actions():
+            child = s.clone()
+            child.apply_action(a)
+            stack.append(child)
+    return out
+
+
 def check_game(game: Game, *, games: int = 10, seed: int = 0) -> None:
     """Play `games` random games through the public API, checking the contract at every state.
 

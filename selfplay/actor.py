@@ -42,6 +42,7 @@ class Trajectory:
     actor: int = 0
     opponent: str | None = None  # `pg`: the pool checkpoint the learner's policy played
     seat: int | None = None  # `pg`: the learner's player
+    uid: str = ""  # unique per game of a run (stamped by the runtime): nothing is counted twice
 
 
 @dataclass
@@ -90,6 +91,9 @@ class Actor:
         t0 = time.perf_counter()
         out = policy.evaluate(states)
         self.stats.net_seconds += time.perf_counter() - t0
+        served = getattr(policy, "version", None)  # an inference server says which weights answered
+        if policy is self.policy and served is not None:
+            self.version = served
         return out
 
     def _new_slot(self) -> _Slot:
@@ -254,36 +258,73 @@ def write_pool(path: Path, opponents: list[tuple[str, float]]) -> None:
     atomic_write_text(path, json.dumps({"opponents": entries}, indent=2) + "\n")
 
 
-def make_actor(actor_id: int, config: Config, ckpt: str, pool_path: str | None = None) -> Actor:
+def make_actor(
+    actor_id: int, config: Config, ckpt: str, pool_path: str | None = None, *, policy=None
+) -> Actor:
     """The game actor of a process (the default `actor_factory` of the runtime).
 
     Any factory with this signature fits the runtime: it returns an object with a `policy`, a `version`,
-    `step() -> list[finished]` and `take_stats()` (see `selfplay.text_actor.make_text_actor`).
+    `step() -> list[finished]` and `take_stats()` (see `selfplay.text_actor.make_text_actor`). `policy`,
+    when given, replaces loading `ckpt` (a `RemotePolicy` answered by the inference server).
     """
     cfg = config.selfplay
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    policy = agents.load(ckpt, device=cfg.actor_device)
+    if policy is None:
+        policy = agents.load(ckpt, device=cfg.actor_device)
     game = envs.make(config.game)
     pool = PoolReader(Path(pool_path), device=cfg.actor_device, keep=cfg.pool_size) if pool_path else None
     return Actor(cfg, game, policy, actor_id=actor_id, seed=cfg.seed * 1000 + 1 + actor_id, pool=pool)
 
 
+class Stamper:
+    """Gives every finished trajectory a run-wide unique id: `<runtime token>.<actor>.<life>.<serial>`."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix, self.serial = prefix, 0
+
+    def __call__(self, finished: list) -> list:
+        for t in finished:
+            t.uid = f"{self.prefix}.{self.serial}"
+            self.serial += 1
+        return finished
+
+
 def actor_main(
-    actor_id, config: Config, ckpt: str, weights, queue, stop, pool_path: str | None, factory=make_actor
+    actor_id,
+    config: Config,
+    ckpt: str,
+    weights,
+    queue,
+    stop,
+    pool_path: str | None,
+    factory=make_actor,
+    uid_prefix: str = "",
+    client=None,
 ) -> None:
-    """An actor process: play until `stop` is set, taking new weights between moves."""
-    actor = factory(actor_id, config, ckpt, pool_path)
-    policy = actor.policy
-    actor.version = weights.pull(policy.model, -1)
+    """An actor process: play until `stop` is set, taking new weights between moves (or, with an
+    inference server `client`, asking it for every evaluation)."""
+    from selfplay.inference import RemotePolicy, ServerGone
+
+    if client is not None:
+        actor = factory(actor_id, config, ckpt, pool_path, policy=RemotePolicy(client))
+    else:
+        actor = factory(actor_id, config, ckpt, pool_path)
+    model = actor.policy.model
+    if model is not None:
+        actor.version = weights.pull(model, -1)
+    stamp = Stamper(uid_prefix or f"{os.getpid()}.{actor_id}.0")
     queue.cancel_join_thread()  # a stopped actor must not hang on games nobody will read
     parent = os.getppid()
-    while not stop.is_set() and os.getppid() == parent:  # a killed learner takes its actors with it
-        finished = actor.step()
-        if finished and not _put(queue, (actor_id, finished, actor.take_stats()), stop, parent):
-            return
-        if weights.version.value != actor.version:
-            actor.version = weights.pull(policy.model, actor.version)
+    try:
+        while not stop.is_set() and os.getppid() == parent:  # a killed learner takes its actors with it
+            finished = actor.step()
+            if finished and not _put(queue, (actor_id, stamp(finished), actor.take_stats()), stop, parent):
+                return
+            if model is not None and weights.version.value != actor.version:
+                actor.version = weights.pull(model, actor.version)
+    except ServerGone:
+        return
 
 
 def _put(queue, item, stop, parent: int) -> bool:

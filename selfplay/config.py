@@ -145,7 +145,7 @@ class SelfPlayConfig(_Section):
     checkpoint_every: int = Field(default=100, ge=1, description="Learner steps between checkpoints.")
     seed: int = Field(default=0, description="Seed of the learner and (offset per actor) of the actors.")
     device: str = Field(default="auto", description="Learner device: `auto`, `cpu` or `cuda[:N]`.")
-    actor_device: str = Field(default="cpu", description="Actor device: `auto`, `cpu` or `cuda[:N]`.")
+    actor_device: str = Field(default="auto", description="Actor device: `auto`, `cpu` or `cuda[:N]`.")
     threads: int = Field(default=1, ge=0, description="torch threads per process; 0 leaves torch's default.")
 
 
@@ -205,7 +205,7 @@ class RLConfig(_Section):
     checkpoint_every: int = Field(default=100, ge=1, description="Learner steps between checkpoints.")
     seed: int = Field(default=0, description="Seed of the learner and (offset per actor) of the actors.")
     device: str = Field(default="auto", description="Learner device: `auto`, `cpu` or `cuda[:N]`.")
-    actor_device: str = Field(default="cpu", description="Actor device: `auto`, `cpu` or `cuda[:N]`.")
+    actor_device: str = Field(default="auto", description="Actor device: `auto`, `cpu` or `cuda[:N]`.")
     threads: int = Field(default=1, ge=0, description="torch threads per process; 0 leaves torch's default.")
 
 
@@ -256,6 +256,49 @@ class EvaluationConfig(_Section):
     workers: int = Field(default=1, ge=1, description="Processes for evaluation matches.")
 
 
+class RuntimeConfig(_Section):
+    """Where actors (and the learner) run. Every backend runs the same training code."""
+
+    backend: Literal["local", "ray"] = Field(
+        default="local",
+        description="`local`: actor processes on this machine; `ray`: Ray actors, locally or on a cluster "
+        "(`pip install .[ray]`).",
+    )
+    ray_address: str | None = Field(
+        default=None,
+        description="Ray cluster to join (`auto`, `ray://host:10001`); None starts Ray on this machine.",
+    )
+    inference_server: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="Game actors send positions to one batched inference server instead of each running "
+        "the network; `auto`: on when there are 2+ actors and the actor device is CUDA.",
+    )
+
+    server_batch: int = Field(default=2048, ge=1, description="Positions per server forward pass, at most.")
+    server_wait_ms: float = Field(
+        default=2.0, ge=0, description="How long the server waits for more requests to fill a batch."
+    )
+    actor_cpus: float = Field(default=1.0, gt=0, description="`ray`: CPUs reserved per actor.")
+    actor_gpus: float = Field(
+        default=0.0, ge=0, description="`ray`: GPU fraction per actor (when actors run the network)."
+    )
+    server_gpus: float = Field(default=0.0, ge=0, description="`ray`: GPU fraction of the inference server.")
+    learner_gpus: float = Field(
+        default=0.0,
+        ge=0,
+        description="`ray`: above 0, the learner runs as a Ray task holding this many GPUs (for a driver "
+        "without a GPU); 0: in the driver process.",
+    )
+    max_restarts: int = Field(
+        default=3, ge=0, description="`ray`: restarts of each dead actor before the run fails."
+    )
+
+    @field_validator("inference_server", mode="before")
+    @classmethod
+    def _yaml_on_off(cls, v: Any) -> Any:
+        return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v  # YAML reads on as true
+
+
 class Config(_Section):
     """A whole run."""
 
@@ -278,6 +321,7 @@ class Config(_Section):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     rl: RLConfig = Field(default_factory=RLConfig)
     verifier: VerifierSection = Field(default_factory=VerifierSection)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
 
     @field_validator("game")
     @classmethod
@@ -298,6 +342,11 @@ class Config(_Section):
         """Checks that need more than one field (experts and baselines must play the configured game; a
         reward environment must accept its options and fit the model's context)."""
         if self.is_reward_env:
+            if self.runtime.inference_server == "on":
+                raise ValueError(
+                    "runtime.inference_server: 'on' serves game actors only; reward environments "
+                    "generate text in their actors (use auto or off)"
+                )
             self._check_reward_env()
             return
         if self.env_options:

@@ -15,6 +15,27 @@ from selfplay.config import Config
 ARENA_DIR = "arena"
 
 
+def optimal_move_rate(policy, game: str = "tictactoe", *, simulations: int = 0) -> tuple[float, int]:
+    """Share of every reachable position of a small `game` where the policy's greedy move (or, with
+    `simulations`, its search's) is optimal per the game's `minimax` expert; and how many positions."""
+    from agents import mcts
+    from envs.experts import make_expert
+
+    g = envs.make(game)
+    expert = make_expert("minimax", g)
+    states = envs.reachable_states(g)
+    good = 0
+    for i in range(0, len(states), 512):
+        chunk = states[i : i + 512]
+        if simulations:
+            outs = mcts.run(chunk, policy.evaluate, simulations=simulations)
+            moves = [mcts.select_action(o, temperature=0) for o in outs]
+        else:
+            moves = [e.best() for e in policy.evaluate(chunk)]
+        good += sum(m in expert.optimal_actions(s) for s, m in zip(chunk, moves, strict=True))
+    return good / len(states), len(states)
+
+
 def _spec(ckpt: Path, simulations: int) -> str:
     return f"{ckpt}@mcts:{simulations}" if simulations else str(ckpt)
 
@@ -35,6 +56,7 @@ def gauntlet(config: Config, run_dir: Path, ckpt: Path, step: int, history: Sequ
         seed=config.selfplay.seed,
         out_dir=out,
         workers=ev.workers,
+        device=config.selfplay.actor_device,
     )
     results: dict[str, float] = {}
     for opponent in opponents:

@@ -14,7 +14,9 @@ an evaluation. A killed run resumes from its last checkpoint (`resume=True`).
 from __future__ import annotations
 
 import io
+import os
 import random
+import socket
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -111,10 +113,7 @@ def losses(
         extra = {"clip_fraction": float(((ratio - 1).abs() > cfg.clip).float().mean())}
     else:
         policy_loss = -torch.stack(
-            [
-                (torch.as_tensor(s.target, device=lp.device) * lp).sum()
-                for lp, s in zip(logp, batch, strict=True)
-            ]
+            [(torch.tensor(s.target, device=lp.device) * lp).sum() for lp, s in zip(logp, batch, strict=True)]
         ).mean()
         extra = {}
     loss = policy_loss + cfg.value_weight * value_loss
@@ -185,6 +184,7 @@ def _lr(step: int, cfg: SelfPlayConfig) -> float:
 
 def train(config: Config, run_dir: Path, start: Path, *, resume: bool = False, progress: bool = True) -> Path:
     """Stage 2 from the checkpoint `start`; returns the final checkpoint."""
+    from selfplay.inference import use_server
     from selfplay.runtime import make_runtime
 
     cfg = config.selfplay
@@ -226,7 +226,12 @@ def train(config: Config, run_dir: Path, start: Path, *, resume: bool = False, p
     writer = SummaryWriter(str(run_dir / "tb" / "selfplay"))
     evaluate = Evaluator(config, run_dir, writer)
     runtime = make_runtime(
-        config, current, policy.model, version=version, pool=pool_path if cfg.algorithm == "pg" else None
+        config,
+        current,
+        policy.model,
+        version=version,
+        pool=pool_path if cfg.algorithm == "pg" else None,
+        server=use_server(config, cfg.actors),
     )
     runtime.start()
     bar = tqdm(total=cfg.steps, initial=step, desc="selfplay", unit="step", disable=not progress)
@@ -256,6 +261,16 @@ def train(config: Config, run_dir: Path, start: Path, *, resume: bool = False, p
         )
         if cfg.algorithm == "pg":
             _write_pool(pool_path, history, cfg, run_dir=run_dir)
+        _write_stats(
+            run_dir,
+            {
+                "step": step,
+                "games": games,
+                "positions": positions,
+                "learner": f"{socket.gethostname()}:{os.getpid()}",  # where it ran (a Ray node?)
+                **runtime.stats(),
+            },
+        )
         results = evaluate(ckpt, step, history)
         bar.write(f"selfplay: step {step}, {games} games, checkpoint {ckpt.name} {_short(results)}")
         return ckpt
@@ -296,7 +311,7 @@ def train(config: Config, run_dir: Path, start: Path, *, resume: bool = False, p
                 runtime.publish(policy.model, version)
             if step % 10 == 0 and step != last_log:
                 last_log = step
-                _log(writer, step, metrics, window, runtime.depth(), games)
+                _log(writer, step, metrics, window, runtime, games)
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 current = save_point()
     finally:
@@ -350,7 +365,16 @@ def _short(results: dict[str, float]) -> str:
     return " ".join(f"{k.split('/')[-1]}={v:.2f}" for k, v in results.items())
 
 
-def _log(writer, step, metrics, window, depth, games) -> None:
+def _write_stats(run_dir: Path, stats: dict) -> None:
+    """What the runtime delivered (games, duplicates dropped, actor restarts), as of the last checkpoint."""
+    import json
+
+    from selfplay.io import atomic_write_text
+
+    atomic_write_text(run_dir / "selfplay" / "stats.json", json.dumps(stats, indent=2) + "\n")
+
+
+def _log(writer, step, metrics, window, runtime, games) -> None:
     now = time.perf_counter()
     dt = max(1e-9, now - window["t"])
     for k, v in metrics.items():
@@ -358,7 +382,9 @@ def _log(writer, step, metrics, window, depth, games) -> None:
     writer.add_scalar("charts/games_per_s", window["games"] / dt, step)  # games finished / wall s
     writer.add_scalar("charts/moves_per_s", window["moves"] / dt, step)
     writer.add_scalar("charts/simulations_per_s", window["sims"] / dt, step)
-    writer.add_scalar("charts/queue_depth", depth, step)
+    writer.add_scalar("charts/queue_depth", runtime.depth(), step)
+    for k, v in runtime.stats().items():
+        writer.add_scalar(f"runtime/{k}", v, step)
     writer.add_scalar("charts/games", games, step)
     if window["busy"] > 0:
         writer.add_scalar("charts/actor_net_share", window["net"] / window["busy"], step)

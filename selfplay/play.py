@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None, *, stdin: TextIO | None = None, stdout: 
     side.add_argument("--human-first", dest="human", action="store_const", const=0, default=0)
     side.add_argument("--human-second", dest="human", action="store_const", const=1)
     p.add_argument("--seed", type=int, default=None, help="seed of the opponent's random choices")
-    p.add_argument("--device", default="cpu", help="torch device for a checkpoint")
+    p.add_argument("--device", default="auto", help="torch device for a checkpoint (auto: CUDA if present)")
     args = p.parse_args(argv)
     try:
         spec, game_name = _resolve(args.player, args.game)

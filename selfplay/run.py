@@ -78,7 +78,12 @@ def selfplay_stage(
         return None
     if config.selfplay.start == "scratch":
         start = scratch_checkpoint(config, run_dir, start)
-    final = learner.train(config, run_dir, start, resume=resume, progress=progress)
+    if config.runtime.backend == "ray" and config.runtime.learner_gpus > 0:
+        from selfplay.ray_runtime import on_ray
+
+        final = on_ray(learner.train, config, run_dir, start, resume=resume, progress=progress)
+    else:
+        final = learner.train(config, run_dir, start, resume=resume, progress=progress)
     print(f"selfplay: final checkpoint {final}")
     return final
 

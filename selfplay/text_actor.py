@@ -64,6 +64,7 @@ class Group:
     completions: list[Completion] = field(default_factory=list)  # empty when the advantages are all 0
     lengths: list[int] = field(default_factory=list)  # completion tokens per episode, <eos> excluded
     version: int = 0
+    uid: str = ""  # unique per group of a run (stamped by the runtime): nothing is counted twice
 
 
 @dataclass

@@ -1,0 +1,215 @@
+"""The Ray backend on a local 2-CPU Ray: the same training code as the local backend, actors that die are
+replaced without any game counted twice, and the tic-tac-toe config gets the same result on both.
+Skipped when Ray is not installed (`pip install -e .[ray]`)."""
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+ray = pytest.importorskip("ray")
+
+import agents  # noqa: E402
+from selfplay import arena, learner  # noqa: E402
+from selfplay.config import load_config  # noqa: E402
+from selfplay.evaluation import optimal_move_rate  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.xdist_group("ttt_imitation")  # one Ray per worker, next to the fixture it needs
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # A GPU resource Ray can schedule against, though there is no GPU: torch still finds none, so
+    # `device: auto` stays on the CPU and the placement logic is what gets tested.
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def policy_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "policy"
+    cfg = agents.ModelConfig.preset("nano", vocab_size=agents.CharTokenizer().vocab_size, block_size=64)
+    agents.save(agents.new_policy(cfg, device="cpu", seed=0, meta={"game": "tictactoe", "step": 0}), path)
+    return path
+
+
+def ttt_config(run_dir, *extra):
+    return load_config(ROOT / "configs/tictactoe.yaml", [f"run_dir={run_dir}", "evaluation.games=0", *extra])
+
+
+def stats_of(run_dir: Path) -> dict:
+    return json.loads((run_dir / "selfplay/stats.json").read_text())
+
+
+def kill_actor_when(ready: Path, name_prefix: str, killed: list) -> None:
+    """Once `ready` exists, SIGKILL the process of the live Ray actor whose name starts `name_prefix`."""
+    deadline = time.monotonic() + 120
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)]
+    victim = next(n for n in names if n.startswith(name_prefix))
+    pid = ray.get(ray.get_actor(victim).pid.remote())
+    os.kill(pid, signal.SIGKILL)
+    killed.append(victim)
+
+
+@pytest.mark.timeout(300)
+def test_killed_actor_is_replaced_and_no_trajectory_is_counted_twice(tmp_path, policy_path):
+    run_dir = tmp_path / "run"
+    cfg = ttt_config(
+        run_dir,
+        "runtime.backend=ray",
+        "runtime.actor_cpus=0.5",
+        "selfplay.actors=2",
+        "selfplay.games_per_actor=4",
+        "selfplay.simulations=8",
+        "selfplay.steps=60",
+        "selfplay.checkpoint_every=10",
+        "selfplay.min_replay=32",
+        "selfplay.batch_size=16",
+        "selfplay.replay_ratio=1",  # every step waits for fresh games, so the run outlives the kill
+        "selfplay.publish_every=2",
+    )
+    killed: list = []
+    killer = threading.Thread(
+        target=kill_actor_when, args=(run_dir / "checkpoints/step_000010", "selfplay-actor-0-", killed)
+    )
+    killer.start()
+    final = learner.train(cfg, run_dir, policy_path, progress=False)
+    killer.join()
+    assert killed and final.name == "step_000060"
+    stats = stats_of(run_dir)
+    assert stats["actor_restarts"] == 1
+    assert stats["duplicates_dropped"] == 0
+    assert stats["games"] == stats["trajectories"] > 0  # every game the learner counted is a distinct one
+    for step in range(10, 70, 10):
+        agents.load(run_dir / f"checkpoints/step_{step:06d}", device="cpu")
+
+
+def test_ray_runs_actors_through_the_inference_server(tmp_path, policy_path):
+    run_dir = tmp_path / "run"
+    cfg = ttt_config(
+        run_dir,
+        "runtime.backend=ray",
+        "runtime.inference_server=on",
+        "runtime.actor_cpus=0.5",
+        "selfplay.actors=2",
+        "selfplay.games_per_actor=4",
+        "selfplay.simulations=8",
+        "selfplay.steps=6",
+        "selfplay.checkpoint_every=6",
+        "selfplay.min_replay=32",
+        "selfplay.batch_size=16",
+    )
+    assert learner.train(cfg, run_dir, policy_path, progress=False).name == "step_000006"
+    stats = stats_of(run_dir)
+    assert stats["server_forwards"] > 0 and stats["duplicates_dropped"] == 0
+    assert stats["games"] == stats["trajectories"] > 0
+
+
+def test_learner_runs_as_a_ray_task_holding_its_gpus(tmp_path, policy_path):
+    from selfplay.run import selfplay_stage
+
+    run_dir = tmp_path / "run"
+    cfg = ttt_config(
+        run_dir,
+        "runtime.backend=ray",
+        "runtime.learner_gpus=1",
+        "runtime.actor_cpus=0.5",
+        "selfplay.actors=1",
+        "selfplay.games_per_actor=4",
+        "selfplay.simulations=8",
+        "selfplay.steps=4",
+        "selfplay.checkpoint_every=4",
+        "selfplay.min_replay=32",
+        "selfplay.batch_size=16",
+    )
+    assert selfplay_stage(cfg, run_dir, policy_path, progress=False).name == "step_000004"
+    stats = stats_of(run_dir)
+    assert stats["learner"].split(":")[1] != str(os.getpid())  # a Ray worker, not this driver
+    assert stats["games"] == stats["trajectories"] > 0
+
+
+def test_resources_a_local_ray_cannot_give_are_an_error(tmp_path, policy_path):
+    cfg = ttt_config(tmp_path / "run", "runtime.backend=ray", "selfplay.actors=2", "runtime.actor_gpus=1")
+    with pytest.raises(RuntimeError, match=r"runtime\.actor_gpus"):
+        learner.train(cfg, tmp_path / "run", policy_path, progress=False)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_tictactoe_config_gets_the_same_result_on_ray_as_locally(tmp_path, ttt_imitation):
+    """The tic-tac-toe config's self-play (a shortened budget) from its imitation checkpoint, once per
+    backend: the two final checkpoints play optimal moves as often, and lose as often to the perfect
+    player, within sampling noise."""
+    start = ttt_imitation / "checkpoints/imitation"
+    before = agents.load(start, device="cpu").model.state_dict()
+    results = {}
+    for backend in ("local", "ray"):
+        run_dir = tmp_path / backend
+        cfg = ttt_config(
+            run_dir,
+            f"runtime.backend={backend}",
+            "runtime.actor_cpus=1",
+            "selfplay.steps=40",
+            "selfplay.simulations=64",
+            "selfplay.checkpoint_every=20",
+            "selfplay.max_minutes=null",
+        )
+        final = learner.train(cfg, run_dir, start, progress=False)
+        policy = agents.load(final, device="cpu")
+        after = policy.model.state_dict()
+        assert any(not torch.equal(before[k], after[k]) for k in before)  # it did learn something
+        rate, _ = optimal_move_rate(policy, "tictactoe")
+        records = arena.play(
+            "tictactoe", [str(final), "minimax"], games=20, seed=0, out_dir=run_dir / "arena", progress=False
+        )
+        losses = sum(r["winner"] is not None and r["players"][r["winner"]] == "minimax" for r in records)
+        stats = stats_of(run_dir)
+        print(f"{backend}: optimal {rate:.4f}, {losses} losses in {len(records)} to minimax; {stats}")
+        assert stats["step"] == 40 and stats["games"] == stats["trajectories"] > 0
+        assert rate >= 0.97
+        results[backend] = (rate, losses)
+    assert abs(results["local"][0] - results["ray"][0]) <= 0.01
+    assert abs(results["local"][1] - results["ray"][1]) <= 2
+
+
+def test_reward_env_rl_runs_on_ray(tmp_path, capsys):
+    from selfplay.run import main
+
+    run_dir = tmp_path / "run"
+    argv = [
+        str(ROOT / "configs/arithmetic.yaml"),
+        f"run_dir={run_dir}",
+        "env_options={digits: 1, ops: '+'}",
+        "transcripts.games=200",
+        "model.size=nano",
+        "model.block_size=16",
+        "imitation.max_steps=10",
+        "imitation.eval_every=10",
+        "imitation.eval_positions=10",
+        "rl.max_new_tokens=3",
+        "rl.steps=4",
+        "rl.checkpoint_every=2",
+        "rl.eval_every=2",
+        "rl.eval_tasks=10",
+        "rl.prompts_per_step=8",
+        "rl.group_size=4",
+        "rl.batch_size=16",
+        "rl.min_replay=8",
+        "rl.actors=2",
+        "runtime.backend=ray",
+        "runtime.actor_cpus=0.5",
+        "--no-progress",
+    ]
+    assert main(argv) == 0
+    assert "rl: final checkpoint" in capsys.readouterr().out
+    assert agents.read_meta(run_dir / "checkpoints/step_000004")["stage"] == "rl/programmatic"
