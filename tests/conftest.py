@@ -30,3 +30,14 @@ def ttt_imitation(tmp_path_factory):
     ]
     assert main(argv) == 0
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def ttt_nano(tmp_path_factory):
+    """An untrained nano tic-tac-toe checkpoint (character tokenizer, context 64)."""
+    import agents
+
+    path = tmp_path_factory.mktemp("ckpt") / "policy"
+    cfg = agents.ModelConfig.preset("nano", vocab_size=agents.CharTokenizer().vocab_size, block_size=64)
+    agents.save(agents.new_policy(cfg, device="cpu", seed=0, meta={"game": "tictactoe", "step": 0}), path)
+    return path

@@ -1,7 +1,6 @@
 """The language-model policy: tokenizer, model, constrained scoring, sampling, generation, checkpoints."""
 
 import json
-import random
 import re
 
 import numpy as np
@@ -21,18 +20,7 @@ def policy():
 
 
 def random_states(name, n, seed=0):
-    game = envs.make(name)
-    rng = random.Random(seed)
-    out = []
-    while len(out) < n:
-        s = game.new_initial_state()
-        for _ in range(rng.randrange(12)):
-            if s.is_terminal():
-                break
-            s.apply_action(rng.choice(s.legal_actions()))
-        if not s.is_terminal():
-            out.append(s)
-    return out
+    return envs.random_states(envs.make(name), n, seed=seed)
 
 
 def test_tokenizer_round_trip_and_unknown_characters():

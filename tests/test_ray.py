@@ -33,14 +33,6 @@ def local_ray():
     ray.shutdown()
 
 
-@pytest.fixture(scope="module")
-def policy_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("ckpt") / "policy"
-    cfg = agents.ModelConfig.preset("nano", vocab_size=agents.CharTokenizer().vocab_size, block_size=64)
-    agents.save(agents.new_policy(cfg, device="cpu", seed=0, meta={"game": "tictactoe", "step": 0}), path)
-    return path
-
-
 def ttt_config(run_dir, *extra):
     return load_config(ROOT / "configs/tictactoe.yaml", [f"run_dir={run_dir}", "evaluation.games=0", *extra])
 
@@ -62,7 +54,7 @@ def kill_actor_when(ready: Path, name_prefix: str, killed: list) -> None:
 
 
 @pytest.mark.timeout(300)
-def test_killed_actor_is_replaced_and_no_trajectory_is_counted_twice(tmp_path, policy_path):
+def test_killed_actor_is_replaced_and_no_trajectory_is_counted_twice(tmp_path, ttt_nano):
     run_dir = tmp_path / "run"
     cfg = ttt_config(
         run_dir,
@@ -83,7 +75,7 @@ def test_killed_actor_is_replaced_and_no_trajectory_is_counted_twice(tmp_path, p
         target=kill_actor_when, args=(run_dir / "checkpoints/step_000010", "selfplay-actor-0-", killed)
     )
     killer.start()
-    final = learner.train(cfg, run_dir, policy_path, progress=False)
+    final = learner.train(cfg, run_dir, ttt_nano, progress=False)
     killer.join()
     assert killed and final.name == "step_000060"
     stats = stats_of(run_dir)
@@ -94,7 +86,7 @@ def test_killed_actor_is_replaced_and_no_trajectory_is_counted_twice(tmp_path, p
         agents.load(run_dir / f"checkpoints/step_{step:06d}", device="cpu")
 
 
-def test_ray_runs_actors_through_the_inference_server(tmp_path, policy_path):
+def test_ray_runs_actors_through_the_inference_server(tmp_path, ttt_nano):
     run_dir = tmp_path / "run"
     cfg = ttt_config(
         run_dir,
@@ -109,13 +101,13 @@ def test_ray_runs_actors_through_the_inference_server(tmp_path, policy_path):
         "selfplay.min_replay=32",
         "selfplay.batch_size=16",
     )
-    assert learner.train(cfg, run_dir, policy_path, progress=False).name == "step_000006"
+    assert learner.train(cfg, run_dir, ttt_nano, progress=False).name == "step_000006"
     stats = stats_of(run_dir)
     assert stats["server_forwards"] > 0 and stats["duplicates_dropped"] == 0
     assert stats["games"] == stats["trajectories"] > 0
 
 
-def test_learner_runs_as_a_ray_task_holding_its_gpus(tmp_path, policy_path):
+def test_learner_runs_as_a_ray_task_holding_its_gpus(tmp_path, ttt_nano):
     from selfplay.run import selfplay_stage
 
     run_dir = tmp_path / "run"
@@ -132,16 +124,16 @@ def test_learner_runs_as_a_ray_task_holding_its_gpus(tmp_path, policy_path):
         "selfplay.min_replay=32",
         "selfplay.batch_size=16",
     )
-    assert selfplay_stage(cfg, run_dir, policy_path, progress=False).name == "step_000004"
+    assert selfplay_stage(cfg, run_dir, ttt_nano, progress=False).name == "step_000004"
     stats = stats_of(run_dir)
     assert stats["learner"].split(":")[1] != str(os.getpid())  # a Ray worker, not this driver
     assert stats["games"] == stats["trajectories"] > 0
 
 
-def test_resources_a_local_ray_cannot_give_are_an_error(tmp_path, policy_path):
+def test_resources_a_local_ray_cannot_give_are_an_error(tmp_path, ttt_nano):
     cfg = ttt_config(tmp_path / "run", "runtime.backend=ray", "selfplay.actors=2", "runtime.actor_gpus=1")
     with pytest.raises(RuntimeError, match=r"runtime\.actor_gpus"):
-        learner.train(cfg, tmp_path / "run", policy_path, progress=False)
+        learner.train(cfg, tmp_path / "run", ttt_nano, progress=False)
 
 
 @pytest.mark.slow

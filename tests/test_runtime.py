@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 import torch.multiprocessing as mp
 
@@ -21,20 +20,12 @@ from selfplay.runtime import Ledger, SharedWeights
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def policy_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("ckpt") / "policy"
-    cfg = agents.ModelConfig.preset("nano", vocab_size=agents.CharTokenizer().vocab_size, block_size=64)
-    agents.save(agents.new_policy(cfg, device="cpu", seed=0, meta={"game": "tictactoe", "step": 0}), path)
-    return path
-
-
 def config(tmp_path, *extra):
     return load_config(ROOT / "configs/tictactoe.yaml", [f"run_dir={tmp_path / 'run'}", *extra])
 
 
-def test_serve_splits_one_forward_pass_back_per_request(policy_path):
-    policy = agents.load(policy_path, device="cpu")
+def test_serve_splits_one_forward_pass_back_per_request(ttt_nano):
+    policy = agents.load(ttt_nano, device="cpu")
     states = envs.random_states(envs.make("tictactoe"), 10)
     direct = policy.evaluate(states)
     requests = []
@@ -65,12 +56,12 @@ def test_gather_stops_when_every_client_waits_or_the_batch_is_full():
     assert len(gather(get, first, max_positions=100, wait_s=0.0, clients=9)) == 2  # what was there
 
 
-def test_local_server_answers_two_clients_and_follows_published_weights(policy_path):
+def test_local_server_answers_two_clients_and_follows_published_weights(ttt_nano):
     cfg = load_config(ROOT / "configs/tictactoe.yaml", ["runtime.server_wait_ms=200", "selfplay.threads=1"])
-    policy = agents.load(policy_path, device="cpu")
+    policy = agents.load(ttt_nano, device="cpu")
     ctx = mp.get_context("spawn")
     weights = SharedWeights(policy.model, ctx)
-    server = LocalServer(ctx, cfg, str(policy_path), weights, n_clients=2)
+    server = LocalServer(ctx, cfg, str(ttt_nano), weights, n_clients=2)
     server.start()
     try:
         remote = [RemotePolicy(server.client(i)) for i in range(2)]
@@ -124,7 +115,7 @@ def test_use_server_follows_the_config(tmp_path):
     assert not use_server(auto, 4)  # auto: only when the actors would share a GPU
 
 
-def test_selfplay_through_the_inference_server(tmp_path, policy_path):
+def test_selfplay_through_the_inference_server(tmp_path, ttt_nano):
     cfg = config(
         tmp_path,
         "runtime.inference_server=on",
@@ -139,7 +130,7 @@ def test_selfplay_through_the_inference_server(tmp_path, policy_path):
         "evaluation.games=0",
     )
     run_dir = tmp_path / "run"
-    final = learner.train(cfg, run_dir, policy_path, progress=False)
+    final = learner.train(cfg, run_dir, ttt_nano, progress=False)
     assert final.name == "step_000006"
     stats = json.loads((run_dir / "selfplay/stats.json").read_text())
     assert stats["games"] == stats["trajectories"] > 0 and stats["duplicates_dropped"] == 0

@@ -43,18 +43,9 @@ def tiny_config(tmp_path, *extra):
     return load_config(ROOT / "configs/tictactoe.yaml", [f"run_dir={tmp_path / 'run'}", *TINY, *extra])
 
 
-@pytest.fixture(scope="module")
-def ttt_policy(tmp_path_factory):
-    path = tmp_path_factory.mktemp("ckpt") / "policy"
-    cfg = agents.ModelConfig.preset("nano", vocab_size=agents.CharTokenizer().vocab_size, block_size=64)
-    policy = agents.new_policy(cfg, device="cpu", seed=0, meta={"game": "tictactoe", "step": 0})
-    agents.save(policy, path)
-    return path
-
-
-def test_alphazero_actor_records_search_targets(tmp_path, ttt_policy):
+def test_alphazero_actor_records_search_targets(tmp_path, ttt_nano):
     cfg = tiny_config(tmp_path).selfplay
-    actor = Actor(cfg, envs.make("tictactoe"), agents.load(ttt_policy, device="cpu"), seed=1)
+    actor = Actor(cfg, envs.make("tictactoe"), agents.load(ttt_nano, device="cpu"), seed=1)
     finished: list[Trajectory] = []
     while len(finished) < 8:
         finished += actor.step()
@@ -78,9 +69,9 @@ def test_alphazero_actor_records_search_targets(tmp_path, ttt_policy):
     assert stats.simulations > 0 and 0 < stats.net_seconds < stats.seconds
 
 
-def test_alphazero_loss_moves_policy_toward_visit_targets(tmp_path, ttt_policy):
+def test_alphazero_loss_moves_policy_toward_visit_targets(tmp_path, ttt_nano):
     cfg = tiny_config(tmp_path).selfplay
-    policy = agents.load(ttt_policy, device="cpu")
+    policy = agents.load(ttt_nano, device="cpu")
     state = envs.make("tictactoe").new_initial_state()
     target = np.zeros(9, dtype=np.float32)
     target[4] = 1.0
@@ -97,9 +88,9 @@ def test_alphazero_loss_moves_policy_toward_visit_targets(tmp_path, ttt_policy):
     assert after.value > before.value and metrics["charts/value_accuracy"] == 1.0
 
 
-def test_pg_loss_follows_the_advantage(tmp_path, ttt_policy):
+def test_pg_loss_follows_the_advantage(tmp_path, ttt_nano):
     cfg = tiny_config(tmp_path, "selfplay.algorithm=pg", "selfplay.entropy_weight=0").selfplay
-    policy = agents.load(ttt_policy, device="cpu")
+    policy = agents.load(ttt_nano, device="cpu")
     state = envs.make("tictactoe").new_initial_state()
     ev = policy.evaluate([state])[0]
     legal = tuple(state.legal_texts())
