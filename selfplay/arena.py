@@ -487,7 +487,9 @@ def main(argv: list[str] | None = None) -> int:
         help=f"random moves before the players take over (default {OPENING_PLIES}, else 2)",
     )
     p.add_argument("--batch", type=int, default=64, help="games played side by side in one process")
-    p.add_argument("--device", default="auto", help="torch device for checkpoint players (auto: CUDA if present)")
+    p.add_argument(
+        "--device", default="auto", help="torch device for checkpoint players (auto: CUDA if present)"
+    )
     p.add_argument("--anchor", default="random", help="the player whose Elo is fixed (default random)")
     p.add_argument("--anchor-elo", type=float, default=0.0, help="the anchor's Elo (default 0)")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the intervals")

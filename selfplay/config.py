@@ -213,6 +213,13 @@ class VerifierSection(_Section):
     """The verifier stage (reward environments, when `rl.reward` is `verifier` or `mixed`): an outcome
     verifier trained on the imitation policy's own samples, each labelled by the environment's score."""
 
+    init: str = Field(
+        default="policy",
+        description="The verifier's starting weights: `policy` (the imitation checkpoint it judges); "
+        "`imitation:STEPS`, a separate, longer imitation run on the same transcripts (`RUN/verifier_base`: "
+        "a reward model usually starts from a stronger fine-tuned model than the policy it judges); "
+        "`scratch`; or the path of a policy checkpoint of the same environment and tokenizer.",
+    )
     tasks: int = Field(default=2000, ge=2, description="Training tasks to sample completions for.")
     samples: int = Field(default=8, ge=1, description="Completions sampled per task (and per held-out task).")
     temperature: float = Field(default=1.0, gt=0, description="Sampling temperature for its data.")
@@ -242,6 +249,15 @@ class VerifierSection(_Section):
         "held-out samples as the ROC-AUC).",
     )
     seed: int = Field(default=0, description="Seed of sampling, initialisation and batches.")
+
+    @field_validator("init")
+    @classmethod
+    def _init_form(cls, v: str) -> str:
+        if v.startswith("imitation:"):
+            steps = v.split(":", 1)[1]
+            if not steps.isdigit() or int(steps) < 1:
+                raise ValueError(f"imitation:STEPS needs a positive whole number of steps, got {v!r}")
+        return v
 
 
 class EvaluationConfig(_Section):

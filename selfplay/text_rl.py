@@ -397,10 +397,48 @@ def verifier_hash(config: Config) -> str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def initial_verifier(
+    config: Config, policy: agents.Policy, run_dir: Path | None = None, *, progress: bool = True
+):
+    """The verifier before training, per `verifier.init` (see the config reference); `imitation:STEPS`
+    trains (or reuses) its base in `run_dir/verifier_base` on the run's transcripts."""
+    from agents.verifier import Verifier, new_verifier
+
+    vc = config.verifier
+    if vc.init == "policy":
+        return Verifier.from_policy(policy, seed=vc.seed)
+    if vc.init == "scratch":
+        return new_verifier(
+            policy.model.cfg, tokenizer=policy.tokenizer, device=str(policy.device), seed=vc.seed
+        )
+    if vc.init.startswith("imitation:"):
+        if run_dir is None:
+            raise ValueError("verifier.init: imitation:STEPS needs the run directory")
+        steps = int(vc.init.split(":", 1)[1])
+        imitation = config.imitation.model_copy(update={"max_steps": steps})
+        base_dir = run_dir / "verifier_base"
+        base_dir.mkdir(parents=True, exist_ok=True)
+        data = Path(config.transcripts.path) if config.transcripts.path else run_dir / "transcripts.jsonl"
+        path = imitation_stage(
+            config.model_copy(update={"imitation": imitation}), data, base_dir, progress=progress
+        )
+        return Verifier.from_policy(agents.load(path, device=str(policy.device)), seed=vc.seed)
+    try:
+        base = agents.load(vc.init, device=str(policy.device))
+    except agents.CheckpointError as e:
+        raise agents.CheckpointError(f"verifier.init: {e}") from None
+    if base.meta.get("game") != config.game or base.tokenizer.to_dict() != policy.tokenizer.to_dict():
+        raise agents.CheckpointError(
+            f"verifier.init: {vc.init} is a {base.meta.get('game')!r} checkpoint with its own tokenizer; "
+            f"it must be a {config.game!r} policy with the policy's tokenizer"
+        )
+    return Verifier.from_policy(base, seed=vc.seed)
+
+
 def verifier_stage(config: Config, run_dir: Path, imitation: Path, *, progress: bool = True) -> Path:
     """Train the outcome verifier on the imitation policy's samples labelled by the env's score, then
     measure it on held-out tasks: ROC-AUC, and best-of-N against greedy decoding. Reused when done."""
-    from agents.verifier import Verifier, save_verifier
+    from agents.verifier import save_verifier
     from selfplay import verifier as V
 
     vc, path = config.verifier, run_dir / VERIFIER_DIR
@@ -430,7 +468,7 @@ def verifier_stage(config: Config, run_dir: Path, imitation: Path, *, progress: 
     )
     if vc.with_expert:
         data += [V.Labelled(env.prompt_for(t), env.expert(t), 1.0, f"expert, task {t.id}") for t in tasks]
-    verifier = Verifier.from_policy(policy, seed=vc.seed)
+    verifier = initial_verifier(config, policy, run_dir, progress=progress)
     writer = SummaryWriter(str(run_dir / "tb" / "verifier"))
     pairs = V.make_pairs(data, max_per_prompt=vc.pairs, seed=vc.seed) if vc.pairs else []
     result = V.train(

@@ -20,7 +20,6 @@ from selfplay.config import load_config  # noqa: E402
 from selfplay.evaluation import optimal_move_rate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.xdist_group("ttt_imitation")  # one Ray per worker, next to the fixture it needs
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -138,6 +137,7 @@ def test_resources_a_local_ray_cannot_give_are_an_error(tmp_path, ttt_nano):
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
+@pytest.mark.xdist_group("ttt_imitation")  # in the worker that builds the imitation checkpoint
 def test_tictactoe_config_gets_the_same_result_on_ray_as_locally(tmp_path, ttt_imitation):
     """The tic-tac-toe config's self-play (a shortened budget) from its imitation checkpoint, once per
     backend: the two final checkpoints play optimal moves as often, and lose as often to the perfect

@@ -235,3 +235,43 @@ def test_config_accepts_reward_envs_and_checks_them(tmp_path):
     ):
         tiny_config(tmp_path, "game=go")
     assert "arithmetic" in envs.names(kind="reward")
+
+
+def test_verifier_init_policy_scratch_or_a_checkpoint(tmp_path, nano_policy, ttt_nano):
+    import torch
+
+    from selfplay.text_rl import initial_verifier
+
+    def first_weight(v):
+        return v.model.state_dict()["tok_emb.weight"]
+
+    base = first_weight(nano_policy)
+    v = initial_verifier(tiny_config(tmp_path), nano_policy)
+    assert torch.equal(first_weight(v), base)
+    v = initial_verifier(tiny_config(tmp_path, "verifier.init=scratch", "verifier.seed=1"), nano_policy)
+    assert not torch.equal(first_weight(v), base) and first_weight(v).shape == base.shape
+    stronger = agents.save(nano_policy, tmp_path / "stronger")
+    v = initial_verifier(tiny_config(tmp_path, f"verifier.init={stronger}"), nano_policy)
+    assert torch.equal(first_weight(v), base)
+    with pytest.raises(agents.CheckpointError, match="verifier.init: .* 'tictactoe' checkpoint"):
+        initial_verifier(tiny_config(tmp_path, f"verifier.init={ttt_nano}"), nano_policy)
+    with pytest.raises(agents.CheckpointError, match="verifier.init"):
+        initial_verifier(tiny_config(tmp_path, f"verifier.init={tmp_path / 'missing'}"), nano_policy)
+
+
+def test_verifier_init_from_a_longer_imitation_run(tmp_path, nano_policy, capsys):
+    from selfplay.text_imitate import transcripts_stage
+    from selfplay.text_rl import initial_verifier
+
+    config = tiny_config(tmp_path, "verifier.init=imitation:25")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    transcripts_stage(config, run_dir)
+    v = initial_verifier(config, nano_policy, run_dir, progress=False)
+    meta = agents.read_meta(run_dir / "verifier_base/checkpoints/imitation")
+    summary = json.loads((run_dir / "verifier_base/imitation.json").read_text())
+    assert summary["steps_run"] == 25 and v.meta["init"]["step"] == meta["step"]
+    initial_verifier(config, nano_policy, run_dir, progress=False)
+    assert "imitation: reusing" in capsys.readouterr().out  # trained once
+    with pytest.raises(ConfigError, match="verifier.init"):
+        tiny_config(tmp_path, "verifier.init=imitation:lots")
