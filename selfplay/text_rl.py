@@ -537,6 +537,7 @@ def verifier_stage(config: Config, run_dir: Path, imitation: Path, *, progress: 
         "best_of": k,
         **measured,
         "val": asdict(result.final),
+        "kept_step": result.best_step,  # the weights with the best validation ROC-AUC
         "seconds": round(time.perf_counter() - t0, 1),
     }
     meta = {

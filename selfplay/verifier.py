@@ -28,6 +28,7 @@ labelled data into comparisons.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -357,11 +358,12 @@ def evaluate(
 @dataclass(frozen=True)
 class TrainResult:
     initial: Metrics  # held-out, before training
-    final: Metrics  # held-out, after training
+    final: Metrics  # held-out, of the weights kept
     steps: int
     seconds: float
     train_labelled: int
     train_pairs: int
+    best_step: int = 0  # the step whose weights were kept (`keep_best`), else `steps`
 
 
 def split_prompts(prompts: Sequence[str], val_fraction: float, seed: int) -> set[str]:
@@ -399,11 +401,16 @@ def train(
     val_fraction: float = 0.1,  # of the distinct prompts, held out
     eval_every: int = 100,
     seed: int = 0,
+    keep_best: bool = True,
     writer=None,  # a TensorBoard SummaryWriter (anything with add_scalar), or None
     progress: bool = True,
 ) -> TrainResult:
     """Train `verifier` in place: BCE on labelled completions plus Bradley-Terry on comparisons, whichever
-    is given, with AdamW and warm-up + cosine; metrics on prompts held out of training."""
+    is given, with AdamW and warm-up + cosine; metrics on prompts held out of training.
+
+    `keep_best` ends with the weights of the evaluation with the best held-out ROC-AUC (pairwise accuracy
+    without labelled completions): long runs keep sharpening comparisons while their scores drift out of
+    calibration across prompts, which is what a reward read across prompts needs."""
     pointwise, pairwise = list(pointwise or ()), list(pairwise or ())
     if not pointwise and not pairwise:
         raise VerifierDataError("no training data: give labelled completions, comparisons or both")
@@ -445,6 +452,11 @@ def train(
         out, queues[kind] = q[:batch_size], q[batch_size:]
         return out
 
+    def quality(m: Metrics) -> float:
+        x = m.roc_auc if vp else m.pairwise_accuracy
+        return -math.inf if math.isnan(x) else x
+
+    best = (quality(initial), 0, copy.deepcopy(verifier.model.state_dict()))
     start = time.perf_counter()
     bar = tqdm(total=steps, desc="verifier", unit="step", disable=not progress)
     for step in range(steps):
@@ -475,10 +487,17 @@ def train(
                     if not k.startswith("n_") and not math.isnan(v):
                         writer.add_scalar(f"val/{k}", v, step + 1)
             bar.set_postfix(loss=f"{m.loss:.3f}", auc=f"{m.roc_auc:.3f}")
+            if keep_best and quality(m) > best[0]:
+                best = (quality(m), step + 1, copy.deepcopy(verifier.model.state_dict()))
     bar.close()
+    kept = steps
+    if keep_best and best[1] != steps:
+        verifier.model.load_state_dict(best[2])
+        kept = best[1]
     verifier.model.eval()
     final = validate()
-    return TrainResult(initial, final, steps, round(time.perf_counter() - start, 2), len(tp), len(tc))
+    seconds = round(time.perf_counter() - start, 2)
+    return TrainResult(initial, final, steps, seconds, len(tp), len(tc), best_step=kept)
 
 
 # --- using it ------------------------------------------------------------------------------------
@@ -596,7 +615,7 @@ def main(argv: list[str] | None = None) -> int:
             writer.close()
         meta = {
             "stage": "verifier",
-            "step": result.steps,
+            "step": result.best_step,
             "parent": args.policy,
             "data": args.data,
             "pairs": args.pairs,
