@@ -253,9 +253,9 @@ def test_verifier_init_policy_scratch_or_a_checkpoint(tmp_path, nano_policy, ttt
     stronger = agents.save(nano_policy, tmp_path / "stronger")
     v = initial_verifier(tiny_config(tmp_path, f"verifier.init={stronger}"), nano_policy)
     assert torch.equal(first_weight(v), base)
-    with pytest.raises(agents.CheckpointError, match="verifier.init: .* 'tictactoe' checkpoint"):
+    with pytest.raises(agents.CheckpointError, match=r"verifier\.init: .* 'tictactoe' checkpoint"):
         initial_verifier(tiny_config(tmp_path, f"verifier.init={ttt_nano}"), nano_policy)
-    with pytest.raises(agents.CheckpointError, match="verifier.init"):
+    with pytest.raises(agents.CheckpointError, match=r"verifier\.init"):
         initial_verifier(tiny_config(tmp_path, f"verifier.init={tmp_path / 'missing'}"), nano_policy)
 
 
@@ -273,5 +273,5 @@ def test_verifier_init_from_a_longer_imitation_run(tmp_path, nano_policy, capsys
     assert summary["steps_run"] == 25 and v.meta["init"]["step"] == meta["step"]
     initial_verifier(config, nano_policy, run_dir, progress=False)
     assert "imitation: reusing" in capsys.readouterr().out  # trained once
-    with pytest.raises(ConfigError, match="verifier.init"):
+    with pytest.raises(ConfigError, match=r"verifier\.init"):
         tiny_config(tmp_path, "verifier.init=imitation:lots")
