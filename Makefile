@@ -23,9 +23,9 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# Two workers: the slow tic-tac-toe tests (one core) run beside everything else.
+# Two workers, a file each at a time: the slow tic-tac-toe file (one core) runs beside everything else.
 test: lint
-	$(BIN)/pytest -n 2 --dist loadgroup
+	$(BIN)/pytest -n 2 --dist loadfile
 
 bench: setup
 	$(BIN)/python bench/games.py
