@@ -78,3 +78,30 @@ def test_actors_bench_prints_one_and_two_actor_rows():
     ).stdout
     rows = [line for line in out.splitlines() if line.startswith("| 1 |") or line.startswith("| 2 |")]
     assert len(rows) == 2 and "time in network" in out and "2 actors / 1 actor" in out
+
+
+def test_scale_bench_prints_learner_and_inference_rates_on_the_device_present():
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench/scale.py"),
+            "--game",
+            "tictactoe",
+            "--size",
+            "nano",
+            "--seconds",
+            "0.3",
+            "--clients",
+            "2",
+            "--request",
+            "8",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "device cpu" in proc.stdout.splitlines()[0] or "device cuda" in proc.stdout.splitlines()[0]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    whats = [r.split(" | ")[0][2:] for r in rows]
+    assert whats[0].startswith("learner") and "server, 2 clients x 8" in whats[-1]
+    assert len(rows) == 4 and all(float(r.split(" | ")[2].rstrip(" |").replace(",", "")) > 0 for r in rows)
