@@ -220,6 +220,11 @@ class VerifierSection(_Section):
         "a reward model usually starts from a stronger fine-tuned model than the policy it judges); "
         "`scratch`; or the path of a policy checkpoint of the same environment and tokenizer.",
     )
+    size: Literal["nano", "micro", "small", "medium"] | None = Field(
+        default=None,
+        description="Model preset of the verifier when `init` is `imitation:STEPS` or `scratch` (a verifier "
+        "larger than the policy); None: `model.size`.",
+    )
     tasks: int = Field(default=2000, ge=2, description="Training tasks to sample completions for.")
     samples: int = Field(default=8, ge=1, description="Completions sampled per task (and per held-out task).")
     temperature: float = Field(default=1.0, gt=0, description="Sampling temperature for its data.")

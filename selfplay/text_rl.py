@@ -408,9 +408,10 @@ def initial_verifier(
     if vc.init == "policy":
         return Verifier.from_policy(policy, seed=vc.seed)
     if vc.init == "scratch":
-        return new_verifier(
-            policy.model.cfg, tokenizer=policy.tokenizer, device=str(policy.device), seed=vc.seed
-        )
+        cfg = policy.model.cfg
+        if vc.size is not None:
+            cfg = agents.ModelConfig.preset(vc.size, vocab_size=cfg.vocab_size, block_size=cfg.block_size)
+        return new_verifier(cfg, tokenizer=policy.tokenizer, device=str(policy.device), seed=vc.seed)
     if vc.init.startswith("imitation:"):
         if run_dir is None:
             raise ValueError("verifier.init: imitation:STEPS needs the run directory")
@@ -419,9 +420,10 @@ def initial_verifier(
         base_dir = run_dir / "verifier_base"
         base_dir.mkdir(parents=True, exist_ok=True)
         data = Path(config.transcripts.path) if config.transcripts.path else run_dir / "transcripts.jsonl"
-        path = imitation_stage(
-            config.model_copy(update={"imitation": imitation}), data, base_dir, progress=progress
-        )
+        update = {"imitation": imitation}
+        if vc.size is not None:
+            update["model"] = config.model.model_copy(update={"size": vc.size})
+        path = imitation_stage(config.model_copy(update=update), data, base_dir, progress=progress)
         return Verifier.from_policy(agents.load(path, device=str(policy.device)), seed=vc.seed)
     try:
         base = agents.load(vc.init, device=str(policy.device))

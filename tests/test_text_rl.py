@@ -275,3 +275,17 @@ def test_verifier_init_from_a_longer_imitation_run(tmp_path, nano_policy, capsys
     assert "imitation: reusing" in capsys.readouterr().out  # trained once
     with pytest.raises(ConfigError, match=r"verifier\.init"):
         tiny_config(tmp_path, "verifier.init=imitation:lots")
+
+
+def test_verifier_size_sets_a_larger_verifier_than_the_policy(tmp_path, nano_policy):
+    from selfplay.text_imitate import transcripts_stage
+    from selfplay.text_rl import initial_verifier
+
+    v = initial_verifier(tiny_config(tmp_path, "verifier.init=scratch", "verifier.size=micro"), nano_policy)
+    assert v.model.cfg.n_embd == agents.PRESETS["micro"]["n_embd"] != nano_policy.model.cfg.n_embd
+    config = tiny_config(tmp_path, "verifier.init=imitation:5", "verifier.size=micro")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    transcripts_stage(config, run_dir)
+    v = initial_verifier(config, nano_policy, run_dir, progress=False)
+    assert v.model.cfg.n_layer == agents.PRESETS["micro"]["n_layer"]
