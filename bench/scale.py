@@ -10,6 +10,7 @@ All figures come from one run on one device, so their ratios compare across mach
 from __future__ import annotations
 
 import argparse
+import itertools
 import tempfile
 import time
 from pathlib import Path
@@ -44,7 +45,7 @@ def learner_rate(policy: agents.Policy, states: list[envs.State], config: Config
     opt = torch.optim.AdamW(policy.model.parameters(), lr=1e-4)
     policy.model.train()
     done, start = 0, None
-    for i in range(10**9):
+    for i in itertools.count():
         batch = [samples[(i * cfg.batch_size + k) % len(samples)] for k in range(cfg.batch_size)]
         with policy.autocast():
             loss, _ = losses(policy, batch, cfg)
@@ -63,27 +64,26 @@ def learner_rate(policy: agents.Policy, states: list[envs.State], config: Config
     return done / (time.perf_counter() - start)
 
 
-def direct_rate(policy: agents.Policy, states: list[envs.State], batch: int, seconds: float) -> float:
-    """Positions/s of one process calling the network itself (what the server does per batch)."""
-    _, prompts, texts = queries(states)
+def _rate(call, prompts: list[str], texts: list[list[str]], batch: int, seconds: float) -> float:
+    """Positions/s of `call(prompts, texts)` on batches of `batch` positions, cycling through them."""
     done, i, start = 0, 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         idx = [(i + k) % len(prompts) for k in range(batch)]
-        serve(policy, [([prompts[j] for j in idx], [texts[j] for j in idx])], 0)
+        call([prompts[j] for j in idx], [texts[j] for j in idx])
         done += batch
         i += batch
     return done / (time.perf_counter() - start)
 
 
+def direct_rate(policy: agents.Policy, states: list[envs.State], batch: int, seconds: float) -> float:
+    """Positions/s of one process calling the network itself (what the server does per batch)."""
+    _, prompts, texts = queries(states)
+    return _rate(lambda p, t: serve(policy, [(p, t)], 0), prompts, texts, batch, seconds)
+
+
 def _client(client, prompts, texts, request: int, seconds: float, results) -> None:
     torch.set_num_threads(1)
-    done, i, start = 0, 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        idx = [(i + k) % len(prompts) for k in range(request)]
-        client([prompts[j] for j in idx], [texts[j] for j in idx])
-        done += request
-        i += request
-    results.put(done / (time.perf_counter() - start))
+    results.put(_rate(client, prompts, texts, request, seconds))
 
 
 def server_rate(

@@ -298,22 +298,19 @@ def actor_main(
     queue,
     stop,
     pool_path: str | None,
-    factory=make_actor,
-    uid_prefix: str = "",
+    factory,
+    uid_prefix: str,
     client=None,
 ) -> None:
     """An actor process: play until `stop` is set, taking new weights between moves (or, with an
     inference server `client`, asking it for every evaluation)."""
     from selfplay.inference import RemotePolicy, ServerGone
 
-    if client is not None:
-        actor = factory(actor_id, config, ckpt, pool_path, policy=RemotePolicy(client))
-    else:
-        actor = factory(actor_id, config, ckpt, pool_path)
+    actor = factory(actor_id, config, ckpt, pool_path, policy=RemotePolicy(client) if client else None)
     model = actor.policy.model
     if model is not None:
         actor.version = weights.pull(model, -1)
-    stamp = Stamper(uid_prefix or f"{os.getpid()}.{actor_id}.0")
+    stamp = Stamper(uid_prefix)
     queue.cancel_join_thread()  # a stopped actor must not hang on games nobody will read
     parent = os.getppid()
     try:

@@ -25,11 +25,19 @@ Request = tuple[list[str], list[list[str]]]  # prompts, each prompt's legal move
 Reply = tuple[list[np.ndarray], np.ndarray, int]  # per prompt: move log-likelihoods; values; weights version
 
 
-def serve(policy: agents.Policy, requests: Sequence[Request], version: int) -> list[Reply]:
-    """Score every request's positions in one forward pass and split the result back per request."""
+def serve(policy: agents.Policy, requests: Sequence[Request], version: int, counters=None) -> list[Reply]:
+    """Score every request's positions in one forward pass and split the result back per request.
+
+    `counters` (forward passes, positions, seconds in the network; a list or a shared array) are added to.
+    """
     prompts = [p for r in requests for p in r[0]]
     texts = [t for r in requests for t in r[1]]
+    t0 = time.perf_counter()
     logprobs, values = policy.score(prompts, texts) if prompts else ([], np.zeros(0, np.float32))
+    if counters is not None:
+        counters[0] += 1
+        counters[1] += len(prompts)
+        counters[2] += time.perf_counter() - t0
     out, i = [], 0
     for r in requests:
         n = len(r[0])
@@ -102,8 +110,7 @@ class LocalServer:
         self.proc.start()
 
     def stats(self) -> dict[str, float]:
-        forwards, positions, seconds = list(self.counters)
-        return {"server_forwards": forwards, "server_positions": positions, "server_net_seconds": seconds}
+        return server_stats(self.counters)
 
     def close(self) -> None:
         self.stop.set()
@@ -111,6 +118,11 @@ class LocalServer:
         if self.proc.is_alive():
             self.proc.terminate()
             self.proc.join()
+
+
+def server_stats(counters) -> dict[str, float]:
+    forwards, positions, seconds = list(counters)
+    return {"server_forwards": forwards, "server_positions": positions, "server_net_seconds": seconds}
 
 
 def gather(get: Callable[[float], tuple], first: tuple, *, max_positions: int, wait_s: float, clients: int):
@@ -151,11 +163,7 @@ def server_main(config: Config, ckpt: str, weights, requests, replies, stop, cou
         )
         if weights.version.value != version:
             version = weights.pull(policy.model, version)
-        t0 = time.perf_counter()
-        answers = serve(policy, [(p, t) for _, p, t in batch], version)
-        counters[2] += time.perf_counter() - t0
-        counters[0] += 1
-        counters[1] += sum(len(p) for _, p, _ in batch)
+        answers = serve(policy, [(p, t) for _, p, t in batch], version, counters)
         for (cid, _, _), answer in zip(batch, answers, strict=True):
             replies[cid].put(answer)
 

@@ -14,6 +14,7 @@ an evaluation. A killed run resumes from its last checkpoint (`resume=True`).
 from __future__ import annotations
 
 import io
+import json
 import os
 import random
 import socket
@@ -32,7 +33,7 @@ from tqdm import tqdm
 import agents
 from selfplay.actor import Trajectory, write_pool
 from selfplay.config import Config, SelfPlayConfig
-from selfplay.io import atomic_open
+from selfplay.io import atomic_open, atomic_write_text
 
 STATE_FILE = "selfplay/state.pt"
 
@@ -367,10 +368,6 @@ def _short(results: dict[str, float]) -> str:
 
 def _write_stats(run_dir: Path, stats: dict) -> None:
     """What the runtime delivered (games, duplicates dropped, actor restarts), as of the last checkpoint."""
-    import json
-
-    from selfplay.io import atomic_write_text
-
     atomic_write_text(run_dir / "selfplay" / "stats.json", json.dumps(stats, indent=2) + "\n")
 
 

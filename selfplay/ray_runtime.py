@@ -26,6 +26,7 @@ import torch
 
 from selfplay.actor import Stamper, make_actor
 from selfplay.config import Config, RuntimeConfig
+from selfplay.inference import RemotePolicy, serve, server_stats
 from selfplay.runtime import Batch, Ledger, run_token
 
 IN_FLIGHT = 2
@@ -69,16 +70,13 @@ class Worker:
     """One actor (game or text) inside a Ray actor process."""
 
     def __init__(self, actor_id, uid_prefix, config: Config, ckpt, pool, factory, server=None) -> None:
-        from selfplay.inference import RemotePolicy
-
         ray = ray_module()
+        policy = None
         if server is not None:
             policy = RemotePolicy(
                 lambda prompts, texts: ray.get(server.score.remote(actor_id, prompts, texts))
             )
-            self.actor = factory(actor_id, config, ckpt, pool, policy=policy)
-        else:
-            self.actor = factory(actor_id, config, ckpt, pool)
+        self.actor = factory(actor_id, config, ckpt, pool, policy=policy)
         self.version = -1
         self.stamp = Stamper(uid_prefix)
 
@@ -112,8 +110,7 @@ class InferenceServer:
         self.version, self.clients = version, clients
         self.waiting: list = []
         self.flushing = False
-        self.forwards = self.positions = 0
-        self.net_seconds = 0.0
+        self.counters = [0, 0, 0.0]  # forward passes, positions, seconds in the network (`serve`)
 
     async def score(self, client: int, prompts: list[str], texts: list[list[str]]):
         future = asyncio.get_running_loop().create_future()
@@ -124,7 +121,6 @@ class InferenceServer:
         return await future
 
     async def _flush(self) -> None:
-        from selfplay.inference import serve
 
         try:
             deadline = time.monotonic() + self.rt.server_wait_ms / 1000
@@ -139,11 +135,7 @@ class InferenceServer:
                     item = self.waiting.pop(0)
                     batch.append(item)
                     n += len(item[0][1])
-                t0 = time.perf_counter()
-                answers = serve(self.policy, [(p, t) for (_, p, t), _ in batch], self.version)
-                self.net_seconds += time.perf_counter() - t0
-                self.forwards += 1
-                self.positions += n
+                answers = serve(self.policy, [(p, t) for (_, p, t), _ in batch], self.version, self.counters)
                 for (_, future), answer in zip(batch, answers, strict=True):
                     future.set_result(answer)
                 deadline = time.monotonic() + self.rt.server_wait_ms / 1000
@@ -156,11 +148,7 @@ class InferenceServer:
         self.version = version
 
     def stats(self) -> dict[str, float]:
-        return {
-            "server_forwards": self.forwards,
-            "server_positions": self.positions,
-            "server_net_seconds": self.net_seconds,
-        }
+        return server_stats(self.counters)
 
 
 class RayRuntime:

@@ -238,9 +238,10 @@ def make_runtime(
     """The runtime of `config.runtime.backend`: Ray actors, local actor processes, or (0 actors) one
     actor in this process.
 
-    `actor_factory(actor_id, config, ckpt, pool_path)` builds each actor (a picklable, module-level
-    function); `actors` defaults to `config.selfplay.actors`; `server` sends every actor's evaluations
-    to one batched inference server (game actors only, see `selfplay.inference.use_server`).
+    `actor_factory(actor_id, config, ckpt, pool_path, *, policy=None)` builds each actor (a picklable,
+    module-level function; `policy` replaces loading `ckpt`); `actors` defaults to
+    `config.selfplay.actors`; `server` sends every actor's evaluations to one batched inference server
+    (game actors only, see `selfplay.inference.use_server`).
     """
     n = config.selfplay.actors if actors is None else actors
     if config.runtime.backend == "ray":

@@ -261,13 +261,16 @@ class TextActor:
         return stats
 
 
-def make_text_actor(actor_id: int, config: Config, ckpt: str, pool_path: str | None = None) -> TextActor:
+def make_text_actor(
+    actor_id: int, config: Config, ckpt: str, pool_path: str | None = None, *, policy=None
+) -> TextActor:
     """The runtime's `actor_factory` for reward environments (module level, so spawned processes can
-    import it)."""
+    import it); `policy`, when given, replaces loading `ckpt`."""
     cfg = config.rl
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     env = make_env(config)
-    policy = agents.load(ckpt, device=cfg.actor_device)
+    if policy is None:
+        policy = agents.load(ckpt, device=cfg.actor_device)
     reward = make_reward(config, env, device=cfg.actor_device)
     return TextActor(config, env, policy, reward, actor_id=actor_id, seed=cfg.seed * 1000 + 1 + actor_id)
