@@ -10,7 +10,7 @@ from agents.mcts import Evaluator, SearchOutput, Tree, rollout_evaluator, search
 from agents.model import GPT, PRESETS, ModelConfig
 from agents.policy import Evaluation, Policy, resolve_device
 from agents.tokenizer import BPETokenizer, CharTokenizer, TokenizerError
-from agents.verifier import Verifier, load_verifier, new_verifier, save_verifier
+from agents.verifier import Encoded, Verifier, load_verifier, new_verifier, save_verifier
 
 __all__ = [
     "GPT",
@@ -18,6 +18,7 @@ __all__ = [
     "BPETokenizer",
     "CharTokenizer",
     "CheckpointError",
+    "Encoded",
     "Evaluation",
     "Evaluator",
     "ModelConfig",

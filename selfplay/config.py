@@ -239,6 +239,18 @@ class VerifierSection(_Section):
         description="Comparisons per task (a right and a wrong completion of it) trained with the pairwise "
         "Bradley-Terry loss beside the pointwise one; 0: pointwise only.",
     )
+    likelihood: bool = Field(
+        default=False,
+        description="Add to the verifier's logit its own language model's log-likelihood of the completion, "
+        "times a learned weight (starting at 0): what the network knows of the right answer reaches the "
+        "score without the head having to learn the comparison. Pair it with `lm_weight` > 0.",
+    )
+    lm_weight: float = Field(
+        default=0.0,
+        ge=0,
+        description="Weight of a language-modelling loss on the right completions beside the verifier's "
+        "own (the joint objective of Cobbe et al. 2021): it keeps what the network knows of right answers.",
+    )
     steps: int = Field(default=600, ge=1, description="Optimizer steps.")
     batch_size: int = Field(default=128, ge=1, description="Labelled completions (and comparisons) per step.")
     lr: float = Field(default=5e-4, gt=0, description="Peak learning rate (AdamW, warm-up then cosine).")

@@ -405,13 +405,16 @@ def initial_verifier(
     from agents.verifier import Verifier, new_verifier
 
     vc = config.verifier
+    likelihood = 0.0 if vc.likelihood else None
     if vc.init == "policy":
-        return Verifier.from_policy(policy, seed=vc.seed)
+        return Verifier.from_policy(policy, seed=vc.seed, likelihood=likelihood)
     if vc.init == "scratch":
         cfg = policy.model.cfg
         if vc.size is not None:
             cfg = agents.ModelConfig.preset(vc.size, vocab_size=cfg.vocab_size, block_size=cfg.block_size)
-        return new_verifier(cfg, tokenizer=policy.tokenizer, device=str(policy.device), seed=vc.seed)
+        return new_verifier(
+            cfg, tokenizer=policy.tokenizer, device=str(policy.device), seed=vc.seed, likelihood=likelihood
+        )
     if vc.init.startswith("imitation:"):
         if run_dir is None:
             raise ValueError("verifier.init: imitation:STEPS needs the run directory")
@@ -424,7 +427,8 @@ def initial_verifier(
         if vc.size is not None:
             update["model"] = config.model.model_copy(update={"size": vc.size})
         path = imitation_stage(config.model_copy(update=update), data, base_dir, progress=progress)
-        return Verifier.from_policy(agents.load(path, device=str(policy.device)), seed=vc.seed)
+        base = agents.load(path, device=str(policy.device))
+        return Verifier.from_policy(base, seed=vc.seed, likelihood=likelihood)
     try:
         base = agents.load(vc.init, device=str(policy.device))
     except agents.CheckpointError as e:
@@ -434,7 +438,7 @@ def initial_verifier(
             f"verifier.init: {vc.init} is a {base.meta.get('game')!r} checkpoint with its own tokenizer; "
             f"it must be a {config.game!r} policy with the policy's tokenizer"
         )
-    return Verifier.from_policy(base, seed=vc.seed)
+    return Verifier.from_policy(base, seed=vc.seed, likelihood=likelihood)
 
 
 def verifier_stage(config: Config, run_dir: Path, imitation: Path, *, progress: bool = True) -> Path:
@@ -480,6 +484,7 @@ def verifier_stage(config: Config, run_dir: Path, imitation: Path, *, progress: 
         steps=vc.steps,
         batch_size=vc.batch_size,
         lr=vc.lr,
+        lm_weight=vc.lm_weight,
         val_fraction=vc.val_fraction,
         seed=vc.seed,
         writer=writer,

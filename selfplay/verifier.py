@@ -5,7 +5,11 @@ A verifier (`agents.Verifier`) scores (prompt, completion) with a logit r; train
 - labelled completions (pointwise, an outcome verifier): binary cross-entropy of sigmoid(r) against the
   label, the environment's own score of the completion;
 - comparisons (pairwise, the reward model of RLHF): the Bradley-Terry loss
-  -log sigmoid(r_chosen - r_rejected).
+  -log sigmoid(r_chosen - r_rejected);
+
+and optionally (`lm_weight`) next-token cross-entropy on the completions known to be good, so that the
+network keeps knowing what a right answer is; a verifier made with `likelihood=` reads that knowledge
+into its logit through its language model's log-likelihood of the completion (see `agents.verifier`).
 
 Used three ways: as the reward for RL where no programmatic score is given or trusted (`Verifier.score`),
 to pick the best of N samples at inference (`best_of_n`), and as a monitor of how often it disagrees with
@@ -21,14 +25,13 @@ Loading checks every line; a bad one is a `VerifierDataError` naming FILE:LINE a
 labelled data into comparisons.
 
     python -m selfplay.verifier train --data labelled.jsonl [--pairs comparisons.jsonl] --out DIR \
-        [--policy CKPT] [--steps 500] [--tb DIR]
+        [--policy CKPT] [--steps 500] [--lm-weight 0] [--likelihood] [--tb DIR]
     python -m selfplay.verifier eval --verifier DIR --data heldout.jsonl [--pairs comparisons.jsonl]
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import os
@@ -280,31 +283,44 @@ class Metrics:
     n_pairs: int
 
 
-Pair = tuple[list[int], list[int]]  # encoded (chosen, rejected)
+Pair = tuple[agents.Encoded, agents.Encoded]  # encoded (chosen, rejected)
 
 
 def _losses(
-    verifier: agents.Verifier, point: list[list[int]], labels: torch.Tensor, pairs: list[Pair]
-) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """BCE over labelled completions and Bradley-Terry over pairs (None where there are none), from one
-    forward pass over all their sequences."""
+    verifier: agents.Verifier,
+    point: list[agents.Encoded],
+    labels: torch.Tensor,
+    pairs: list[Pair],
+    lm: Sequence[int] = (),
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """BCE over labelled completions, Bradley-Terry over pairs and next-token cross-entropy over the
+    completion tokens of the sequences `lm` names (indices into point + chosen); None where there are
+    none. One forward pass over all the sequences."""
     n, m = len(point), len(pairs)
-    r = verifier.forward_ids(point + [c for c, _ in pairs] + [r for _, r in pairs])  # (N + 2M,)
+    items = point + [c for c, _ in pairs] + [r for _, r in pairs]
+    hidden = verifier.hidden([ids for ids, _ in items])  # (N + 2M, T, C)
+    r = verifier.head(hidden, items)  # (N + 2M,)
     margins = r[n : n + m] - r[n + m :]  # (M,) r_chosen - r_rejected
     point_loss = F.binary_cross_entropy_with_logits(r[:n], labels) if n else None
-    return point_loss, -F.logsigmoid(margins).mean() if m else None
+    pair_loss = -F.logsigmoid(margins).mean() if m else None
+    lm_loss = None
+    if lm:
+        chosen = [items[i] for i in lm]
+        logp = verifier.completion_logprob(hidden[list(lm)], chosen)  # (L,)
+        lm_loss = -logp.sum() / sum(len(ids) - start for ids, start in chosen)  # per token
+    return point_loss, pair_loss, lm_loss
 
 
 @torch.no_grad()
-def _logits(verifier: agents.Verifier, seqs: list[list[int]], batch_size: int = 256) -> np.ndarray:
+def _logits(verifier: agents.Verifier, items: list[agents.Encoded], batch_size: int = 256) -> np.ndarray:
     chunks = [
-        verifier.forward_ids(seqs[i : i + batch_size]).cpu().numpy() for i in range(0, len(seqs), batch_size)
+        verifier.forward(items[i : i + batch_size]).cpu().numpy() for i in range(0, len(items), batch_size)
     ]
     return np.concatenate(chunks).astype(np.float64) if chunks else np.zeros(0)
 
 
 def _evaluate(
-    verifier: agents.Verifier, point: list[list[int]], labels: np.ndarray, pairs: list[Pair]
+    verifier: agents.Verifier, point: list[agents.Encoded], labels: np.ndarray, pairs: list[Pair]
 ) -> Metrics:
     was_training = verifier.model.training
     verifier.model.eval()
@@ -328,12 +344,12 @@ def _evaluate(
 
 def _encode(
     verifier: agents.Verifier, pointwise: Sequence[Labelled], pairwise: Sequence[Comparison]
-) -> tuple[list[list[int]], np.ndarray, list[Pair]]:
+) -> tuple[list[agents.Encoded], np.ndarray, list[Pair]]:
     """Token ids of every record (strict: a character outside the vocabulary is an error naming it)."""
 
-    def enc(prompt: str, completion: str, r: Labelled | Comparison, i: int) -> list[int]:
+    def enc(prompt: str, completion: str, r: Labelled | Comparison, i: int) -> agents.Encoded:
         try:
-            return verifier.encode(prompt, completion, strict=True)
+            return verifier.encode_parts(prompt, completion, strict=True)
         except agents.TokenizerError as e:
             raise VerifierDataError(f"{r.where or f'record {i + 1}'}: {e}") from None
 
@@ -350,8 +366,7 @@ def evaluate(
     pairwise: Sequence[Comparison] = (),
 ) -> Metrics:
     """Metrics of `verifier` on labelled completions and/or comparisons."""
-    point, labels, pairs = _encode(verifier, pointwise, pairwise)
-    return _evaluate(verifier, point, labels, pairs)
+    return _evaluate(verifier, *_encode(verifier, pointwise, pairwise))
 
 
 # --- training ------------------------------------------------------------------------------------
@@ -398,6 +413,7 @@ def train(
     warmup_steps: int = 20,
     min_lr_ratio: float = 0.1,
     grad_clip: float = 1.0,
+    lm_weight: float = 0.0,  # of the language-modelling loss on right completions
     val_fraction: float = 0.1,  # of the distinct prompts, held out
     eval_every: int = 100,
     seed: int = 0,
@@ -408,16 +424,21 @@ def train(
     """Train `verifier` in place: BCE on labelled completions plus Bradley-Terry on comparisons, whichever
     is given, with AdamW and warm-up + cosine; metrics on prompts held out of training.
 
+    `lm_weight` adds next-token cross-entropy on the completions known to be good (label >= 0.5, and the
+    chosen side of comparisons), the joint objective of Cobbe et al. (2021, "Training verifiers to solve
+    math word problems"): fine-tuning the scalar head alone wears away what the network knew of the right
+    answers, which is most of what judging them takes.
+
     `keep_best` ends with the weights of the evaluation with the best held-out ROC-AUC (pairwise accuracy
     without labelled completions): long runs keep sharpening comparisons while their scores drift out of
     calibration across prompts, which is what a reward read across prompts needs."""
     pointwise, pairwise = list(pointwise or ()), list(pairwise or ())
     if not pointwise and not pairwise:
         raise VerifierDataError("no training data: give labelled completions, comparisons or both")
-    if steps < 1 or batch_size < 1 or not 0.0 < val_fraction < 1.0:
+    if steps < 1 or batch_size < 1 or not 0.0 < val_fraction < 1.0 or lm_weight < 0:
         raise ValueError(
-            f"need steps >= 1, batch_size >= 1 and 0 < val_fraction < 1; "
-            f"got {steps}, {batch_size} and {val_fraction}"
+            f"need steps >= 1, batch_size >= 1, 0 < val_fraction < 1 and lm_weight >= 0; "
+            f"got {steps}, {batch_size}, {val_fraction} and {lm_weight}"
         )
     held_out = split_prompts([r.prompt for r in pointwise + pairwise], val_fraction, seed)
     point, labels, pairs = _encode(verifier, pointwise, pairwise)
@@ -434,7 +455,7 @@ def train(
     torch.manual_seed(seed)
     rng = random.Random(seed)
     initial = validate()
-    params = list(verifier.model.parameters())
+    params = verifier.parameters()
     opt = torch.optim.AdamW(
         [
             {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
@@ -456,7 +477,7 @@ def train(
         x = m.roc_auc if vp else m.pairwise_accuracy
         return -math.inf if math.isnan(x) else x
 
-    best = (quality(initial), 0, copy.deepcopy(verifier.model.state_dict()))
+    best = (quality(initial), 0, verifier.state())
     start = time.perf_counter()
     bar = tqdm(total=steps, desc="verifier", unit="step", disable=not progress)
     for step in range(steps):
@@ -466,8 +487,15 @@ def train(
         rate = lr_at(step, steps=steps, lr=lr, warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio)
         for group in opt.param_groups:
             group["lr"] = rate
-        point_loss, pair_loss = _losses(verifier, [point[i] for i in ip], y, [pairs[i] for i in ic])
+        lm = []
+        if lm_weight:  # indices into the batch's point + chosen sequences
+            lm = [k for k, i in enumerate(ip) if labels[i] >= 0.5] + [len(ip) + k for k in range(len(ic))]
+        point_loss, pair_loss, lm_loss = _losses(
+            verifier, [point[i] for i in ip], y, [pairs[i] for i in ic], lm
+        )
         loss = sum(x for x in (point_loss, pair_loss) if x is not None)
+        if lm_loss is not None:
+            loss = loss + lm_weight * lm_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, grad_clip)
@@ -479,6 +507,8 @@ def train(
                 writer.add_scalar("losses/pointwise", point_loss.item(), step)
             if pair_loss is not None:
                 writer.add_scalar("losses/pairwise", pair_loss.item(), step)
+            if lm_loss is not None:
+                writer.add_scalar("losses/lm", lm_loss.item(), step)
             writer.add_scalar("charts/learning_rate", rate, step)
         if (step + 1) % eval_every == 0 or step + 1 == steps:
             m = validate()
@@ -488,11 +518,11 @@ def train(
                         writer.add_scalar(f"val/{k}", v, step + 1)
             bar.set_postfix(loss=f"{m.loss:.3f}", auc=f"{m.roc_auc:.3f}")
             if keep_best and quality(m) > best[0]:
-                best = (quality(m), step + 1, copy.deepcopy(verifier.model.state_dict()))
+                best = (quality(m), step + 1, verifier.state())
     bar.close()
     kept = steps
     if keep_best and best[1] != steps:
-        verifier.model.load_state_dict(best[2])
+        verifier.load_state(best[2])
         kept = best[1]
     verifier.model.eval()
     final = validate()
@@ -561,6 +591,14 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--steps", type=int, default=500)
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument(
+        "--lm-weight", type=float, default=0.0, help="language-modelling loss on right completions, beside"
+    )
+    t.add_argument(
+        "--likelihood",
+        action="store_true",
+        help="add the completion's log-likelihood to the logit (learned weight)",
+    )
     t.add_argument("--val-fraction", type=float, default=0.1, help="fraction of prompts held out")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto")
@@ -586,14 +624,17 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(json.dumps(asdict(m)) if args.json else f"{args.verifier}: {_describe(m)}")
             return 0
+        likelihood = 0.0 if args.likelihood else None
         if args.policy:
             verifier = agents.Verifier.from_policy(
-                agents.load(args.policy, device=args.device), seed=args.seed
+                agents.load(args.policy, device=args.device), seed=args.seed, likelihood=likelihood
             )
         else:
             tok = agents.CharTokenizer()
             cfg = agents.ModelConfig.preset(args.size, vocab_size=tok.vocab_size, block_size=args.block_size)
-            verifier = agents.new_verifier(cfg, tokenizer=tok, device=args.device, seed=args.seed)
+            verifier = agents.new_verifier(
+                cfg, tokenizer=tok, device=args.device, seed=args.seed, likelihood=likelihood
+            )
         writer = None
         if args.tb:
             from torch.utils.tensorboard import SummaryWriter
@@ -606,6 +647,7 @@ def main(argv: list[str] | None = None) -> int:
             steps=args.steps,
             batch_size=args.batch_size,
             lr=args.lr,
+            lm_weight=args.lm_weight,
             val_fraction=args.val_fraction,
             seed=args.seed,
             writer=writer,

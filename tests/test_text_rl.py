@@ -125,7 +125,10 @@ def test_main_command_runs_every_text_stage(tmp_path, reward, capsys):
     run_dir = tmp_path / "run"
     actors = "1" if reward == "programmatic" else "0"  # one run through spawned actor processes
     argv = [str(ROOT / "configs/arithmetic.yaml"), f"run_dir={run_dir}", *TINY, f"rl.reward={reward}"]
-    argv += [f"rl.actors={actors}", "verifier.best_of_temperature=0.5", "--no-progress"]
+    argv += [f"rl.actors={actors}", "verifier.best_of_temperature=0.5"]
+    if reward == "verifier":
+        argv += ["verifier.likelihood=true", "verifier.lm_weight=1.0"]
+    argv.append("--no-progress")
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "imitation: checkpoint" in out and "rl: final checkpoint" in out
@@ -143,6 +146,8 @@ def test_main_command_runs_every_text_stage(tmp_path, reward, capsys):
         assert v["best_of_temperature"] == 0.5 and 0.0 <= v["best_of_n_accuracy"] <= v["pass_at_n"]
         assert "best-of-4" in out
         assert "heldout_verifier_score" in summary["evals"][-1]
+        weight = agents.load_verifier(run_dir / "checkpoints/verifier", device="cpu").likelihood_weight
+        assert weight is not None and weight.item() != 0.0  # it starts at 0 and is trained
     else:
         assert not (run_dir / "checkpoints/verifier").exists()
     assert main(argv) == 2  # a second start would overwrite the run: refused
@@ -250,6 +255,9 @@ def test_verifier_init_policy_scratch_or_a_checkpoint(tmp_path, nano_policy, ttt
     assert torch.equal(first_weight(v), base)
     v = initial_verifier(tiny_config(tmp_path, "verifier.init=scratch", "verifier.seed=1"), nano_policy)
     assert not torch.equal(first_weight(v), base) and first_weight(v).shape == base.shape
+    assert v.likelihood_weight is None
+    v = initial_verifier(tiny_config(tmp_path, "verifier.likelihood=true"), nano_policy)
+    assert v.likelihood_weight.item() == 0.0 and v.likelihood_weight.requires_grad
     stronger = agents.save(nano_policy, tmp_path / "stronger")
     v = initial_verifier(tiny_config(tmp_path, f"verifier.init={stronger}"), nano_policy)
     assert torch.equal(first_weight(v), base)

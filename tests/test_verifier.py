@@ -156,6 +156,86 @@ def test_both_kinds_train_together():
     assert result.train_pairs == result.train_labelled // 2
 
 
+def next_tokens(verifier: agents.Verifier, prompts: list[str]) -> list[str]:
+    """The verifier's own language model: its greedy next character after each prompt."""
+    tok = verifier.tokenizer
+    seqs = [[tok.bos_id, *tok.encode(p)] for p in prompts]
+    with torch.no_grad():
+        hidden = verifier.hidden(seqs)
+        logits = verifier.model.lm_head(hidden[torch.arange(len(seqs)), [len(s) - 1 for s in seqs]])
+    return [tok.decode([int(i)]) for i in logits.argmax(-1)]
+
+
+def test_lm_weight_also_teaches_the_right_completions_and_only_those(trained, heldout):
+    data = max_task(6000, seed=0)
+    verifier, writer = nano(seed=3), Writer()
+    result = V.train(
+        verifier,
+        pointwise=data,
+        steps=300,
+        batch_size=128,
+        lr=3e-3,
+        lm_weight=1.0,
+        eval_every=300,
+        writer=writer,
+        progress=False,
+    )
+    assert "losses/lm" in writer.scalars and writer.scalars["losses/lm"][-1][1] < 1.0
+    assert result.final.roc_auc >= 0.9, result.final
+    prompts = sorted({r.prompt for r in heldout})
+    right = [answer(p) for p in prompts]
+    hits = np.mean([a == b for a, b in zip(next_tokens(verifier, prompts), right, strict=True)])
+    assert hits >= 0.9, hits  # it writes the right answer to prompts it never saw
+    plain = np.mean([a == b for a, b in zip(next_tokens(trained[0], prompts), right, strict=True)])
+    assert plain < 0.5, plain  # without the LM loss the network does not
+
+    # the LM loss is next-token cross-entropy on exactly the right completions' tokens (and <eos>)
+    tok = verifier.tokenizer
+    batch = [V.Labelled("max 1234=", "4", 1.0), V.Labelled("max 1234=", "3", 0.0)]
+    point, labels, _ = V._encode(verifier, batch, [])
+    _, _, lm = V._losses(verifier, point, torch.tensor(labels), [], [0])
+    ids = point[0][0]
+    with torch.no_grad():
+        logits = verifier.model.lm_head(verifier.hidden([ids])[0])
+    want = torch.nn.functional.cross_entropy(logits[-3:-1], torch.tensor([tok.encode("4")[0], tok.eos_id]))
+    assert lm.item() == pytest.approx(want.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="lm_weight"):
+        V.train(nano(), pointwise=data[:100], steps=1, lm_weight=-1.0, progress=False)
+
+
+def test_a_likelihood_verifier_adds_its_weighted_log_likelihood_and_keeps_it_through_a_checkpoint(tmp_path):
+    verifier = nano(seed=4)
+    plain = agents.Verifier(verifier.model, verifier.tokenizer, device="cpu")
+    with_lm = agents.Verifier(verifier.model, verifier.tokenizer, device="cpu", likelihood=0.5)
+    prompts, completions = ["max 1234=", "max 9870="], ["4", "77"]
+    items = [verifier.encode_parts(p, c) for p, c in zip(prompts, completions, strict=True)]
+    tok = verifier.tokenizer
+    with torch.no_grad():
+        logp = []
+        for ids, start in items:  # the completion's tokens and <eos>, one at a time
+            lp = torch.log_softmax(verifier.model.lm_head(verifier.hidden([ids])[0]), -1)
+            logp.append(sum(float(lp[j - 1, ids[j]]) for j in range(start, len(ids))))
+        assert items[1][0][items[1][1] :] == [*tok.encode("77"), tok.eos_id]
+        got = with_lm.logits(prompts, completions) - plain.logits(prompts, completions)
+    assert got.tolist() == pytest.approx([0.5 * x for x in logp], rel=1e-4)
+    assert (
+        with_lm.parameters()[-1] is with_lm.likelihood_weight
+        and len(with_lm.parameters()) == len(plain.parameters()) + 1
+    )
+    agents.save_verifier(with_lm, tmp_path / "v")
+    back = agents.load_verifier(tmp_path / "v", device="cpu")
+    assert back.likelihood_weight.item() == 0.5
+    assert back.score(prompts, completions) == pytest.approx(with_lm.score(prompts, completions))
+    config = json.loads((tmp_path / "v" / "config.json").read_text())
+    config["likelihood_weight"] = "high"
+    (tmp_path / "v" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(agents.CheckpointError, match=r"config\.json: likelihood_weight"):
+        agents.load_verifier(tmp_path / "v", device="cpu")
+    # a checkpoint without the key (written before it existed) scores with the head alone
+    agents.save_verifier(plain, tmp_path / "p")
+    assert agents.load_verifier(tmp_path / "p", device="cpu").likelihood_weight is None
+
+
 def test_training_refuses_data_it_cannot_use():
     verifier = nano()
     with pytest.raises(V.VerifierDataError, match="no training data"):
