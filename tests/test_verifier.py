@@ -479,8 +479,10 @@ def test_command_line_trains_saves_and_evaluates(tmp_path, capsys):
     policy = agents.new_policy(agents.ModelConfig.preset("nano", vocab_size=tok.vocab_size, block_size=16))
     agents.save(policy, tmp_path / "policy")
     argv = ["train", "--data", str(data), "--out", str(tmp_path / "v2"), "--steps", "1", "--no-progress"]
-    assert V.main([*argv, "--policy", str(tmp_path / "policy")]) == 0
-    assert agents.load_verifier(tmp_path / "v2").model.cfg.block_size == 16
+    assert V.main([*argv, "--policy", str(tmp_path / "policy"), "--lm-weight", "1", "--likelihood"]) == 0
+    v2 = agents.load_verifier(tmp_path / "v2")
+    assert v2.model.cfg.block_size == 16 and v2.likelihood_weight is not None
+    assert agents.load_verifier(tmp_path / "v").likelihood_weight is None
 
 
 def test_command_line_reports_bad_input_with_its_line(tmp_path, capsys):
