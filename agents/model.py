@@ -1,8 +1,10 @@
 """A small decoder-only transformer with an LM head and a value head (nanoGPT-shaped).
 
-Pre-norm blocks, causal attention through `scaled_dot_product_attention`, learned positions. Three
-ways in: plain causal (training), an explicit attention mask with explicit positions (scoring many
-continuations of one prompt in one pass), and a KV cache (generation).
+Pre-norm blocks, causal attention through `scaled_dot_product_attention`, and positions either learned
+(an embedding per position, as in GPT-2) or rotary (RoPE, as in Llama: queries and keys rotated by their
+position, so attention sees offsets between tokens, the same at every position). Three ways in: plain
+causal (training), an explicit attention mask with explicit positions (scoring many continuations of one
+prompt in one pass), and a KV cache (generation).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class ModelConfig:
     n_head: int = 4
     n_embd: int = 128
     dropout: float = 0.0
+    positions: str = "learned"  # or "rope"
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
@@ -38,6 +41,10 @@ class ModelConfig:
             raise ValueError(f"model n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"model dropout must be in [0, 1), got {self.dropout}")
+        if self.positions not in ("learned", "rope"):
+            raise ValueError(f"model positions must be 'learned' or 'rope', got {self.positions!r}")
+        if self.positions == "rope" and (self.n_embd // self.n_head) % 2:
+            raise ValueError(f"rope needs an even head size, got {self.n_embd // self.n_head}")
 
     @classmethod
     def preset(cls, name: str, **overrides) -> ModelConfig:
@@ -50,6 +57,23 @@ class ModelConfig:
 
 
 KVCache = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values (B, nh, T_past, hs)
+Rotary = tuple[torch.Tensor, torch.Tensor]  # cos, sin (B, 1, T, hs / 2)
+
+
+def rotary(positions: torch.Tensor, head_size: int, base: float = 10000.0) -> Rotary:
+    """cos and sin of each position's angles, for `rotate`."""
+    inv_freq = base ** (
+        -torch.arange(0, head_size, 2, device=positions.device, dtype=torch.float32) / head_size
+    )
+    angles = positions.float()[:, None, :, None] * inv_freq  # (B, 1, T, hs / 2)
+    return angles.cos(), angles.sin()
+
+
+def rotate(x: torch.Tensor, rope: Rotary) -> torch.Tensor:
+    """Queries or keys (B, nh, T, hs) rotated by their positions (the half-split form of RoPE)."""
+    cos, sin = rope
+    a, b = x.float().chunk(2, dim=-1)
+    return torch.cat((a * cos - b * sin, a * sin + b * cos), dim=-1).to(x.dtype)
 
 
 class SelfAttention(nn.Module):
@@ -65,12 +89,15 @@ class SelfAttention(nn.Module):
         x: torch.Tensor,
         mask: torch.Tensor | None,
         past: tuple[torch.Tensor, torch.Tensor] | None,
+        rope: Rotary | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         q, k, v = (
             t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v)
         )  # (B, nh, T, hs)
+        if rope is not None:  # the cache keeps keys rotated
+            q, k = rotate(q, rope), rotate(k, rope)
         if past is not None:
             k = torch.cat((past[0], k), dim=2)
             v = torch.cat((past[1], v), dim=2)
@@ -96,8 +123,8 @@ class Block(nn.Module):
             nn.Dropout(cfg.dropout),
         )
 
-    def forward(self, x, mask, past):
-        a, kv = self.attn(self.ln1(x), mask, past)
+    def forward(self, x, mask, past, rope=None):
+        a, kv = self.attn(self.ln1(x), mask, past, rope)
         x = x + a
         return x + self.mlp(self.ln2(x)), kv
 
@@ -109,7 +136,7 @@ class GPT(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)
-        self.pos_emb = nn.Embedding(cfg.block_size, cfg.n_embd)
+        self.pos_emb = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.positions == "learned" else None
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.n_embd)
@@ -155,10 +182,16 @@ class GPT(nn.Module):
             raise ValueError(
                 f"sequence needs a context of {need} tokens but the model's block_size is {have}"
             )
-        x = self.drop(self.tok_emb(idx) + self.pos_emb(positions))  # (B, T, C)
+        x = self.tok_emb(idx)  # (B, T, C)
+        rope = None
+        if self.pos_emb is not None:
+            x = x + self.pos_emb(positions)
+        else:
+            rope = rotary(positions, self.cfg.n_embd // self.cfg.n_head)
+        x = self.drop(x)
         new_cache: KVCache = []
         for i, block in enumerate(self.blocks):
-            x, kv = block(x, mask, None if cache is None else cache[i])
+            x, kv = block(x, mask, None if cache is None else cache[i], rope)
             new_cache.append(kv)
         return self.ln_f(x), new_cache
 

@@ -57,6 +57,11 @@ class ModelSection(_Section):
     merges: int = Field(default=200, ge=0, description="Learned tokens at most (`bpe`).")
     block_size: int = Field(default=256, ge=8, description="Context length in tokens.")
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0, description="Dropout in every block.")
+    positions: Literal["learned", "rope"] = Field(
+        default="learned",
+        description="`learned`: an embedding per position (GPT-2); `rope`: rotary positions (Llama), which "
+        "let attention read offsets between tokens the same way at every position.",
+    )
 
 
 class ImitationConfig(_Section):

@@ -226,6 +226,7 @@ def train(config: Config, transcripts_path: str | Path, run_dir: Path, *, progre
         vocab_size=tokenizer.vocab_size,
         block_size=config.model.block_size,
         dropout=config.model.dropout,
+        positions=config.model.positions,
     )
     policy = agents.new_policy(
         mcfg, tokenizer=tokenizer, device=cfg.device, seed=cfg.seed, meta={"game": config.game}

@@ -284,6 +284,7 @@ def _new_policy(config: Config, records: list[dict]) -> agents.Policy:
         vocab_size=tokenizer.vocab_size,
         block_size=config.model.block_size,
         dropout=config.model.dropout,
+        positions=config.model.positions,
     )
     cfg = config.imitation
     return agents.new_policy(

@@ -411,7 +411,9 @@ def initial_verifier(
     if vc.init == "scratch":
         cfg = policy.model.cfg
         if vc.size is not None:
-            cfg = agents.ModelConfig.preset(vc.size, vocab_size=cfg.vocab_size, block_size=cfg.block_size)
+            cfg = agents.ModelConfig.preset(
+                vc.size, vocab_size=cfg.vocab_size, block_size=cfg.block_size, positions=cfg.positions
+            )
         return new_verifier(
             cfg, tokenizer=policy.tokenizer, device=str(policy.device), seed=vc.seed, likelihood=likelihood
         )

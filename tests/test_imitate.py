@@ -86,11 +86,14 @@ def test_learning_rate_schedule(tmp_path):
     assert lr_at(100, cfg, 100) == pytest.approx(0.001)
 
 
-@pytest.mark.parametrize("loss", ["legal", "tokens"])
-def test_train_end_to_end_writes_checkpoint_summary_and_tensorboard(tmp_path, ttt_data, loss):
-    cfg = config(tmp_path, f"imitation.loss={loss}")
+@pytest.mark.parametrize(
+    ("loss", "positions"), [("legal", "learned"), ("tokens", "learned"), ("legal", "rope")]
+)
+def test_train_end_to_end_writes_checkpoint_summary_and_tensorboard(tmp_path, ttt_data, loss, positions):
+    cfg = config(tmp_path, f"imitation.loss={loss}", f"model.positions={positions}")
     ckpt = train(cfg, ttt_data, tmp_path / "run", progress=False)
     policy = agents.load(ckpt, device="cpu")
+    assert policy.model.cfg.positions == positions
     meta = agents.read_meta(ckpt)
     assert meta["stage"] == "imitation" and meta["game"] == "tictactoe" and meta["step"] in (6, 12)
     summary = json.loads((tmp_path / "run/imitation.json").read_text())

@@ -12,10 +12,14 @@ import agents
 import envs
 
 
-@pytest.fixture(scope="module")
-def policy():
+@pytest.fixture(scope="module", params=["learned", "rope"])
+def policy(request):
+    """Every test below runs with both kinds of positions: packed scoring, the KV cache and checkpoints
+    must agree with a plain causal pass either way."""
     tok = agents.CharTokenizer()
-    cfg = agents.ModelConfig.preset("nano", vocab_size=tok.vocab_size, block_size=256)
+    cfg = agents.ModelConfig.preset(
+        "nano", vocab_size=tok.vocab_size, block_size=256, positions=request.param
+    )
     return agents.new_policy(cfg, device="cpu", seed=0, meta={"game": "connect_four"})
 
 
@@ -39,6 +43,27 @@ def test_model_config_validation():
         agents.ModelConfig(vocab_size=10, n_embd=30, n_head=4)
     with pytest.raises(ValueError, match="unknown model size 'huge'"):
         agents.ModelConfig.preset("huge", vocab_size=10)
+    with pytest.raises(ValueError, match="positions must be 'learned' or 'rope', got 'alibi'"):
+        agents.ModelConfig(vocab_size=10, positions="alibi")
+
+
+def test_rope_attention_sees_offsets_not_absolute_positions():
+    """Shifting every position by the same amount leaves a rotary model's output unchanged (offsets are
+    all it sees); a model with learned positions changes."""
+    idx = torch.randint(0, 20, (2, 12))
+    shift = torch.arange(12).expand(2, 12) + 30
+    for positions, same in (("rope", True), ("learned", False)):
+        torch.manual_seed(0)
+        model = agents.GPT(
+            agents.ModelConfig(
+                vocab_size=20, block_size=64, n_layer=2, n_head=2, n_embd=16, positions=positions
+            )
+        )
+        with torch.no_grad():
+            a, _ = model(idx)
+            b, _ = model(idx, positions=shift)
+        assert torch.allclose(a, b, atol=1e-5) == same, positions
+        assert ("pos_emb.weight" in model.state_dict()) == (positions == "learned")
 
 
 def _naive_logprob(policy, prompt, text):
