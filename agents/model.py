@@ -9,6 +9,7 @@ prompt in one pass), and a KV cache (generation).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -194,6 +195,22 @@ class GPT(nn.Module):
             x, kv = block(x, mask, None if cache is None else cache[i], rope)
             new_cache.append(kv)
         return self.ln_f(x), new_cache
+
+    def completion_logits(
+        self, hidden: torch.Tensor, items: Sequence[tuple[Sequence[int], int]]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Teacher-forced LM logits at every completion token: `items` are (ids, start), the ids whose
+        hidden states `hidden` (B, T, C) holds and the index of the completion's first token. Returns the
+        logits predicting each completion token (N, V), its id (N,) and its row (N,)."""
+        rows, cols, targets = [], [], []
+        for b, (ids, start) in enumerate(items):  # token j is predicted at position j - 1
+            rows += [b] * (len(ids) - start)
+            cols += range(start - 1, len(ids) - 1)
+            targets += ids[start:]
+        dev = hidden.device
+        rows_t = torch.tensor(rows, device=dev)
+        logits = self.lm_head(hidden[rows_t, torch.tensor(cols, device=dev)])
+        return logits, torch.tensor(targets, device=dev), rows_t
 
     def value(self, hidden: torch.Tensor) -> torch.Tensor:
         """Scalar in [-1, 1] per hidden state: (..., C) -> (...)."""

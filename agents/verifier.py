@@ -177,20 +177,10 @@ class Verifier:
 
     def completion_logprob(self, hidden: torch.Tensor, items: Sequence[Encoded]) -> torch.Tensor:
         """Log-likelihood (B,) of each completion (its tokens and `<eos>`) after its prompt, from `hidden`."""
-        rows, cols, targets = [], [], []
-        for b, (ids, start) in enumerate(items):  # token j is predicted at position j - 1
-            rows += [b] * (len(ids) - start)
-            cols += range(start - 1, len(ids) - 1)
-            targets += ids[start:]
-        dev = self.device
         with self.autocast():
-            logits = self.model.lm_head(
-                hidden[torch.tensor(rows, device=dev), torch.tensor(cols, device=dev)]
-            )
-        logp = torch.log_softmax(logits.float(), -1).gather(1, torch.tensor(targets, device=dev)[:, None])[
-            :, 0
-        ]
-        return torch.zeros(len(items), device=dev).index_add(0, torch.tensor(rows, device=dev), logp)
+            logits, targets, rows = self.model.completion_logits(hidden, items)
+        logp = torch.log_softmax(logits.float(), -1).gather(1, targets[:, None])[:, 0]
+        return torch.zeros(len(items), device=self.device).index_add(0, rows, logp)
 
     def logits(self, prompts: Sequence[Any], completions: Sequence[Any]) -> torch.Tensor:
         """Differentiable logits r(prompt, completion), shape (B,)."""

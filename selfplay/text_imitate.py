@@ -151,7 +151,7 @@ def encode_completion(policy: agents.Policy, completion: object, max_tokens: int
 
 
 def forward_completions(
-    model: torch.nn.Module,
+    model: agents.GPT,
     prompts: Sequence[Sequence[int]],
     completions: Sequence[Sequence[int]],
     pad_id: int,
@@ -164,21 +164,14 @@ def forward_completions(
     the completion tokens of the whole batch.
     """
     seqs = [list(p) + list(c) for p, c in zip(prompts, completions, strict=True)]
-    B, T = len(seqs), max(len(s) for s in seqs) - 1
-    x = torch.full((B, T), pad_id, dtype=torch.long)
-    src_b, src_i, tgt = [], [], []
-    for b, (p, c) in enumerate(zip(prompts, completions, strict=True)):
-        seq = seqs[b]
+    x = torch.full((len(seqs), max(len(s) for s in seqs) - 1), pad_id, dtype=torch.long)
+    for b, seq in enumerate(seqs):  # the last token is only ever a target
         x[b, : len(seq) - 1] = torch.tensor(seq[:-1])
-        for j in range(len(c)):  # token j of the completion is predicted at position len(p) - 1 + j
-            src_b.append(b)
-            src_i.append(len(p) - 1 + j)
-            tgt.append(c[j])
-    x = x.to(device)
-    rows = torch.tensor(src_b, device=device)
-    tgt_t = torch.tensor(tgt, device=device)
-    hidden, _ = model(x)  # (B, T, C), causal: right padding is never seen
-    return model.lm_head(hidden[rows, torch.tensor(src_i, device=device)]).float(), tgt_t, rows  # (N, V)
+    hidden, _ = model(x.to(device))  # (B, T, C), causal: right padding is never seen
+    logits, targets, rows = model.completion_logits(
+        hidden, [(s, len(p)) for s, p in zip(seqs, prompts, strict=True)]
+    )
+    return logits.float(), targets, rows  # (N, V), (N,), (N,)
 
 
 # --- the data ------------------------------------------------------------------------------------

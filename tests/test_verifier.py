@@ -156,14 +156,16 @@ def test_both_kinds_train_together():
     assert result.train_pairs == result.train_labelled // 2
 
 
-def next_tokens(verifier: agents.Verifier, prompts: list[str]) -> list[str]:
-    """The verifier's own language model: its greedy next character after each prompt."""
+def writes_right_answers(verifier: agents.Verifier, prompts: list[str]) -> float:
+    """How often the verifier's own language model's greedy next character after a prompt is its answer."""
     tok = verifier.tokenizer
     seqs = [[tok.bos_id, *tok.encode(p)] for p in prompts]
     with torch.no_grad():
         hidden = verifier.hidden(seqs)
         logits = verifier.model.lm_head(hidden[torch.arange(len(seqs)), [len(s) - 1 for s in seqs]])
-    return [tok.decode([int(i)]) for i in logits.argmax(-1)]
+    return float(
+        np.mean([tok.decode([int(i)]) == answer(p) for i, p in zip(logits.argmax(-1), prompts, strict=True)])
+    )
 
 
 def test_lm_weight_also_teaches_the_right_completions_and_only_those(trained, heldout):
@@ -183,10 +185,9 @@ def test_lm_weight_also_teaches_the_right_completions_and_only_those(trained, he
     assert "losses/lm" in writer.scalars and writer.scalars["losses/lm"][-1][1] < 1.0
     assert result.final.roc_auc >= 0.9, result.final
     prompts = sorted({r.prompt for r in heldout})
-    right = [answer(p) for p in prompts]
-    hits = np.mean([a == b for a, b in zip(next_tokens(verifier, prompts), right, strict=True)])
+    hits = writes_right_answers(verifier, prompts)
     assert hits >= 0.9, hits  # it writes the right answer to prompts it never saw
-    plain = np.mean([a == b for a, b in zip(next_tokens(trained[0], prompts), right, strict=True)])
+    plain = writes_right_answers(trained[0], prompts)
     assert plain < 0.5, plain  # without the LM loss the network does not
 
     # the LM loss is next-token cross-entropy on exactly the right completions' tokens (and <eos>)
