@@ -9,14 +9,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from agents.model import GPT, ModelConfig
@@ -40,37 +41,21 @@ def _fsync(path: Path) -> None:
             os.close(fd)
 
 
-def write_model_dir(
-    path: str | os.PathLike,
-    model: GPT,
-    tokenizer: CharTokenizer,
-    *,
-    fmt: str,
-    meta: dict[str, Any],
-    extra: dict[str, Any] | None = None,
-) -> Path:
-    """Write a model directory atomically (replacing an older one there): weights, config, meta.
-    Every kind of checkpoint (policy, verifier) is this layout with its own `fmt` and `extra` config."""
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Fill the yielded temporary directory; on success it is fsynced and renamed to `path` (an older one
+    there is moved aside to `.NAME.old` first, then removed), so a reader sees the old directory or the
+    new one, never a mix. On an exception the temporary directory is removed and `path` left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a checkpoint should be readable like any directory
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the result should read like any directory
     try:
-        state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-        state.pop("lm_head.weight", None)  # tied to tok_emb.weight
-        save_file(state, tmp / WEIGHTS, metadata={"format": fmt})
-        config = {
-            "format": fmt,
-            **(extra or {}),
-            "model": model.cfg.to_dict(),
-            "tokenizer": tokenizer.to_dict(),
-        }
-        (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
-        (tmp / META).write_text(json.dumps(meta, indent=2, default=str) + "\n")
-        for f in (WEIGHTS, CONFIG, META):
-            _fsync(tmp / f)
+        yield tmp
+        for f in tmp.iterdir():
+            _fsync(f)
         _fsync(tmp)
         old = None
         if path.exists():  # move the old one aside first: rename cannot replace a non-empty directory
@@ -84,7 +69,32 @@ def write_model_dir(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return path
+
+
+def write_model_dir(
+    path: str | os.PathLike,
+    model: GPT,
+    tokenizer: CharTokenizer,
+    *,
+    fmt: str,
+    meta: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write a model directory atomically (replacing an older one there): weights, config, meta.
+    Every kind of checkpoint (policy, verifier) is this layout with its own `fmt` and `extra` config."""
+    with atomic_dir(path) as tmp:
+        state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+        state.pop("lm_head.weight", None)  # tied to tok_emb.weight
+        save_file(state, tmp / WEIGHTS, metadata={"format": fmt})
+        config = {
+            "format": fmt,
+            **(extra or {}),
+            "model": model.cfg.to_dict(),
+            "tokenizer": tokenizer.to_dict(),
+        }
+        (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+        (tmp / META).write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    return Path(path)
 
 
 def save(policy: Policy, path: str | os.PathLike, meta: dict[str, Any] | None = None) -> Path:
@@ -111,34 +121,70 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
     return _read_json(Path(path) / META)
 
 
+def _check_header(weights: Path, config: Path, cfg: ModelConfig) -> None:
+    """Refuse a config that disagrees with the tensors' shapes, read from the safetensors header alone,
+    before building anything: a corrupt `n_layer: 1000000` would otherwise allocate a huge model first."""
+    try:
+        with safe_open(weights, "pt") as f:  # the header only: no tensor data is read
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (not a dict)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{weights}: unreadable or truncated ({e})") from None
+    emb, pos = shapes.get("tok_emb.weight", ()), shapes.get("pos_emb.weight")
+    if len(emb) != 2:
+        raise CheckpointError(f"{weights}: no tok_emb.weight matrix (shape {emb}), not a model of this kind")
+    layers = [int(m[1]) for k in shapes if (m := re.match(r"blocks\.(\d+)\.", k))]
+    implied = {  # what the shapes say of the config; n_head (and a rotary block_size) leave no trace
+        "vocab_size": emb[0],
+        "n_embd": emb[1],
+        "n_layer": max(layers, default=-1) + 1,
+        "positions": "rope" if pos is None else "learned",
+        **({"block_size": pos[0]} if pos else {}),
+    }
+    wrong = [
+        f"model.{k} is {getattr(cfg, k)!r} but the tensors say {v!r}"
+        for k, v in implied.items()
+        if getattr(cfg, k) != v
+    ]
+    if wrong:
+        raise CheckpointError(f"{weights}: does not match {config}: {'; '.join(wrong)}")
+
+
 def read_model_dir(
     path: str | os.PathLike, check: Callable[[Path, dict[str, Any]], None]
 ) -> tuple[GPT, CharTokenizer, dict[str, Any]]:
     """Model, tokenizer and meta of the directory at `path`, after `check(path, config)` has vetted its
-    format; raises `CheckpointError` naming the file for anything amiss, never loading partial weights."""
+    format; raises `CheckpointError` naming the file for anything amiss, never loading partial weights.
+    The config is checked against the weights' header before the model is built, and every tensor must
+    be finite."""
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"{path}: no checkpoint directory there")
     config = _read_json(path / CONFIG)
     check(path, config)
     try:
-        cfg = ModelConfig(**config["model"])
-        tokenizer = CharTokenizer.from_dict(config["tokenizer"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{path / CONFIG}: bad model or tokenizer configuration ({e})") from None
+        cfg = ModelConfig.from_dict(config.get("model"))
+        tokenizer = CharTokenizer.from_dict(config.get("tokenizer"))
+    except ValueError as e:  # both name the key at fault
+        raise CheckpointError(f"{path / CONFIG}: {e}") from None
+    if cfg.vocab_size != tokenizer.vocab_size:
+        raise CheckpointError(
+            f"{path / CONFIG}: model.vocab_size {cfg.vocab_size} does not match "
+            f"the tokenizer's {tokenizer.vocab_size}"
+        )
     meta = _read_json(path / META)
     weights = path / WEIGHTS
     if not weights.is_file():
         raise CheckpointError(f"{weights}: missing (not a complete checkpoint directory)")
+    _check_header(weights, path / CONFIG, cfg)
     try:
         state = load_file(weights)
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{weights}: unreadable or truncated ({e})") from None
-    if cfg.vocab_size != tokenizer.vocab_size:
-        raise CheckpointError(
-            f"{path / CONFIG}: vocab_size {cfg.vocab_size} does not match "
-            f"the tokenizer's {tokenizer.vocab_size}"
-        )
+    # Overwritten bytes can decode as NaN or inf, which would play on silently.
+    bad = sorted(k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all())
+    if bad:
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise CheckpointError(f"{weights}: non-finite values (NaN or inf) in {', '.join(bad[:5])}{more}")
     model = GPT(cfg)
     expected = {k: v.shape for k, v in model.state_dict().items() if k != "lm_head.weight"}
     missing = sorted(set(expected) - set(state))

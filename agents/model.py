@@ -10,7 +10,8 @@ prompt in one pass), and a KV cache (generation).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -35,15 +36,18 @@ class ModelConfig:
     positions: str = "learned"  # or "rope"
 
     def __post_init__(self) -> None:
+        # Types checked strictly: a config read from JSON (2.5, 1e6, true) must fail here, not in GPT().
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"model {name} must be >= 1, got {getattr(self, name)}")
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"model.{name} must be an integer >= 1, got {v!r}")
         if self.n_embd % self.n_head:
-            raise ValueError(f"model n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"model dropout must be in [0, 1), got {self.dropout}")
-        if self.positions not in ("learned", "rope"):
-            raise ValueError(f"model positions must be 'learned' or 'rope', got {self.positions!r}")
+            raise ValueError(f"model.n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
+        d = self.dropout
+        if isinstance(d, bool) or not isinstance(d, int | float) or not 0.0 <= d < 1.0:
+            raise ValueError(f"model.dropout must be a number in [0, 1), got {d!r}")
+        if not isinstance(self.positions, str) or self.positions not in ("learned", "rope"):
+            raise ValueError(f"model.positions must be 'learned' or 'rope', got {self.positions!r}")
         if self.positions == "rope" and (self.n_embd // self.n_head) % 2:
             raise ValueError(f"rope needs an even head size, got {self.n_embd // self.n_head}")
 
@@ -55,6 +59,19 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, int | float]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ModelConfig:
+        """The config `to_dict` described; `ValueError` naming any unknown or missing key. Keys with a
+        default may be absent (older checkpoints predate `positions`)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"model must be an object of model settings, got {data!r:.40}")
+        known = {f.name: f for f in fields(cls)}
+        wrong = [f"model.{k}: unknown key" for k in sorted(set(data) - set(known))]
+        wrong += [f"model.{k}: missing" for k, f in known.items() if f.default is MISSING and k not in data]
+        if wrong:
+            raise ValueError("; ".join(wrong))
+        return cls(**data)
 
 
 KVCache = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values (B, nh, T_past, hs)

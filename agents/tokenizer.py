@@ -53,12 +53,26 @@ class CharTokenizer:
         return {"type": "char", "chars": self.chars}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CharTokenizer:
-        if data.get("type") == "bpe":
+    def from_dict(cls, data: Any) -> CharTokenizer:
+        """The tokenizer (of either kind) `to_dict` described; `ValueError` naming the key at fault."""
+        if isinstance(data, dict) and data.get("type") == "bpe":
             return BPETokenizer.from_dict(data)
-        if data.get("type") != "char" or not isinstance(data.get("chars"), str):
-            raise ValueError(f"not a tokenizer description: {data!r}")
+        _check_description(data, "char", {"type", "chars"})
+        if "chars" not in data:
+            raise ValueError("tokenizer.chars: missing")
         return cls(data["chars"])
+
+
+def _check_description(data: Any, kind: str, keys: set[str]) -> None:
+    if not isinstance(data, dict):
+        raise ValueError(f"tokenizer must be an object describing a tokenizer, got {data!r:.40}")
+    if data.get("type") != kind:
+        raise ValueError(f"tokenizer.type must be 'char' or 'bpe', got {data.get('type')!r}")
+    if unknown := sorted(set(data) - keys):
+        raise ValueError(f"tokenizer: unknown keys {unknown}")
+    chars = data.get("chars", "")
+    if not isinstance(chars, str) or len(set(chars)) != len(chars):
+        raise ValueError(f"tokenizer.chars must be a string of distinct characters, got {chars!r:.60}")
 
 
 _PIECES = re.compile(r"\s*\S+|\s+")
@@ -140,7 +154,12 @@ class BPETokenizer(CharTokenizer):
         return {"type": "bpe", "chars": self.chars, "merges": self.merges}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> BPETokenizer:
-        if data.get("type") != "bpe" or not isinstance(data.get("merges"), list):
-            raise ValueError(f"not a BPE tokenizer description: {data!r}")
-        return cls(data["merges"], data.get("chars", DEFAULT_CHARS))
+    def from_dict(cls, data: Any) -> BPETokenizer:
+        _check_description(data, "bpe", {"type", "chars", "merges"})
+        merges = data.get("merges")
+        if not isinstance(merges, list) or not all(isinstance(m, str) for m in merges):
+            raise ValueError(f"tokenizer.merges must be a list of strings, got {merges!r:.60}")
+        try:
+            return cls(merges, data.get("chars", DEFAULT_CHARS))
+        except ValueError as e:  # a merge with a character outside `chars`
+            raise ValueError(f"tokenizer.merges: {e}") from None
