@@ -53,6 +53,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from envs.jsonl import iter_jsonl
+
 CHARSET = "\n" + "".join(chr(c) for c in range(32, 127))
 """Characters of prompts and completions by default: newline and printable ASCII (the char tokenizer's)."""
 
@@ -436,24 +438,16 @@ def load_text_transcripts(path: str | os.PathLike, *, env: str | None = None) ->
         raise TextTranscriptError(f"{path}: no such transcript file")
     records: list[dict[str, Any]] = []
     envs_by_key: dict[str, RewardEnv] = {}
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise TextTranscriptError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
-            try:
-                _check_record(r, envs_by_key)
-            except ValueError as e:
-                raise TextTranscriptError(f"{where}: {e}") from None
-            if env is not None and r["env"] != env:
-                raise TextTranscriptError(
-                    f"{where}: transcript is for environment {r['env']!r}, expected {env!r}"
-                )
-            records.append(r)
+    for where, r in iter_jsonl(path, TextTranscriptError):
+        try:
+            _check_record(r, envs_by_key)
+        except ValueError as e:
+            raise TextTranscriptError(f"{where}: {e}") from None
+        if env is not None and r["env"] != env:
+            raise TextTranscriptError(
+                f"{where}: transcript is for environment {r['env']!r}, expected {env!r}"
+            )
+        records.append(r)
     if not records:
         raise TextTranscriptError(f"{path}: the file holds no transcripts")
     return records

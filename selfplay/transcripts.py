@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 import envs
 from envs.experts import ExpertSpecError, make_expert
+from envs.jsonl import iter_jsonl
 from selfplay.io import atomic_open
 
 FORMAT = "selfplay.transcript/1"
@@ -106,31 +107,25 @@ def iter_transcripts(path: str | os.PathLike, *, game: str | None = None) -> Ite
         raise TranscriptError(f"{path}: no such transcript file")
     games: dict[tuple[str, str], envs.Game] = {}
     count = 0
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                t = Transcript.model_validate(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise TranscriptError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
-            except ValidationError as e:
-                problems = "; ".join(
-                    f"{'.'.join(map(str, err['loc'])) or 'line'}: {err['msg']}" for err in e.errors()[:3]
-                )
-                raise TranscriptError(f"{where}: {problems}") from None
-            if game is not None and t.game != game:
-                raise TranscriptError(f"{where}: transcript is for game {t.game!r}, expected {game!r}")
-            key = (t.game, json.dumps(t.game_options, sort_keys=True))
-            try:
-                if key not in games:
-                    games[key] = envs.make(t.game, **t.game_options)
-                _check_replay(t, games[key])
-            except (envs.UnknownEnvError, TypeError, ValueError) as e:
-                raise TranscriptError(f"{where}: {e}") from None
-            count += 1
-            yield t
+    for where, obj in iter_jsonl(path, TranscriptError):
+        try:
+            t = Transcript.model_validate(obj)
+        except ValidationError as e:
+            problems = "; ".join(
+                f"{'.'.join(map(str, err['loc'])) or 'line'}: {err['msg']}" for err in e.errors()[:3]
+            )
+            raise TranscriptError(f"{where}: {problems}") from None
+        if game is not None and t.game != game:
+            raise TranscriptError(f"{where}: transcript is for game {t.game!r}, expected {game!r}")
+        key = (t.game, json.dumps(t.game_options, sort_keys=True))
+        try:
+            if key not in games:
+                games[key] = envs.make(t.game, **t.game_options)
+            _check_replay(t, games[key])
+        except (envs.UnknownEnvError, TypeError, ValueError) as e:
+            raise TranscriptError(f"{where}: {e}") from None
+        count += 1
+        yield t
     if count == 0:
         raise TranscriptError(f"{path}: the file holds no transcripts")
 

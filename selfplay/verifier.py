@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import agents
+from envs.jsonl import iter_jsonl
 from selfplay.io import atomic_open
 
 
@@ -83,30 +84,16 @@ def _records(path: str | os.PathLike, keys: Sequence[str]) -> Iterator[tuple[str
     if not path.is_file():
         raise VerifierDataError(f"{path}: no such file")
     count = 0
-    with path.open("rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            where = f"{path}:{lineno}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise VerifierDataError(f"{where}: not UTF-8 text") from None
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise VerifierDataError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(obj, dict):
-                raise VerifierDataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-            for key in keys:
-                if key not in obj:
-                    raise VerifierDataError(f"{where}: missing key {key!r} (a line needs {', '.join(keys)})")
-                if key != "label" and not isinstance(obj[key], str):
-                    raise VerifierDataError(
-                        f"{where}: {key!r} must be a string, got {type(obj[key]).__name__}"
-                    )
-            count += 1
-            yield where, obj
+    for where, obj in iter_jsonl(path, VerifierDataError):
+        if not isinstance(obj, dict):
+            raise VerifierDataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+        for key in keys:
+            if key not in obj:
+                raise VerifierDataError(f"{where}: missing key {key!r} (a line needs {', '.join(keys)})")
+            if key != "label" and not isinstance(obj[key], str):
+                raise VerifierDataError(f"{where}: {key!r} must be a string, got {type(obj[key]).__name__}")
+        count += 1
+        yield where, obj
     if count == 0:
         raise VerifierDataError(f"{path}: the file holds no records")
 
