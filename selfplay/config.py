@@ -24,7 +24,10 @@ class ConfigError(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    # strict: `true` is not an integer nor `"3"` a number; no inf or nan anywhere (a learning rate of .inf)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_default=True, strict=True, allow_inf_nan=False
+    )
 
 
 class TranscriptsConfig(_Section):
@@ -285,13 +288,22 @@ class VerifierSection(_Section):
 class EvaluationConfig(_Section):
     """Matches of every new checkpoint (gauntlet) against baselines and recent checkpoints."""
 
-    games: int = Field(default=40, ge=0, description="Games per opponent (half each colour); 0 disables.")
+    games: int = Field(
+        default=40, ge=0, description="Games per opponent, even (half with each colour); 0 disables."
+    )
     baselines: list[str] = Field(
         default_factory=lambda: ["random"], description="Fixed opponents by spec, e.g. `alphabeta:2`."
     )
     recent: int = Field(default=2, ge=0, description="Also play this many of the previous checkpoints.")
     simulations: int = Field(default=0, ge=0, description="Search budget of checkpoints in evaluation.")
     workers: int = Field(default=1, ge=1, description="Processes for evaluation matches.")
+
+    @field_validator("games")
+    @classmethod
+    def _pairs(cls, v: int) -> int:
+        if v % 2:
+            raise ValueError(f"games come in colour-swapped pairs: an even number, got {v}")
+        return v
 
 
 class RuntimeConfig(_Section):
@@ -328,7 +340,10 @@ class RuntimeConfig(_Section):
         "without a GPU); 0: in the driver process.",
     )
     max_restarts: int = Field(
-        default=3, ge=0, description="`ray`: restarts of each dead actor before the run fails."
+        default=3,
+        ge=0,
+        description="Restarts of each dead actor (and of the inference server) before the run fails; the "
+        "games a dead actor had in flight are lost and counted (`stats.json`: `games_lost`).",
     )
 
     @field_validator("inference_server", mode="before")
@@ -361,6 +376,15 @@ class Config(_Section):
     verifier: VerifierSection = Field(default_factory=VerifierSection)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
 
+    @field_validator("run_dir")
+    @classmethod
+    def _some_dir(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError(
+                "run_dir must name a directory (an empty one would write into the working directory)"
+            )
+        return v
+
     @field_validator("game")
     @classmethod
     def _known_game(cls, name: str) -> str:
@@ -378,7 +402,17 @@ class Config(_Section):
 
     def check(self) -> None:
         """Checks that need more than one field (experts and baselines must play the configured game; a
-        reward environment must accept its options and fit the model's context)."""
+        reward environment must accept its options and fit the model's context; a replay buffer must be
+        able to hold what the learner waits for; devices must exist where they are used)."""
+        for key, section in (("selfplay", self.selfplay), ("rl", self.rl)):
+            if section.min_replay > section.replay_size:
+                raise ValueError(
+                    f"{key}.min_replay = {section.min_replay} is more than {key}.replay_size = "
+                    f"{section.replay_size} holds: the learner would wait forever"
+                )
+        if self.runtime.backend == "ray" and (self.rl if self.is_reward_env else self.selfplay).actors < 1:
+            raise ValueError("runtime.backend: ray needs at least 1 actor (selfplay.actors / rl.actors)")
+        self._check_devices()
         if self.is_reward_env:
             if self.runtime.inference_server == "on":
                 raise ValueError(
@@ -399,6 +433,27 @@ class Config(_Section):
             except ExpertSpecError as e:
                 raise ValueError(f"{key}: {e}") from None
 
+    def _check_devices(self) -> None:
+        """Every device string parses; those used in this process (and by local actors, on this machine)
+        must exist here. On Ray the learner (with `runtime.learner_gpus`) and the actors run elsewhere."""
+        stage2 = "rl" if self.is_reward_env else "selfplay"
+        ray = self.runtime.backend == "ray"
+        remote_learner = ray and self.runtime.learner_gpus > 0 and not self.is_reward_env
+        used_here = {"imitation.device", f"{stage2}.device", f"{stage2}.actor_device"}
+        if remote_learner:
+            used_here.discard(f"{stage2}.device")
+        if ray:
+            used_here.discard(f"{stage2}.actor_device")
+        for key in (
+            "imitation.device",
+            "selfplay.device",
+            "selfplay.actor_device",
+            "rl.device",
+            "rl.actor_device",
+        ):
+            section, name = key.split(".")
+            check_device(getattr(getattr(self, section), name), key, available=key in used_here)
+
     def _check_reward_env(self) -> None:
         try:
             env = envs.make(self.game, **self.env_options)
@@ -416,6 +471,31 @@ class Config(_Section):
                 f"rl.reward: {self.rl.reward!r} needs a single-turn environment; {self.game} has "
                 f"up to {env.max_turns} turns (use programmatic)"
             )
+
+
+def check_device(device: str, key: str = "device", *, available: bool = True) -> None:
+    """`auto`, or a torch device string (`cpu`, `cuda`, `cuda:1`, `mps`); with `available`, one that exists
+    on this machine. Raises ValueError naming `key`."""
+    if device == "auto":
+        return
+    import torch  # lazily: loading a config should not cost a torch import unless a device is named
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"{key}: {device!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if not available or dev.type == "cpu":
+        return
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"{key}: {device!r} but this torch sees no CUDA device (use auto or cpu)")
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f"{key}: {device!r} but this machine has {count} CUDA device(s)")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{key}: {device!r} but MPS is not available here (use auto or cpu)")
+    elif dev.type not in ("cuda", "mps"):
+        raise ValueError(f"{key}: {device!r}: selfplay runs on cpu, cuda or mps")
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
@@ -444,16 +524,41 @@ def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
     return out
 
 
+class _DuplicateKey(yaml.YAMLError):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (where the last would silently win)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise _DuplicateKey(f"key {key!r} is given twice (lines {seen[key]} and {line})")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> Config:
     """Read, override and validate a config; `ConfigError` names the file and the offending key."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, not a config file (e.g. configs/game.yaml)")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+    except _DuplicateKey as e:
+        raise ConfigError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    data = {} if data is None else data
+    if data is None:
+        raise ConfigError(f"{path}: the config is empty; start from one in configs/, e.g. configs/game.yaml")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
     parsed = parse_overrides(list(overrides))
@@ -490,8 +595,10 @@ def _describe(err: dict[str, Any]) -> str:
                 break
             section = annotation
         return f"unknown key {key!r}; known keys here: {', '.join(section.model_fields)}"
-    got = err.get("input")
-    return f"{key}: {err['msg']} (got {got!r})" if not isinstance(got, dict) else f"{key}: {err['msg']}"
+    got, msg = err.get("input"), err["msg"].removeprefix("Value error, ")
+    if isinstance(got, dict) or repr(got) in msg:
+        return f"{key}: {msg}"
+    return f"{key}: {msg} (got {got!r})"
 
 
 def dump_config(config: Config) -> str:

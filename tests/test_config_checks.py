@@ -1,0 +1,101 @@
+"""Bad configs are refused when loaded, by `python -m selfplay.run`, with the file and key named and nothing
+written: not after transcripts, imitation or the first self-play checkpoint, and never read leniently."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from selfplay.run import main
+
+ROOT = Path(__file__).resolve().parents[1]
+TTT = ROOT / "configs/tictactoe.yaml"
+ARITHMETIC = ROOT / "configs/arithmetic.yaml"
+
+
+def refused(capsys, tmp_path, argv, *needles) -> str:
+    """Run the main command; it must exit 2 naming every needle, with no run directory made."""
+    run = tmp_path / "run"
+    assert main(["--no-progress", *argv[:1], f"run_dir={run}", *argv[1:]]) == 2
+    err = capsys.readouterr().err
+    for needle in needles:
+        assert needle in err, err
+    assert "Traceback" not in err and not run.exists()
+    return err
+
+
+# --- cross-field checks ------------------------------------------------------------------------------
+def test_a_replay_buffer_smaller_than_the_learner_waits_for_is_refused(tmp_path, capsys):
+    argv = [str(TTT), "selfplay.min_replay=30000", "selfplay.replay_size=20000"]
+    refused(capsys, tmp_path, argv, "tictactoe.yaml", "selfplay.min_replay", "selfplay.replay_size")
+
+
+def test_an_rl_replay_buffer_smaller_than_the_learner_waits_for_is_refused(tmp_path, capsys):
+    refused(capsys, tmp_path, [str(ARITHMETIC), "rl.min_replay=2048"], "rl.min_replay", "rl.replay_size")
+
+
+def test_an_odd_number_of_evaluation_games_is_refused(tmp_path, capsys):
+    refused(capsys, tmp_path, [str(TTT), "evaluation.games=3"], "evaluation.games", "even")
+
+
+# --- devices -------------------------------------------------------------------------------------------
+def test_a_device_that_is_no_device_is_refused(tmp_path, capsys):
+    refused(capsys, tmp_path, [str(TTT), "selfplay.device=gpu7"], "selfplay.device", "'gpu7'")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this torch has CUDA")
+def test_cuda_on_a_cpu_only_torch_is_refused(tmp_path, capsys):
+    refused(capsys, tmp_path, [str(TTT), "imitation.device=cuda"], "imitation.device", "no CUDA device")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this torch has CUDA")
+def test_cuda_for_a_learner_on_ray_gpus_is_checked_there_not_here():
+    from selfplay.config import load_config
+
+    cfg = [
+        "runtime.backend=ray",
+        "runtime.learner_gpus=1",
+        "selfplay.device=cuda",
+        "selfplay.actor_device=cuda",
+    ]
+    assert load_config(TTT, cfg).selfplay.device == "cuda"  # the driver may have no GPU
+
+
+# --- reading the file ----------------------------------------------------------------------------------
+def test_a_config_that_is_not_utf8_is_refused(tmp_path, capsys):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("game: tictactoe\n# r\xe9glages\n".encode("latin-1"))
+    refused(capsys, tmp_path, [str(path)], "latin1.yaml", "not UTF-8")
+
+
+def test_a_directory_given_as_the_config_is_refused(tmp_path, capsys):
+    refused(capsys, tmp_path, [str(ROOT / "configs")], "configs", "is a directory")
+
+
+def test_an_empty_config_file_is_refused(tmp_path, capsys):
+    path = tmp_path / "empty.yaml"
+    path.write_text("# nothing yet\n")
+    refused(capsys, tmp_path, [str(path)], "empty.yaml", "empty")
+
+
+def test_a_key_given_twice_is_refused(tmp_path, capsys):
+    path = tmp_path / "twice.yaml"
+    path.write_text("game: tictactoe\nselfplay:\n  steps: 10\n  lr: 0.001\n  steps: 20\n")
+    refused(capsys, tmp_path, [str(path)], "twice.yaml", "'steps' is given twice (lines 3 and 5)")
+
+
+# --- values --------------------------------------------------------------------------------------------
+def test_true_is_not_an_integer(tmp_path, capsys):
+    refused(capsys, tmp_path, [str(TTT), "selfplay.steps=true"], "selfplay.steps", "valid integer")
+
+
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan"])
+def test_an_infinite_learning_rate_is_refused(tmp_path, capsys, value):
+    refused(capsys, tmp_path, [str(TTT), f"imitation.lr={value}"], "imitation.lr", "finite")
+
+
+def test_an_empty_run_dir_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["--no-progress", str(TTT), "run_dir="]) == 2
+    assert "run_dir" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # nothing written into the working directory
