@@ -3,14 +3,13 @@
 An `Actor` steps all its games in flight by one move per call, so every network call is one batch:
 `alphazero` runs one batched PUCT search over every game's tree (trees are kept between moves), `pg`
 scores the learner's positions in one `evaluate` and each pool opponent's in another. `actor_main` is
-the process around it: pick up published weights between moves, put `Trajectory`s on the queue.
+the process around it: pick up published weights between moves, send `Trajectory`s down its pipe.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import queue as queue_mod
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -84,6 +83,7 @@ class Actor:
         self.version = 0
         self.rng = np.random.default_rng(seed)
         self.stats = ActorStats()
+        self.started = 0  # games begun (the runtime counts those a dead actor never finished)
         self.slots = [self._new_slot() for _ in range(cfg.games_per_actor)]
 
     # --- network calls, timed for the actor's share-in-network figure ----------------------------
@@ -109,6 +109,7 @@ class Actor:
             return self._new_slot()
         traj = Trajectory(moves=moves, version=self.version, actor=self.actor_id)
         slot = _Slot(state, None, traj)
+        self.started += 1
         if self.cfg.algorithm == "pg":
             assert self.pool is not None
             path = self.pool.sample(self.rng)
@@ -219,7 +220,8 @@ class Actor:
 
 
 class PoolReader:
-    """The `pg` opponent pool as the learner publishes it (`pool.json`: checkpoint paths and weights).
+    """The `pg` opponent pool as the learner publishes it (`RUN/selfplay/pool.json`: checkpoint paths,
+    relative to the run directory, and weights).
 
     Opponent policies are loaded once and kept (up to the pool size) so a game start costs no disk read.
     """
@@ -234,7 +236,8 @@ class PoolReader:
         mtime = self.path.stat().st_mtime
         if mtime != self._mtime:
             data = json.loads(self.path.read_text())
-            self.entries = [(e["path"], float(e["weight"])) for e in data["opponents"]]
+            home = self.path.parent.parent  # the run directory
+            self.entries = [(str(home / e["path"]), float(e["weight"])) for e in data["opponents"]]
             self._mtime = mtime
 
     def sample(self, rng: np.random.Generator) -> str:
@@ -264,7 +267,8 @@ def make_actor(
     """The game actor of a process (the default `actor_factory` of the runtime).
 
     Any factory with this signature fits the runtime: it returns an object with a `policy`, a `version`,
-    `step() -> list[finished]` and `take_stats()` (see `selfplay.text_actor.make_text_actor`). `policy`,
+    `started` (games or groups begun), `step() -> list[finished]` and `take_stats()` (see
+    `selfplay.text_actor.make_text_actor`). `policy`,
     when given, replaces loading `ckpt` (a `RemotePolicy` answered by the inference server).
     """
     cfg = config.selfplay
@@ -295,15 +299,17 @@ def actor_main(
     config: Config,
     ckpt: str,
     weights,
-    queue,
     stop,
     pool_path: str | None,
     factory,
+    conn,
+    started,
     uid_prefix: str,
     client=None,
 ) -> None:
     """An actor process: play until `stop` is set, taking new weights between moves (or, with an
-    inference server `client`, asking it for every evaluation)."""
+    inference server `client`, asking it for every evaluation), and send finished games down `conn`.
+    `started` counts the games it began, so the runtime knows how many a death loses."""
     from selfplay.inference import RemotePolicy, ServerGone
 
     actor = factory(actor_id, config, ckpt, pool_path, policy=RemotePolicy(client) if client else None)
@@ -311,25 +317,15 @@ def actor_main(
     if model is not None:
         actor.version = weights.pull(model, -1)
     stamp = Stamper(uid_prefix)
-    queue.cancel_join_thread()  # a stopped actor must not hang on games nobody will read
+    started.value = actor.started
     parent = os.getppid()
     try:
-        while not stop.is_set() and os.getppid() == parent:  # a killed learner takes its actors with it
+        while not stop.value and os.getppid() == parent:  # a killed learner takes its actors with it
             finished = actor.step()
-            if finished and not _put(queue, (actor_id, stamp(finished), actor.take_stats()), stop, parent):
-                return
+            started.value = actor.started
+            if finished:
+                conn.send((actor_id, stamp(finished), actor.take_stats()))  # blocks while the pipe is full
             if model is not None and weights.version.value != actor.version:
                 actor.version = weights.pull(model, actor.version)
-    except ServerGone:
+    except (ServerGone, BrokenPipeError):  # the run is ending (the learner closed its end)
         return
-
-
-def _put(queue, item, stop, parent: int) -> bool:
-    """Queue `item`, waiting while the learner catches up; False once there is no learner to wait for."""
-    while True:
-        try:
-            queue.put(item, timeout=1.0)
-            return True
-        except queue_mod.Full:
-            if stop.is_set() or os.getppid() != parent:
-                return False

@@ -30,6 +30,7 @@ import math
 import multiprocessing as mp
 import os
 import random
+import reprlib
 import sys
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
@@ -41,6 +42,7 @@ import numpy as np
 from tqdm import tqdm
 
 import envs
+from envs import jsonl
 from selfplay import players, ratings
 from selfplay.io import atomic_write_text
 
@@ -50,6 +52,7 @@ __all__ = [
     "MatchesError",
     "Scheduled",
     "gauntlet",
+    "home_of",
     "load_matches",
     "main",
     "play",
@@ -175,18 +178,20 @@ def play_games(
 _worker: dict[str, Any] = {}
 
 
-def _init_worker(game: str, device: str, pooled: bool = False) -> None:
-    _worker.update(game=envs.make(game), device=device, players={}, pooled=pooled)
+def _init_worker(game: str, device: str, specs: Mapping[str, str], pooled: bool = False) -> None:
+    _worker.update(game=envs.make(game), device=device, specs=dict(specs), players={}, pooled=pooled)
 
 
 def _player(name: str) -> players.Player:
+    """The player of a schedule name, made from the spec that name stands for (`_names`)."""
     cache = _worker["players"]
     if name not in cache:
-        if _worker["pooled"] and Path(name.rpartition("@")[0] or name).exists():
+        spec = _worker["specs"][name]
+        if _worker["pooled"] and Path(spec.rpartition("@")[0] or spec).exists():
             import torch
 
             torch.set_num_threads(1)  # processes, not threads, share out the cores
-        cache[name] = players.make(name, _worker["game"], device=_worker["device"])
+        cache[name] = players.make(spec, _worker["game"], device=_worker["device"])
     return cache[name]
 
 
@@ -200,9 +205,26 @@ def _key(r: Mapping[str, Any]) -> tuple[str, str, int, int, int]:
     return (*r["pair"], r["seed"], r["opening_plies"], r["index"])
 
 
+def _problem(r: Any) -> str | None:
+    """What is wrong with a match record, or None."""
+    if not isinstance(r, dict):
+        return f"expected a JSON object, got {type(r).__name__}"
+    for key in ("players", "pair"):
+        names = r.get(key)
+        if not (isinstance(names, list) and len(names) == 2 and all(isinstance(n, str) for n in names)):
+            return f"{key!r} must be a list of two player names, got {reprlib.repr(names)}"
+    for key in ("seed", "opening_plies", "index"):
+        if isinstance(r.get(key), bool) or not isinstance(r.get(key), int):
+            return f"{key!r} must be an integer, got {reprlib.repr(r.get(key))}"
+    if isinstance(r.get("score"), bool) or r.get("score") not in (0, 0.5, 1):
+        return f"'score' (the first mover's) must be 0, 0.5 or 1, got {reprlib.repr(r.get('score'))}"
+    return None
+
+
 def load_matches(path: str | os.PathLike, *, game: str | None = None, repair: bool = False) -> list[dict]:
-    """The game records of a matches file, each once. A truncated last line (an arena killed while
-    writing) is skipped with a warning, and cut off the file when `repair` is set."""
+    """The game records of a matches file, each once, each checked (`MatchesError` names FILE:LINE). A
+    truncated last line (an arena killed while writing) is skipped with a warning, and cut off the file
+    when `repair` is set."""
     path = Path(path)
     if not path.exists():
         return []
@@ -215,15 +237,17 @@ def load_matches(path: str | os.PathLike, *, game: str | None = None, repair: bo
             good_end += len(line) + (not last)
             continue
         try:
-            r = json.loads(line)
-            key = _key(r)
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+            r = jsonl.loads(line)
+        except ValueError as e:
             if last:  # written without its newline: the arena died mid-line
                 print(f"warning: {path}:{lineno}: ignoring a truncated last line", file=sys.stderr)
                 break
-            raise MatchesError(f"{path}:{lineno}: not a match record ({e})") from None
+            raise MatchesError(f"{path}:{lineno}: not a match record: {e}") from None
+        if problem := _problem(r):
+            raise MatchesError(f"{path}:{lineno}: not a match record: {problem}")
         if game is not None and r.get("game") != game:
             raise MatchesError(f"{path}:{lineno}: a {r.get('game')!r} game, but this arena plays {game!r}")
+        key = _key(r)
         if key not in seen:
             seen.add(key)
             records.append(r)
@@ -254,14 +278,20 @@ def _default_out(game: str, specs: Sequence[str | None]) -> Path:
     return Path("runs") / "arena" / game
 
 
-def _names(specs: Sequence[str], game: envs.Game) -> list[str]:
-    """Normalised names of the players, run directories expanded, duplicates dropped, all validated."""
-    out: list[str] = []
+def home_of(out_dir: str | os.PathLike) -> Path | None:
+    """The run directory whose arena `out_dir` is (RUN/arena), which names its checkpoints relative to
+    itself; None for an arena directory of its own."""
+    out = Path(out_dir)
+    return out.parent if out.name == "arena" and (out.parent / "checkpoints").is_dir() else None
+
+
+def _names(specs: Sequence[str], game: envs.Game, home: Path | None) -> dict[str, str]:
+    """Normalised name -> spec (paths absolute) of every player, run directories expanded, duplicates
+    dropped, all validated."""
+    out: dict[str, str] = {}
     for spec in specs:
         for one in players.expand(spec):
-            name = players.check(one, game)
-            if name not in out:
-                out.append(name)
+            out.setdefault(players.check(one, game, home=home), players.absolute(one))
     return out
 
 
@@ -287,13 +317,17 @@ def play(
     g = envs.make(game)
     if g.num_players() != 2:
         raise ValueError(f"the arena plays two-player games; {game} has {g.num_players()}")
-    names = _names(specs, g)
+    out = Path(out_dir) if out_dir is not None else _default_out(game, [gauntlet, *specs])
+    home = home_of(out)
+    by_name = _names(specs, g, home)
+    names = list(by_name)
     focus = None
     if gauntlet is not None:
-        focus = _names([gauntlet], g)
-        if len(focus) != 1:
-            raise players.PlayerSpecError(f"--gauntlet takes one player, {gauntlet!r} is {len(focus)}")
-        focus = focus[0]
+        one = _names([gauntlet], g, home)
+        if len(one) != 1:
+            raise players.PlayerSpecError(f"--gauntlet takes one player, {gauntlet!r} is {len(one)}")
+        focus = next(iter(one))
+        by_name.update(one)
         names = [focus, *(n for n in names if n != focus)]
     if len(names) < 2:
         raise ValueError(f"an arena needs at least two distinct players, got {names}")
@@ -301,7 +335,6 @@ def play(
     if plies < 0 or batch < 1:
         raise ValueError("opening plies must be >= 0 and batch >= 1")
     jobs = schedule(names, games=games, seed=seed, opening_plies=plies, gauntlet=focus)
-    out = Path(out_dir) if out_dir is not None else _default_out(game, [gauntlet, *specs])
     path = out / MATCHES
     done = {_key(r): r for r in load_matches(path, game=game, repair=True)}
     todo = [j for j in jobs if j.key not in done]
@@ -316,7 +349,7 @@ def play(
                 total=len(jobs), initial=len(jobs) - len(todo), unit="game", desc=game, disable=not progress
             ) as bar,
         ):
-            for r in _run_chunks(game, device, chunks, workers):
+            for r in _run_chunks(game, device, by_name, chunks, workers):
                 f.write(json.dumps(r, separators=(",", ":")) + "\n")
                 f.flush()
                 os.fsync(f.fileno())
@@ -325,13 +358,17 @@ def play(
     return [done[j.key] for j in jobs]
 
 
-def _run_chunks(game: str, device: str, chunks: list[list[Scheduled]], workers: int) -> Iterator[dict]:
+def _run_chunks(
+    game: str, device: str, specs: Mapping[str, str], chunks: list[list[Scheduled]], workers: int
+) -> Iterator[dict]:
     if workers <= 1:  # in this process: each record is yielded (and written) the moment its game ends
-        _init_worker(game, device)
+        _init_worker(game, device, specs)
         for chunk in chunks:
             yield from play_games(_worker["game"], chunk, {n: _player(n) for j in chunk for n in j.pair})
         return
-    pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(game, device, True))
+    pool = mp.get_context("spawn").Pool(
+        workers, initializer=_init_worker, initargs=(game, device, specs, True)
+    )
     try:
         for records in pool.imap_unordered(_play_chunk, chunks):
             yield from records
@@ -396,11 +433,14 @@ def gauntlet(
     )
 
 
-def steps_of(names: Sequence[str]) -> dict[str, int]:
-    """Training step (from the checkpoint's meta) of every checkpoint player among `names`."""
+def steps_of(names: Sequence[str], home: str | os.PathLike | None = None) -> dict[str, int]:
+    """Training step (from the checkpoint's meta) of every checkpoint player among `names` (those of the
+    run directory `home` named relative to it)."""
     steps = {}
     for name in names:
         path = Path(name.rpartition("@")[0] if "@mcts" in name else name)
+        if home is not None and (Path(home) / path / "meta.json").is_file():
+            path = Path(home) / path
         if (path / "meta.json").is_file():
             step = players.checkpoint_meta(path).get("step")
             if isinstance(step, int):
@@ -438,8 +478,8 @@ def thinking_longer(
         raise ValueError(f"budgets must be simulation counts >= 0, got {list(budgets)}")
     specs = [checkpoint if b == 0 else f"{checkpoint}@mcts:{b}" for b in budgets]
     g = envs.make(game)
-    by_name = {players.check(s, g): b for s, b in zip(specs, budgets, strict=True)}
     out = Path(out_dir) if out_dir is not None else _default_out(game, [checkpoint])
+    by_name = {players.check(s, g, home=home_of(out)): b for s, b in zip(specs, budgets, strict=True)}
     play(game, [*specs, *against], out_dir=out, **arena)
     rows = ratings_from(out, anchor=anchor, samples=samples)
     write_league(out, rows, anchor=anchor)
@@ -505,6 +545,10 @@ def main(argv: list[str] | None = None) -> int:
         progress=not args.no_progress,
     )
     try:
+        if args.game in envs.names(kind="reward"):
+            raise ValueError(
+                f"{args.game!r} is a reward environment; the arena plays games: {', '.join(envs.names())}"
+            )
         if args.budgets is not None:
             if len(args.players) != 1 or args.gauntlet:
                 raise ValueError("--budgets takes exactly one checkpoint (and no --gauntlet)")

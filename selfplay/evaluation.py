@@ -47,7 +47,7 @@ def gauntlet(config: Config, run_dir: Path, ckpt: Path, step: int, history: Sequ
     out = run_dir / ARENA_DIR
     earlier = [p for p in history if Path(p) != Path(ckpt)][-ev.recent :] if ev.recent else []
     opponents = [*ev.baselines, *(_spec(p, ev.simulations) for p in earlier)]
-    candidate = players.check(_spec(ckpt, ev.simulations), game)
+    candidate = players.check(_spec(ckpt, ev.simulations), game, home=run_dir)
     records = arena.gauntlet(
         _spec(ckpt, ev.simulations),
         opponents,
@@ -60,7 +60,7 @@ def gauntlet(config: Config, run_dir: Path, ckpt: Path, step: int, history: Sequ
     )
     results: dict[str, float] = {}
     for opponent in opponents:
-        name = players.check(opponent, game)
+        name = players.check(opponent, game, home=run_dir)
         mine = [r for r in records if candidate in r["players"] and name in r["players"]]
         if not mine:
             continue
@@ -75,7 +75,7 @@ def gauntlet(config: Config, run_dir: Path, ckpt: Path, step: int, history: Sequ
     if candidate in elo:
         results["elo"] = elo[candidate]
         writer.add_scalar("eval/elo", elo[candidate], step)
-    steps = arena.steps_of([r.name for r in rows])
+    steps = arena.steps_of([r.name for r in rows], run_dir)
     if steps:
         ratings.plot_elo_by_step(rows, steps, out / "elo_by_step.png", title=f"{config.game}: Elo by step")
     return results
@@ -98,7 +98,7 @@ def pool_weights(run_dir: Path, paths: Sequence[str], *, scale: float = 200.0) -
     names = {}
     for p in paths:
         game = game or envs.make(players.checkpoint_meta(p)["game"])
-        names[p] = players.check(p, game)
+        names[p] = players.check(p, game, home=run_dir)
     if not all(n in elo for n in names.values()):
         return None
     me = elo[names[paths[-1]]]

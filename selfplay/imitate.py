@@ -28,9 +28,11 @@ from tqdm import tqdm
 
 import agents
 import envs
+from selfplay import rundir
 from selfplay.config import Config, ConfigError, ImitationConfig, load_config
 from selfplay.io import atomic_write_text
-from selfplay.transcripts import Transcript, TranscriptError, load_transcripts
+from selfplay.rundir import rel
+from selfplay.transcripts import Transcript, TranscriptError, generate, load_transcripts
 
 
 class ImitationError(ValueError):
@@ -214,6 +216,11 @@ def train(config: Config, transcripts_path: str | Path, run_dir: Path, *, progre
         transcripts = load_transcripts(transcripts_path, game=config.game)
     except TranscriptError as e:
         raise ImitationError(str(e)) from None
+    if len(transcripts) < 2:
+        raise ImitationError(
+            f"{transcripts_path}: {len(transcripts)} game; imitation needs at least 2 "
+            "(one to train on, one held out)"
+        )
     if config.model.tokenizer == "bpe":
         texts = [m.prompt for t in transcripts for m in t.moves] + [
             m.text for t in transcripts for m in t.moves
@@ -306,7 +313,7 @@ def train(config: Config, transcripts_path: str | Path, run_dir: Path, *, progre
     final = agents.load(ckpt, device=cfg.device)
     metrics = evaluate_examples(final, val_ex, loss=cfg.loss)
     summary = {
-        "checkpoint": str(ckpt),
+        "checkpoint": rel(ckpt, run_dir),
         "step": final.meta["step"],
         "steps_run": step + 1,
         "seconds": round(time.perf_counter() - start, 1),
@@ -349,9 +356,75 @@ def describe(run_dir: Path) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    from selfplay.run import prepare_run_dir, transcripts_stage
+# --- the stage, as `selfplay.run` and `main` run it ----------------------------------------------
+def _transcripts_wanted(config: Config) -> dict:
+    return {"game": config.game, **config.transcripts.model_dump(exclude={"workers", "path"})}
 
+
+def stage1_outputs(config: Config, run_dir: Path) -> list[rundir.Output]:
+    """What the transcripts and imitation stages write, each allowed to stay if this config made it."""
+    outs = []
+    if config.transcripts.path is None:
+        meta, wanted = run_dir / "transcripts.meta.json", _transcripts_wanted(config)
+        made = lambda: rundir.same_json(meta, wanted)  # noqa: E731
+        outs.append(rundir.Output("transcripts", run_dir / "transcripts.jsonl", made))
+    ckpt, h = run_dir / "checkpoints" / "imitation", config_hash(config)
+    outs.append(rundir.Output("an imitation checkpoint", ckpt, lambda: rundir.made_with(ckpt, h)))
+    return outs
+
+
+def outputs(config: Config, run_dir: Path, resume: bool = False) -> list[rundir.Output]:
+    """Stage 1's outputs; and with a self-play run in the directory, only the config it ran with may
+    write there (this command leaves stage 2 alone, but the config snapshot is the run's)."""
+    from selfplay.learner import STATE_DIR
+
+    same = rundir.same_config(run_dir, config) if (run_dir / rundir.CONFIG).exists() else True
+    stage2 = rundir.stage2_outputs(run_dir, STATE_DIR, what="a self-play run", keep=same)
+    return [*stage1_outputs(config, run_dir), *stage2]
+
+
+def transcripts_stage(config: Config, run_dir: Path, *, progress: bool = True) -> Path:
+    """The imitation data: the user's file if configured, else generated into the run directory once."""
+    tc = config.transcripts
+    if tc.path is not None:
+        games = load_transcripts(tc.path, game=config.game)
+        print(f"transcripts: {len(games)} games from {tc.path}")
+        return Path(tc.path)
+    out = run_dir / "transcripts.jsonl"
+    meta_path = run_dir / "transcripts.meta.json"
+    wanted = _transcripts_wanted(config)
+    if out.exists() and rundir.same_json(meta_path, wanted):
+        games = load_transcripts(out, game=config.game)
+        print(f"transcripts: reusing {len(games)} games in {out}")
+        return out
+    print(f"transcripts: generating {tc.games} {config.game} games with {tc.expert}")
+    atomic_write_text(meta_path, json.dumps(wanted, indent=2) + "\n")  # first: a kill leaves no stray file
+    summary = generate(
+        config.game,
+        tc.expert,
+        tc.games,
+        out,
+        seed=tc.seed,
+        workers=tc.workers,
+        opening_plies=tc.opening_plies,
+        progress=progress,
+    )
+    print(f"transcripts: {summary}")
+    return out
+
+
+def imitation_stage(config: Config, data: Path, run_dir: Path, *, progress: bool = True) -> Path:
+    """The imitation checkpoint: trained once per configuration, reused when the run is started again."""
+    ckpt = run_dir / "checkpoints" / "imitation"
+    if rundir.reusable(ckpt, run_dir / "imitation.json", config_hash(config)):
+        print(f"imitation: reusing {ckpt}")
+        return ckpt
+    ckpt = train(config, data, run_dir, progress=progress)
+    print(f"imitation: {describe(run_dir)}")
+    return ckpt
+
+
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m selfplay.imitate", description="Stage 1: imitation.")
     p.add_argument("config")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. imitation.max_steps=500")
@@ -359,13 +432,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         config = load_config(args.config, args.overrides)
-        run_dir = prepare_run_dir(config)
-        data = transcripts_stage(config, run_dir, progress=not args.no_progress)
-        train(config, data, run_dir, progress=not args.no_progress)
-    except (ConfigError, TranscriptError, ImitationError) as e:
+        with rundir.opened(config, resume=False, outputs=outputs) as run_dir:
+            data = transcripts_stage(config, run_dir, progress=not args.no_progress)
+            imitation_stage(config, data, run_dir, progress=not args.no_progress)
+    except (ConfigError, TranscriptError, ImitationError, rundir.RunDirError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"imitation: {describe(Path(config.run_dir))}")
     return 0
 
 

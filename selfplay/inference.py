@@ -4,15 +4,22 @@ each legal move's score and the position's value.
 With one GPU and several actor processes this is what keeps the GPU busy: each actor's search asks for a
 batch of `games_per_actor` leaves, and the server merges every request waiting into one forward pass
 (up to `runtime.server_batch` positions). Actors then hold no network at all. The local runtime runs
-`server_main` in a process of its own; the Ray runtime runs the same `serve` in a Ray actor.
+`server_main` in a process of its own, each actor on a connection of its own to its Unix socket (so a
+client or server that dies mid-message harms no one else); the Ray runtime runs the same `serve` in a
+Ray actor.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue as queue_mod
+import shutil
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
+from multiprocessing.connection import Client, Listener, wait
 
 import numpy as np
 import torch
@@ -68,56 +75,98 @@ class RemotePolicy:
 
 
 class ServerGone(RuntimeError):
-    """The inference server stopped (the run is ending, or it died)."""
+    """The inference server stopped (the run is ending), or the learner is gone."""
 
 
 class LocalClient:
-    """An actor's line to the local server: its request goes on the shared queue, its reply comes back on
-    the actor's own queue. Picklable, so it travels to the actor process at spawn."""
+    """An actor's line to the local server: a connection of its own to the server's socket. When the
+    server dies the client connects to its successor (the runtime starts one at the same address) and asks
+    again, so an actor never notices a server restart. Picklable: it travels to the actor at spawn."""
 
-    def __init__(self, client_id: int, requests, replies, stop) -> None:
-        self.client_id, self.requests, self.replies, self.stop = client_id, requests, replies, stop
+    def __init__(self, address: str, stop) -> None:
+        self.address, self.stop = address, stop
+        self.conn = None
+        self.parent = os.getppid()
+
+    def __getstate__(self) -> dict:
+        return {"address": self.address, "stop": self.stop}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["address"], state["stop"])
+
+    def _gone(self) -> bool:
+        return bool(self.stop.value) or os.getppid() != self.parent  # stopped, or the learner is dead
+
+    def _connect(self):
+        while True:
+            if self._gone():
+                raise ServerGone("the run is ending")
+            try:
+                return Client(self.address, family="AF_UNIX")
+            except OSError:  # not listening yet, or restarting
+                time.sleep(0.05)
 
     def __call__(self, prompts: list[str], texts: list[list[str]]) -> Reply:
-        self.requests.put((self.client_id, prompts, texts))
         while True:
+            if self.conn is None:
+                self.conn = self._connect()
             try:
-                return self.replies.get(timeout=1.0)
-            except queue_mod.Empty:
-                if self.stop.is_set():
-                    raise ServerGone("the inference server was stopped") from None
+                self.conn.send((prompts, texts))
+                while not self.conn.poll(1.0):
+                    if self._gone():
+                        raise ServerGone("the run is ending")
+                return self.conn.recv()
+            except (EOFError, OSError):  # the server died mid-request: ask its successor
+                self.conn.close()
+                self.conn = None
 
 
 class LocalServer:
-    """The inference server process of the local runtime, and the queues that reach it."""
+    """The inference server process of the local runtime, listening on a Unix socket; `restart` replaces a
+    dead one at the same address (clients reconnect by themselves)."""
 
     def __init__(self, ctx, config: Config, ckpt: str, weights, n_clients: int) -> None:
-        self.requests = ctx.Queue()
-        self.replies = [ctx.Queue() for _ in range(n_clients)]
-        self.stop = ctx.Event()
-        self.counters = ctx.Array("d", 3)  # forward passes, positions, seconds in the network
-        self.proc = ctx.Process(
+        self.ctx, self.args = ctx, (config, ckpt, weights, n_clients)
+        self.dir = tempfile.mkdtemp(prefix="selfplay-server-")
+        self.address = os.path.join(self.dir, "socket")
+        self.stop = ctx.RawValue("b", 0)  # a flag, not an Event: a killed process must hold no lock
+        self.counters = ctx.RawArray("d", 3)  # forward passes, positions, seconds in the network
+        self.proc = None
+        self.restarts = 0
+
+    def client(self, i: int | None = None) -> LocalClient:
+        return LocalClient(self.address, self.stop)
+
+    def start(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.address)  # a dead server's socket
+        self.proc = self.ctx.Process(
             target=server_main,
-            args=(config, ckpt, weights, self.requests, self.replies, self.stop, self.counters),
+            args=(*self.args, self.address, self.stop, self.counters),
             daemon=True,
             name="inference-server",
         )
-
-    def client(self, i: int) -> LocalClient:
-        return LocalClient(i, self.requests, self.replies[i], self.stop)
-
-    def start(self) -> None:
         self.proc.start()
 
+    def dead(self) -> bool:
+        return self.proc is not None and not self.proc.is_alive()
+
+    def restart(self) -> None:
+        self.proc.join()
+        self.restarts += 1
+        self.start()
+
     def stats(self) -> dict[str, float]:
-        return server_stats(self.counters)
+        return {**server_stats(self.counters), "server_restarts": self.restarts}
 
     def close(self) -> None:
-        self.stop.set()
-        self.proc.join(timeout=10)
-        if self.proc.is_alive():
-            self.proc.terminate()
-            self.proc.join()
+        self.stop.value = 1
+        if self.proc is not None:
+            self.proc.join(timeout=10)
+            if self.proc.is_alive():
+                self.proc.terminate()
+                self.proc.join()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def server_stats(counters) -> dict[str, float]:
@@ -140,32 +189,67 @@ def gather(get: Callable[[float], tuple], first: tuple, *, max_positions: int, w
     return batch
 
 
-def server_main(config: Config, ckpt: str, weights, requests, replies, stop, counters) -> None:
-    """The local server process: answer batches of requests until stopped, taking new weights between
-    batches."""
+class _Requests:
+    """Requests from the connected clients, one at a time (each client waits for its reply before it asks
+    again). A client that disconnects, or dies mid-request, is dropped; new ones are accepted meanwhile."""
+
+    def __init__(self, address: str) -> None:
+        self.listener = Listener(address, family="AF_UNIX")
+        self.conns: list = []
+        self.new: list = []  # appended by the accepting thread
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                self.new.append(self.listener.accept())
+            except OSError:  # a client that gave up during the handshake
+                continue
+
+    def get(self, timeout: float):
+        """(connection, prompts, texts) of the next request; `queue.Empty` after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            while self.new:
+                self.conns.append(self.new.pop())
+            for conn in wait(self.conns, timeout=min(0.05, max(0.0, deadline - time.monotonic()))):
+                try:
+                    prompts, texts = conn.recv()
+                    return conn, prompts, texts
+                except (EOFError, OSError):  # gone, perhaps mid-message: it will never be answered
+                    self.conns.remove(conn)
+            if time.monotonic() >= deadline:
+                raise queue_mod.Empty
+
+
+def server_main(config: Config, ckpt: str, weights, n_clients: int, address: str, stop, counters) -> None:
+    """The local server process: answer batches of requests of up to `n_clients` clients until stopped,
+    taking new weights between batches."""
     rt = config.runtime
     if config.selfplay.threads:
         torch.set_num_threads(config.selfplay.threads)
+    requests = _Requests(address)
     policy = agents.load(ckpt, device=config.selfplay.actor_device)
     version = weights.pull(policy.model, -1)
     parent = os.getppid()
-    while not stop.is_set() and os.getppid() == parent:
+    while not stop.value and os.getppid() == parent:
         try:
-            first = requests.get(timeout=0.5)
+            first = requests.get(0.5)
         except queue_mod.Empty:
             continue
         batch = gather(
-            lambda t: requests.get(timeout=t) if t > 0 else requests.get_nowait(),
+            requests.get,
             first,
             max_positions=rt.server_batch,
             wait_s=rt.server_wait_ms / 1000,
-            clients=len(replies),
+            clients=n_clients,
         )
         if weights.version.value != version:
             version = weights.pull(policy.model, version)
         answers = serve(policy, [(p, t) for _, p, t in batch], version, counters)
-        for (cid, _, _), answer in zip(batch, answers, strict=True):
-            replies[cid].put(answer)
+        for (conn, _, _), answer in zip(batch, answers, strict=True):
+            with contextlib.suppress(OSError):  # a client that died waiting
+                conn.send(answer)
 
 
 def use_server(config: Config, actors: int) -> bool:

@@ -13,7 +13,6 @@ an evaluation. A killed run resumes from its last checkpoint (`resume=True`).
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import random
@@ -31,11 +30,13 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 import agents
+from selfplay import resume as resume_state
 from selfplay.actor import Trajectory, write_pool
 from selfplay.config import Config, SelfPlayConfig
-from selfplay.io import atomic_open, atomic_write_text
+from selfplay.io import atomic_write_text
+from selfplay.rundir import rel, resolve
 
-STATE_FILE = "selfplay/state.pt"
+STATE_DIR = "selfplay/state"
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,25 @@ class Sample:
     logprob: float  # behaviour log-prob of `chosen`
     value: float  # behaviour value estimate (the pg baseline)
     version: int
+
+    def to_json(self) -> list:
+        target = None if self.target is None else [float(x) for x in self.target]
+        return [
+            self.prompt,
+            list(self.legal),
+            self.chosen,
+            target,
+            self.outcome,
+            self.logprob,
+            self.value,
+            self.version,
+        ]
+
+    @classmethod
+    def from_json(cls, row: list) -> Sample:
+        prompt, legal, chosen, target, outcome, logprob, value, version = row
+        target = None if target is None else np.asarray(target, dtype=np.float32)
+        return cls(prompt, tuple(legal), chosen, target, outcome, logprob, value, version)
 
 
 def samples_of(traj: Trajectory) -> list[Sample]:
@@ -142,25 +162,19 @@ def checkpoint_name(step: int) -> str:
     return f"step_{step:06d}"
 
 
-def save_state(run_dir: Path, state: dict[str, Any]) -> None:
-    """The resume state (optimizer, replay, counters), written atomically after its checkpoint."""
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    path = run_dir / STATE_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_open(path, "wb") as f:
-        f.write(buf.getvalue())
-
-
 def load_state(run_dir: Path) -> dict[str, Any] | None:
-    path = run_dir / STATE_FILE
-    if not path.exists():
+    """The resume state (`selfplay.resume`), its paths resolved and its replay as `Sample`s; None if none."""
+    state = resume_state.load(run_dir / STATE_DIR)
+    if state is None:
         return None
+    where = run_dir / STATE_DIR / resume_state.STATE
     try:
-        state = torch.load(path, weights_only=False, map_location="cpu")  # our own file, see save_state
+        state["checkpoint"] = resolve(state["checkpoint"], run_dir)
+        state["history"] = [resolve(p, run_dir) for p in state["history"]]
+        state["replay"] = [Sample.from_json(r) for r in state["replay"]]
         agents.read_meta(state["checkpoint"])
-    except Exception as e:  # an unreadable state is not something to train on
-        raise agents.CheckpointError(f"{path}: cannot resume from it ({e})") from None
+    except (KeyError, TypeError, ValueError) as e:  # CheckpointError is a ValueError
+        raise resume_state.ResumeError(f"{where}: cannot resume from it ({e})") from None
     return state
 
 
@@ -192,14 +206,12 @@ def train(config: Config, run_dir: Path, start: Path, *, resume: bool = False, p
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     state = load_state(run_dir) if resume else None
-    if resume:
-        _clear_partial_writes(run_dir)
-    if not resume and (run_dir / STATE_FILE).exists():
+    if not resume and (run_dir / STATE_DIR).exists():
         raise agents.CheckpointError(
             f"{run_dir} already holds a self-play run; continue it with --resume {run_dir} "
             "or choose another run_dir"
         )
-    current = Path(state["checkpoint"]) if state else start
+    current = state["checkpoint"] if state else start
     policy = agents.load(current, device=cfg.device)
     ref = agents.load(start, device=cfg.device) if cfg.kl_weight > 0 else None
     decay = [p for p in policy.model.parameters() if p.dim() >= 2]
@@ -214,12 +226,13 @@ def train(config: Config, run_dir: Path, start: Path, *, resume: bool = False, p
     step = version = positions = games = 0
     elapsed = 0.0
     history: list[Path] = [start]
+    earlier: dict[str, float] = {}  # runtime counters of the runs this one resumes
     if state:
         opt.load_state_dict(state["optimizer"])
         replay.add(state["replay"])
-        rng.setstate(state["rng"])
+        resume_state.set_rng_state(rng, state["rng"])
         step, version, positions, games = state["step"], state["version"], state["positions"], state["games"]
-        elapsed, history = state["elapsed"], [Path(p) for p in state["history"]]
+        elapsed, history, earlier = state["elapsed"], state["history"], state["runtime"]
         print(f"selfplay: resuming at step {step} from {current}")
     pool_path = run_dir / "selfplay" / "pool.json"
     if cfg.algorithm == "pg":
@@ -245,19 +258,21 @@ def train(config: Config, run_dir: Path, start: Path, *, resume: bool = False, p
         """Checkpoint, then the resume state that points at it, then its evaluation."""
         ckpt = _checkpoint(config, run_dir, policy, step, version, history, start)
         history.append(ckpt)
-        save_state(
-            run_dir,
+        counters = add_counters(earlier, runtime.stats())
+        resume_state.save(
+            run_dir / STATE_DIR,
+            opt.state_dict(),
             {
-                "checkpoint": str(ckpt),
-                "optimizer": opt.state_dict(),
-                "replay": list(replay.items),
-                "rng": rng.getstate(),
+                "checkpoint": rel(ckpt, run_dir),
+                "replay": [s.to_json() for s in replay.items],
+                "rng": resume_state.rng_state(rng),
                 "step": step,
                 "version": version,
                 "positions": positions,
                 "games": games,
                 "elapsed": time.perf_counter() - t_start,
-                "history": [str(p) for p in history],
+                "history": [rel(p, run_dir) for p in history],
+                "runtime": counters,
             },
         )
         if cfg.algorithm == "pg":
@@ -269,7 +284,8 @@ def train(config: Config, run_dir: Path, start: Path, *, resume: bool = False, p
                 "games": games,
                 "positions": positions,
                 "learner": f"{socket.gethostname()}:{os.getpid()}",  # where it ran (a Ray node?)
-                **runtime.stats(),
+                **counters,
+                "pids": runtime.pids(),  # the processes of this run, for ps, py-spy or kill
             },
         )
         results = evaluate(ckpt, step, history)
@@ -282,6 +298,8 @@ def train(config: Config, run_dir: Path, start: Path, *, resume: bool = False, p
                 print(f"selfplay: {cfg.max_minutes} minute budget used at step {step}")
                 break
             can_train = len(replay) >= cfg.min_replay and step * cfg.batch_size < cfg.replay_ratio * positions
+            if not can_train:  # say what the learner waits for, or a stalled run looks like a hung one
+                bar.set_postfix_str(_waiting(len(replay), games, positions, cfg))
             for _, trajs, stats in runtime.collect(timeout=0.0 if can_train else 1.0):
                 for t in trajs:
                     replay.add(samples_of(t))
@@ -306,6 +324,7 @@ def train(config: Config, run_dir: Path, start: Path, *, resume: bool = False, p
             opt.step()
             policy.model.eval()
             step += 1
+            bar.set_postfix_str("", refresh=False)
             bar.update()
             if step % cfg.publish_every == 0:
                 version += 1
@@ -328,13 +347,15 @@ def _step_of(ckpt: Path) -> int:
     return int(agents.read_meta(ckpt).get("step", 0))
 
 
-def _clear_partial_writes(run_dir: Path) -> None:
-    """Temporary files of writes a kill interrupted: never a checkpoint, only clutter."""
-    import shutil
+def _waiting(replay: int, games: int, positions: int, cfg: SelfPlayConfig) -> str:
+    if replay < cfg.min_replay:
+        return f"waiting for games: replay {replay}/{cfg.min_replay} positions ({games} games)"
+    return f"waiting for games: {positions} positions so far, each used {cfg.replay_ratio:g} times at most"
 
-    for d in (run_dir / "checkpoints", run_dir / "selfplay"):
-        for tmp in d.glob(".*.tmp") if d.exists() else []:
-            shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+
+def add_counters(earlier: dict[str, float], now: dict[str, float]) -> dict[str, float]:
+    """Counters of this runtime added to those of the runs it resumes."""
+    return {k: earlier.get(k, 0) + now.get(k, 0) for k in {**earlier, **now}}
 
 
 def _checkpoint(config, run_dir, policy, step, version, history, start) -> Path:
@@ -346,20 +367,24 @@ def _checkpoint(config, run_dir, policy, step, version, history, start) -> Path:
         "stage": f"selfplay/{config.selfplay.algorithm}",
         "step": step,
         "version": version,
-        "parent": str(history[-1] if history else start),
+        "parent": rel(history[-1] if history else start, run_dir),
         "config_hash": config_hash(config),
     }
     return agents.save(policy, path, meta=meta)
 
 
 def _write_pool(path: Path, history: list[Path], cfg: SelfPlayConfig, run_dir: Path | None = None) -> None:
+    """RUN/selfplay/pool.json: the recent checkpoints (relative to the run directory) and their weights."""
     recent = history[-cfg.pool_size :]
-    weights = {str(p): 1.0 for p in recent}
+    home = path.parent.parent
+    weights = {rel(p, home): 1.0 for p in recent}
     if cfg.pool_by_rating and run_dir is not None and len(recent) > 1:
         from selfplay import evaluation
 
-        weights = evaluation.pool_weights(run_dir, [str(p) for p in recent]) or weights
-    write_pool(path, [(p, w) for p, w in weights.items()])
+        by_rating = evaluation.pool_weights(run_dir, [str(p) for p in recent])
+        if by_rating:
+            weights = {rel(p, home): w for p, w in by_rating.items()}
+    write_pool(path, list(weights.items()))
 
 
 def _short(results: dict[str, float]) -> str:

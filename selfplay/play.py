@@ -46,6 +46,8 @@ def _resolve(spec: str, game: str | None) -> tuple[str, str]:
         raise players.PlayerSpecError(f"player {spec!r}: no such checkpoint directory {str(path)!r}")
     elif game is None:
         raise players.PlayerSpecError(f"{spec!r} is not a checkpoint, so --game is needed to know the game")
+    if game in envs.names(kind="reward"):
+        raise ValueError(f"{game!r} is a reward environment; play is for games: {', '.join(envs.names())}")
     return spec, game
 
 

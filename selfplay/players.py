@@ -17,7 +17,8 @@ A spec is one of
 - a run directory (one holding `checkpoints/`), which `expand` turns into one spec per checkpoint.
 
 `Player.name` is the spec normalised (expert knobs at their defaults dropped, paths made relative to the
-working directory when inside it), so the same player gets the same name in every match file. Every
+run directory whose arena records the match, or else to the working directory when inside it), so the
+same player gets the same name in every match file, wherever the run directory is moved. Every
 error (unknown expert, missing path, a checkpoint of another game) is a `PlayerSpecError` raised by
 `check` before anything is loaded, so commands can refuse bad input before the first game.
 
@@ -29,6 +30,7 @@ games were played beside it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Sequence
@@ -44,6 +46,7 @@ __all__ = [
     "PlayerSpecError",
     "PolicyPlayer",
     "SearchPlayer",
+    "absolute",
     "check",
     "checkpoint_meta",
     "checkpoints_of",
@@ -182,13 +185,15 @@ def _search_suffix(knobs: dict[str, Any]) -> str:
     return f"@mcts:simulations={knobs['simulations']},c_puct={knobs['c_puct']:g}"
 
 
-def _path_name(path: Path) -> str:
-    """The path relative to the working directory when inside it, else absolute."""
+def _path_name(path: Path, home: Path | None = None) -> str:
+    """The path relative to `home` (a run directory naming its own checkpoints) when inside it, else
+    relative to the working directory when inside that, else absolute."""
     full = path.resolve()
-    try:
-        return str(full.relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(full)
+    for base in (home, Path.cwd()):
+        if base is not None:
+            with contextlib.suppress(ValueError):
+                return str(full.relative_to(base.resolve()))
+    return str(full)
 
 
 def checkpoint_meta(path: str | os.PathLike) -> dict[str, Any]:
@@ -218,8 +223,10 @@ def _expert_name(spec: str, game: Game) -> str:
     return f"{name}:{','.join(changed)}" if changed else name
 
 
-def check(spec: str, game: Game) -> str:
-    """Validate `spec` for `game` without loading any weights; returns the player's normalised name."""
+def check(spec: str, game: Game, *, home: str | os.PathLike | None = None) -> str:
+    """Validate `spec` for `game` without loading any weights; returns the player's normalised name (a
+    checkpoint inside the run directory `home` is named relative to it, so the name stays true when the
+    run directory moves)."""
     if not isinstance(spec, str) or not spec.strip():
         raise PlayerSpecError(f"a player spec must be a non-empty string, got {spec!r}")
     spec = spec.strip()
@@ -239,7 +246,7 @@ def check(spec: str, game: Game) -> str:
         if made_for is not None and made_for != game.name:
             raise PlayerSpecError(f"checkpoint {str(path)!r} plays {made_for!r}, not {game.name!r}")
         knobs = _parse_search(spec, suffix) if suffix else {"simulations": 0, "c_puct": _C_PUCT}
-        return _path_name(path) + _search_suffix(knobs)
+        return _path_name(path, Path(home) if home is not None else None) + _search_suffix(knobs)
     name = spec.partition(":")[0].strip()
     if name not in expert_names():
         raise PlayerSpecError(
@@ -279,6 +286,15 @@ def make(spec: str, game: Game, *, seed: int | None = None, device: str = "cpu")
     if knobs["simulations"] == 0:
         return PolicyPlayer(name, policy)
     return SearchPlayer(name, policy, simulations=knobs["simulations"], c_puct=knobs["c_puct"])
+
+
+def absolute(spec: str) -> str:
+    """`spec` with its checkpoint path (if it names one) made absolute: the same player from anywhere."""
+    base, suffix = _split(spec.strip())
+    path = Path(base).expanduser()
+    if not path.exists():
+        return spec.strip()
+    return str(path.resolve()) + (f"@{suffix}" if suffix else "")
 
 
 def checkpoints_of(run_dir: str | os.PathLike) -> list[Path]:

@@ -27,7 +27,7 @@ import torch
 from selfplay.actor import Stamper, make_actor
 from selfplay.config import Config, RuntimeConfig
 from selfplay.inference import RemotePolicy, serve, server_stats
-from selfplay.runtime import Batch, Ledger, run_token
+from selfplay.runtime import Batch, Ledger, RuntimeFailure, run_token
 
 IN_FLIGHT = 2
 
@@ -89,7 +89,7 @@ class Worker:
         while True:
             finished = self.actor.step()
             if finished:
-                return self.stamp(finished), self.actor.take_stats()
+                return self.stamp(finished), self.actor.take_stats(), self.actor.started
 
     def pid(self) -> int:
         return os.getpid()
@@ -185,7 +185,9 @@ class RayRuntime:
             self.server = cls.remote(config, self.ckpt, [self.weights], version, self.n)
         self.workers: list = [None] * self.n
         self.lives = [0] * self.n
-        self.restarts = 0
+        self.restarts = self.lost = 0
+        self.started = [0] * self.n  # games the actor's current life had begun, as of its last reply
+        self.delivered = [0] * self.n
         self.pending: dict = {}  # ObjectRef of a play call -> (actor id, life)
 
     def _check_resources(self, server: bool) -> None:
@@ -259,33 +261,45 @@ class RayRuntime:
         for ref in ready:
             i, life = self.pending.pop(ref)
             try:
-                trajs, stats = ray.get(ref)
+                trajs, stats, started = ray.get(ref)
             except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as e:
                 if life == self.lives[i]:
                     self._restart(i, e)
                 continue
             if life == self.lives[i]:
                 self._submit(i)
+                self.started[i] = max(self.started[i], started)
+                self.delivered[i] += len(trajs)
             out.append((i, trajs, stats))
         return self.ledger.admit(out)
 
     def _restart(self, i: int, error: Exception) -> None:
         if self.lives[i] >= self.rt.max_restarts:
-            raise RuntimeError(
+            raise RuntimeFailure(
                 f"actor {i} died {self.lives[i] + 1} times (runtime.max_restarts = {self.rt.max_restarts}); "
                 f"last error: {error}"
             )
-        print(f"runtime: actor {i} died ({type(error).__name__}); starting a new one")
+        lost = max(0, self.started[i] - self.delivered[i])  # in flight at its last reply, at least
+        print(f"runtime: actor {i} died ({type(error).__name__}), {lost} games in flight lost; restarting it")
         self.ray.kill(self.workers[i], no_restart=True)
         self.lives[i] += 1
         self.restarts += 1
+        self.lost += lost
+        self.started[i] = self.delivered[i] = 0
         self._spawn(i)
 
     def stats(self) -> dict[str, float]:
-        out: dict[str, float] = {**self.ledger.stats(), "actor_restarts": self.restarts}
+        out: dict[str, float] = {
+            **self.ledger.stats(),
+            "actor_restarts": self.restarts,
+            "games_lost": self.lost,
+        }
         if self.server is not None:
             out.update(self.ray.get(self.server.stats.remote()))
         return out
+
+    def pids(self) -> dict[str, int]:
+        return {}  # Ray's own tools (`ray list actors`) show where its actors run
 
     def close(self) -> None:
         for w in self.workers:

@@ -11,61 +11,25 @@ episodes, text imitation, the verifier when `rl.reward` needs it, then RL with g
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import agents
-from selfplay import imitate
-from selfplay.config import Config, ConfigError, dump_config, load_config
+from selfplay import imitate, rundir
+from selfplay.config import Config, ConfigError, load_config
 from selfplay.io import atomic_write_text
-from selfplay.transcripts import TranscriptError, generate, load_transcripts
+from selfplay.runtime import RuntimeFailure
+from selfplay.transcripts import TranscriptError
 
 
-def transcripts_stage(config: Config, run_dir: Path, *, progress: bool = True) -> Path:
-    """The imitation data: the user's file if configured, else generated into the run directory once."""
-    tc = config.transcripts
-    if tc.path is not None:
-        games = load_transcripts(tc.path, game=config.game)
-        print(f"transcripts: {len(games)} games from {tc.path}")
-        return Path(tc.path)
-    out = run_dir / "transcripts.jsonl"
-    meta_path = run_dir / "transcripts.meta.json"
-    wanted = {"game": config.game, **tc.model_dump(exclude={"workers", "path"})}
-    if out.exists() and meta_path.exists() and json.loads(meta_path.read_text()) == wanted:
-        games = load_transcripts(out, game=config.game)
-        print(f"transcripts: reusing {len(games)} games in {out}")
-        return out
-    print(f"transcripts: generating {tc.games} {config.game} games with {tc.expert}")
-    summary = generate(
-        config.game,
-        tc.expert,
-        tc.games,
-        out,
-        seed=tc.seed,
-        workers=tc.workers,
-        opening_plies=tc.opening_plies,
-        progress=progress,
-    )
-    atomic_write_text(meta_path, json.dumps(wanted, indent=2) + "\n")
-    print(f"transcripts: {summary}")
-    return out
+def game_outputs(config: Config, run_dir: Path, resume: bool) -> list[rundir.Output]:
+    """Everything the game pipeline writes that an earlier run may have left."""
+    from selfplay import learner
 
-
-def imitation_stage(config: Config, data: Path, run_dir: Path, *, progress: bool = True) -> Path:
-    """The imitation checkpoint: trained once per configuration, reused when the run is started again."""
-    ckpt = run_dir / "checkpoints" / "imitation"
-    if (run_dir / "imitation.json").exists() and ckpt.exists():
-        try:
-            done = agents.read_meta(ckpt).get("config_hash") == imitate.config_hash(config)
-        except agents.CheckpointError:
-            done = False
-        if done:
-            print(f"imitation: reusing {ckpt}")
-            return ckpt
-    ckpt = imitate.train(config, data, run_dir, progress=progress)
-    print(f"imitation: {imitate.describe(run_dir)}")
-    return ckpt
+    return [
+        *imitate.stage1_outputs(config, run_dir),
+        *rundir.stage2_outputs(run_dir, learner.STATE_DIR, what="a self-play run", keep=resume),
+    ]
 
 
 def selfplay_stage(
@@ -100,29 +64,26 @@ def scratch_checkpoint(config: Config, run_dir: Path, imitation: Path) -> Path:
     return ckpt
 
 
-def prepare_run_dir(config: Config) -> Path:
-    """Create the run directory and snapshot the resolved config in it."""
-    run_dir = Path(config.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", dump_config(config))
-    return run_dir
-
-
 def write_report(config: Config, run_dir: Path, final: Path | None) -> Path:
     """RUN/report.md: what each stage produced, the league table and the Elo plot."""
     from selfplay import learner
 
-    lines = [f"# Run report: {config.game}", "", f"Config: `config.yaml`. Run directory: `{run_dir}`.", ""]
+    lines = [
+        f"# Run report: {config.game}",
+        "",
+        "Config: `config.yaml`; paths are relative to this directory.",
+        "",
+    ]
     if (run_dir / "imitation.json").exists():
         lines += ["## Imitation", "", imitate.describe(run_dir), ""]
-    state = learner.load_state(run_dir) if (run_dir / learner.STATE_FILE).exists() else None
+    state = learner.load_state(run_dir)
     if final is not None and state is not None:
         lines += [
             "## Self-play",
             "",
             f"`{config.selfplay.algorithm}`: {state['step']} learner steps on {state['games']} games "
             f"({state['positions']} positions) in {state['elapsed'] / 60:.1f} minutes; "
-            f"final checkpoint `{final}`.",
+            f"final checkpoint `{rundir.rel(final, run_dir)}`.",
             "",
         ]
     table = run_dir / "arena" / "ratings.md"
@@ -136,16 +97,18 @@ def write_report(config: Config, run_dir: Path, final: Path | None) -> Path:
 
 
 def run(config: Config, *, resume: bool = False, progress: bool = True) -> Path:
-    run_dir = prepare_run_dir(config)
+    """Every stage of `config` in its run directory (see `selfplay.rundir` for what is refused first)."""
     if config.is_reward_env:  # a reward environment: text imitation, verifier, RL (selfplay.text_rl)
         from selfplay import text_rl
 
-        text_rl.run(config, run_dir, resume=resume, progress=progress)
+        with rundir.opened(config, resume=resume, outputs=text_rl.outputs) as run_dir:
+            text_rl.run(config, run_dir, resume=resume, progress=progress)
         return run_dir
-    data = transcripts_stage(config, run_dir, progress=progress)
-    start = imitation_stage(config, data, run_dir, progress=progress)
-    final = selfplay_stage(config, run_dir, start, resume=resume, progress=progress)
-    print(f"report: {write_report(config, run_dir, final)}")
+    with rundir.opened(config, resume=resume, outputs=game_outputs) as run_dir:
+        data = imitate.transcripts_stage(config, run_dir, progress=progress)
+        start = imitate.imitation_stage(config, data, run_dir, progress=progress)
+        final = selfplay_stage(config, run_dir, start, resume=resume, progress=progress)
+        print(f"report: {write_report(config, run_dir, final)}")
     return run_dir
 
 
@@ -163,18 +126,26 @@ def main(argv: list[str] | None = None) -> int:
         p.error("give a CONFIG or --resume RUN_DIR (not both)")
     try:
         if args.resume:
-            saved = Path(args.resume) / "config.yaml"
+            saved = Path(args.resume) / rundir.CONFIG
             if not saved.exists():
                 raise ConfigError(f"{args.resume}: not a run directory (no config.yaml in it)")
             config = load_config(saved, args.overrides)
-            if Path(config.run_dir).resolve() != Path(args.resume).resolve():
-                config = config.model_copy(update={"run_dir": str(args.resume)})
+            config = config.model_copy(update={"run_dir": str(args.resume)})  # where it is now
         else:
             config = load_config(args.config, args.overrides)
         run_dir = run(config, resume=bool(args.resume), progress=not args.no_progress)
-    except (ConfigError, TranscriptError, imitate.ImitationError, agents.CheckpointError) as e:
+    except (
+        ConfigError,
+        TranscriptError,
+        imitate.ImitationError,
+        agents.CheckpointError,
+        rundir.RunDirError,
+    ) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except RuntimeFailure as e:  # not bad input: the run broke down, and can be resumed
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     print(f"run directory: {run_dir}")
     return 0
 

@@ -1,10 +1,11 @@
 """Where actors run. The learner sees one small interface: `start`, `publish`, `collect`, `depth`,
-`stats`, `close`; which backend is behind it is the only thing `runtime.backend` changes.
+`stats`, `pids`, `close`; which backend is behind it is the only thing `runtime.backend` changes.
 
 `LocalRuntime` spawns actor processes (torch multiprocessing): weights travel through tensors in shared
-memory with a version number, finished games through a queue; with an inference server the actors hold
-no network and send their positions to it instead. `InProcessRuntime` plays in the learner's own process
-(`actors: 0`), for tests and debugging. `selfplay.ray_runtime.RayRuntime` runs the same actors on Ray.
+memory with a version number, finished games through a pipe per actor; with an inference server the
+actors hold no network and send their positions to it instead. A dead actor or server is restarted.
+`InProcessRuntime` plays in the learner's own process (`actors: 0`), for tests and debugging.
+`selfplay.ray_runtime.RayRuntime` runs the same actors on Ray.
 
 Every finished trajectory carries a unique id; `Ledger` drops any the learner was already given, so a
 retried or restarted actor can never make the learner count a game twice.
@@ -12,9 +13,9 @@ retried or restarted actor can never make the learner count a game twice.
 
 from __future__ import annotations
 
-import queue as queue_mod
 import time
 import uuid
+from multiprocessing.connection import wait
 from pathlib import Path
 
 import torch
@@ -55,37 +56,57 @@ def run_token() -> str:
     return uuid.uuid4().hex[:8]
 
 
+class RuntimeFailure(RuntimeError):
+    """An actor or the inference server died more often than `runtime.max_restarts` allows."""
+
+
 class SharedWeights:
-    """A model's parameters in shared memory plus a version counter; copies happen under a lock so no
-    reader ever sees half of an update."""
+    """A model's parameters in shared memory plus a version, under a sequence lock: the learner (the only
+    writer) makes `seq` odd while it copies and even again after, and a reader keeps its copy only if
+    `seq` was even and unchanged across it. Readers never block the writer, and a reader killed mid-copy
+    holds nothing (a real lock held by a dead actor would stop the learner's next publish forever)."""
 
     def __init__(self, model: torch.nn.Module, ctx) -> None:
         self.tensors = {
             k: v.detach().to("cpu").clone().share_memory_() for k, v in model.state_dict().items()
         }
-        self.version = ctx.Value("l", 0)
-        self.lock = ctx.Lock()
+        self.seq = ctx.RawValue("q", 0)
+        self.version = ctx.RawValue("q", 0)
 
     def publish(self, model: torch.nn.Module, version: int) -> None:
-        with self.lock, torch.no_grad():
+        self.seq.value += 1
+        with torch.no_grad():
             for k, v in model.state_dict().items():
                 self.tensors[k].copy_(v.detach())
-            self.version.value = version
+        self.version.value = version
+        self.seq.value += 1
 
     def pull(self, model: torch.nn.Module, have: int) -> int:
         """Copy the published weights into `model` unless it has them already; returns their version."""
-        with self.lock, torch.no_grad():
-            version = int(self.version.value)
-            if version != have:
-                state = model.state_dict()
-                for k, v in self.tensors.items():
-                    state[k].copy_(v)
-        return version
+        while True:
+            seq = self.seq.value
+            if seq % 2 == 0:
+                version = int(self.version.value)
+                if version == have:
+                    return version
+                with torch.no_grad():
+                    state = model.state_dict()
+                    for k, v in self.tensors.items():
+                        state[k].copy_(v)
+                if self.seq.value == seq:
+                    return version
+            time.sleep(0.001)  # a publish is under way
 
 
 class LocalRuntime:
     """`n` actor processes on this machine (`config.selfplay.actors` unless `actors` is given), and with
-    `server` one inference server process that runs the network for all of them."""
+    `server` one inference server process that runs the network for all of them.
+
+    Each actor has a pipe of its own to the learner, so an actor that dies, even mid-message, harms no
+    other: its pipe reads as ended, the games it had in flight are counted lost (`games_lost`: begun,
+    never delivered) and a new actor takes its place with new trajectory ids, up to
+    `runtime.max_restarts` times per actor. A dead inference server is restarted the same way.
+    """
 
     def __init__(
         self,
@@ -106,78 +127,120 @@ class LocalRuntime:
         self.ctx = mp.get_context("spawn")
         self.weights = SharedWeights(model, self.ctx)
         self.weights.version.value = version
-        self.queue = self.ctx.Queue(maxsize=4 * self.n)
-        self.stop_event = self.ctx.Event()
+        self.stop = self.ctx.RawValue("b", 0)  # a flag, not an Event: a killed actor must hold no lock
         self.server = LocalServer(self.ctx, config, str(ckpt), self.weights, self.n) if server else None
         self.token = run_token()
         self.ledger = Ledger()
-        self.args = (
-            config,
-            str(ckpt),
-            self.weights,
-            self.queue,
-            self.stop_event,
-            str(pool) if pool else None,
-            actor_factory,
+        self.args = (config, str(ckpt), self.weights, self.stop, str(pool) if pool else None, actor_factory)
+        self.procs: list = [None] * self.n
+        self.conns: list = [None] * self.n  # the learner's end of each actor's pipe
+        self.started: list = [None] * self.n  # games each actor began (shared counters)
+        self.delivered = [0] * self.n
+        self.lives = [0] * self.n
+        self.restarts = self.lost = 0
+
+    def _spawn(self, i: int) -> None:
+        reader, writer = self.ctx.Pipe(duplex=False)
+        self.started[i] = self.ctx.RawValue("q", 0)
+        client = self.server.client(i) if self.server is not None else None
+        p = self.ctx.Process(
+            target=actor_main,
+            args=(i, *self.args, writer, self.started[i], f"{self.token}.{i}.{self.lives[i]}", client),
+            daemon=True,
+            name=f"actor-{i}",
         )
-        self.procs: list = []
+        p.start()
+        writer.close()  # the actor holds the only write end: its death reads as the end of the pipe
+        self.procs[i], self.conns[i], self.delivered[i] = p, reader, 0
 
     def start(self) -> None:
         if self.server is not None:
             self.server.start()
         for i in range(self.n):
-            client = self.server.client(i) if self.server is not None else None
-            p = self.ctx.Process(
-                target=actor_main,
-                args=(i, *self.args, f"{self.token}.{i}.0", client),
-                daemon=True,
-                name=f"actor-{i}",
-            )
-            p.start()
-            self.procs.append(p)
+            self._spawn(i)
 
     def publish(self, model: torch.nn.Module, version: int) -> None:
         self.weights.publish(model, version)
 
     def depth(self) -> int:
-        return self.queue.qsize()
+        return sum(c.poll() for c in self.conns)
 
     def collect(self, timeout: float) -> Batch:
         """Finished games waiting (blocking up to `timeout` for the first)."""
         out = []
-        try:
-            out.append(self.queue.get(timeout=timeout))
-            while True:
-                out.append(self.queue.get_nowait())
-        except queue_mod.Empty:
-            pass
-        procs = self.procs + ([self.server.proc] if self.server is not None else [])
-        for p in procs:
-            if not p.is_alive() and p.exitcode not in (0, None):
-                raise RuntimeError(f"{p.name} process died (exit code {p.exitcode})")
+        for conn in wait(self.conns, timeout):
+            i = self.conns.index(conn)
+            while conn.poll():
+                try:
+                    item = conn.recv()
+                except (EOFError, OSError):  # the actor died (perhaps mid-message)
+                    self._replace(i)
+                    break
+                self.delivered[i] += len(item[1])
+                out.append(item)
+        if self.server is not None and self.server.dead():
+            self._check_restarts("the inference server", self.server.restarts, self.server.proc.exitcode)
+            print(
+                f"runtime: the inference server died (exit code {self.server.proc.exitcode}); restarting it"
+            )
+            self.server.restart()
         return self.ledger.admit(out)
 
+    def _replace(self, i: int) -> None:
+        p = self.procs[i]
+        p.join(timeout=5)
+        self.conns[i].close()
+        lost = max(0, self.started[i].value - self.delivered[i])
+        self.lost += lost
+        self._check_restarts(f"actor {i}", self.lives[i], p.exitcode)
+        print(f"runtime: actor {i} died (exit code {p.exitcode}), {lost} games in flight lost; restarting it")
+        self.lives[i] += 1
+        self.restarts += 1
+        self._spawn(i)
+
+    def _check_restarts(self, who: str, restarts: int, exitcode) -> None:
+        limit = self.config.runtime.max_restarts
+        if restarts >= limit:
+            raise RuntimeFailure(
+                f"{who} died (exit code {exitcode}) after {restarts} restart(s) (runtime.max_restarts = "
+                f"{limit}); the last checkpoint is kept: continue with --resume"
+            )
+
     def stats(self) -> dict[str, float]:
-        out: dict[str, float] = {**self.ledger.stats(), "actor_restarts": 0}
+        out: dict[str, float] = {
+            **self.ledger.stats(),
+            "actor_restarts": self.restarts,
+            "games_lost": self.lost,
+        }
         if self.server is not None:
             out.update(self.server.stats())
         return out
 
+    def pids(self) -> dict[str, int]:
+        """Process ids of the actors (and the server), for people who look at a running run."""
+        out = {f"actor-{i}": p.pid for i, p in enumerate(self.procs) if p is not None}
+        if self.server is not None and self.server.proc is not None:
+            out["inference-server"] = self.server.proc.pid
+        return out
+
     def close(self) -> None:
-        # No reads from the queue here: an actor stopping mid-write (it does not flush, see actor_main)
-        # leaves half a message in the pipe, and reading it would block forever. An actor waiting on a
-        # full queue gives up within a second once `stop` is set (`actor._put`).
-        self.stop_event.set()
+        # Nothing is read from the pipes here: closing them makes an actor blocked on a full pipe fail its
+        # write and stop, and one stopping mid-write leaves only its own pipe half-written.
+        self.stop.value = 1
+        for c in self.conns:
+            if c is not None:
+                c.close()
         if self.server is not None:
             self.server.close()
         deadline = time.monotonic() + 10
         for p in self.procs:
-            p.join(timeout=max(0.0, deadline - time.monotonic()))
+            if p is not None:
+                p.join(timeout=max(0.0, deadline - time.monotonic()))
         for p in self.procs:
-            if p.is_alive():
+            if p is not None and p.is_alive():
                 p.terminate()
-            p.join()
-        self.procs = []
+                p.join()
+        self.procs = [None] * self.n
 
 
 class InProcessRuntime:
@@ -218,7 +281,10 @@ class InProcessRuntime:
                 return self.ledger.admit([(0, self.stamp(finished), self.actor.take_stats())])
 
     def stats(self) -> dict[str, float]:
-        return {**self.ledger.stats(), "actor_restarts": 0}
+        return {**self.ledger.stats(), "actor_restarts": 0, "games_lost": 0}
+
+    def pids(self) -> dict[str, int]:
+        return {}
 
     def close(self) -> None:
         pass

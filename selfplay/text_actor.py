@@ -51,6 +51,15 @@ class Completion:
     advantage: float  # group-relative, shared by every turn of the episode
     version: int  # weights version that sampled it
 
+    def to_json(self) -> list:
+        logprobs = [float(x) for x in self.logprobs]
+        return [list(self.prompt), list(self.tokens), logprobs, float(self.advantage), self.version]
+
+    @classmethod
+    def from_json(cls, row: list) -> Completion:
+        prompt, tokens, logprobs, advantage, version = row
+        return cls(tuple(prompt), tuple(tokens), np.asarray(logprobs, dtype=np.float32), advantage, version)
+
 
 @dataclass
 class Group:
@@ -197,10 +206,13 @@ class TextActor:
         self.rng = np.random.default_rng([seed, 29])
         self.max_new_tokens = max_new_tokens(config, env)
         self.stats = TextStats()
+        self.next_tasks = self.tasks(self.cfg.prompts_per_step)  # drawn ahead: begun, in flight
+        self.started = len(self.next_tasks)  # groups begun (the runtime counts those a death loses)
 
     def step(self) -> list[Group]:
         cfg, t0 = self.cfg, time.perf_counter()
-        tasks = self.tasks(cfg.prompts_per_step)
+        tasks, self.next_tasks = self.next_tasks, self.tasks(cfg.prompts_per_step)
+        self.started += len(self.next_tasks)
         flat = [t for t in tasks for _ in range(cfg.group_size)]
         self.policy.model.eval()
         episodes = play(

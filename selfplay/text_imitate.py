@@ -33,9 +33,11 @@ from tqdm import tqdm
 import agents
 import envs
 from envs.reward import TextTranscriptError, expert_transcripts, load_text_transcripts, sample_tasks
+from selfplay import rundir
 from selfplay.config import Config
 from selfplay.imitate import ImitationError, lr_at
 from selfplay.io import atomic_write_text
+from selfplay.rundir import rel
 
 HELD_OUT_SEED = 1_000_000
 """Held-out tasks come from seed `transcripts.seed + HELD_OUT_SEED`, apart from every training stream."""
@@ -191,15 +193,21 @@ def transcripts_stage(config: Config, run_dir: Path) -> Path:
         print(f"transcripts: {len(records)} {config.game} episodes from {tc.path}")
         return Path(tc.path)
     out, meta_path = run_dir / "transcripts.jsonl", run_dir / "transcripts.meta.json"
-    wanted = {"game": config.game, "options": env.options, "episodes": tc.games, "seed": tc.seed}
-    if out.exists() and meta_path.exists() and json.loads(meta_path.read_text()) == wanted:
+    wanted = transcripts_wanted(config)
+    if out.exists() and rundir.same_json(meta_path, wanted):
         print(f"transcripts: reusing {tc.games} {config.game} episodes in {out}")
         return out
     print(f"transcripts: {tc.games} expert {config.game} episodes")
     records = expert_transcripts(env, tc.games, seed=tc.seed)
+    atomic_write_text(meta_path, json.dumps(wanted, indent=2) + "\n")  # first: a kill leaves no stray file
     atomic_write_text(out, "".join(json.dumps(r) + "\n" for r in records))
-    atomic_write_text(meta_path, json.dumps(wanted, indent=2) + "\n")
     return out
+
+
+def transcripts_wanted(config: Config) -> dict:
+    """What generated transcripts depend on (their meta file)."""
+    tc = config.transcripts
+    return {"game": config.game, "options": make_env(config).options, "episodes": tc.games, "seed": tc.seed}
 
 
 def _load(path: str | Path, config: Config) -> list[dict]:
@@ -346,7 +354,7 @@ def train(config: Config, transcripts: Path, run_dir: Path, *, progress: bool = 
         best = (accuracy(policy, env, tasks, max_new_tokens=new_tokens), step + 1)
         agents.save(policy, ckpt, meta=_meta(config, step + 1, best[0]))
     summary = {
-        "checkpoint": str(ckpt),
+        "checkpoint": rel(ckpt, run_dir),
         "step": best[1],
         "steps_run": step + 1,
         "seconds": round(time.perf_counter() - start, 1),
@@ -377,14 +385,9 @@ def _meta(config: Config, step: int, acc: float) -> dict:
 def imitation_stage(config: Config, transcripts: Path, run_dir: Path, *, progress: bool = True) -> Path:
     """The imitation checkpoint: trained once per configuration, reused when the run starts again."""
     ckpt = run_dir / "checkpoints" / "imitation"
-    if (run_dir / "imitation.json").exists() and ckpt.exists():
-        try:
-            done = agents.read_meta(ckpt).get("config_hash") == config_hash(config)
-        except agents.CheckpointError:
-            done = False
-        if done:
-            print(f"imitation: reusing {ckpt}")
-            return ckpt
+    if rundir.reusable(ckpt, run_dir / "imitation.json", config_hash(config)):
+        print(f"imitation: reusing {ckpt}")
+        return ckpt
     ckpt = train(config, transcripts, run_dir, progress=progress)
     s = json.loads((run_dir / "imitation.json").read_text())
     print(

@@ -18,17 +18,18 @@ verifier, `rl/heldout_verifier_score` beside it: the verifier's opinion of those
 Reward hacking shows as that score (or `rl/mean_reward`) rising while `rl/true_accuracy` falls.
 
 Files: `RUN/checkpoints/verifier` + `RUN/verifier.json`; `RUN/checkpoints/step_XXXXXX` (meta stage
-`rl/<reward>`), the resume state `RUN/rl/state.pt`, and `RUN/rl.json` with the accuracy by step.
+`rl/<reward>`), the resume state `RUN/rl/state/` (`selfplay.resume`), `RUN/rl/stats.json` (what the
+runtime delivered) and `RUN/rl.json` with the accuracy by step.
 """
 
 from __future__ import annotations
 
 import collections
 import hashlib
-import io
 import json
+import os
 import random
-import shutil
+import socket
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -40,9 +41,12 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 import agents
+from selfplay import resume as resume_state
+from selfplay import rundir
 from selfplay.config import Config, RLConfig
-from selfplay.io import atomic_open, atomic_write_text
-from selfplay.learner import Replay, checkpoint_name
+from selfplay.io import atomic_write_text
+from selfplay.learner import Replay, add_counters, checkpoint_name
+from selfplay.rundir import rel, resolve
 from selfplay.text_actor import VERIFIER_DIR, Completion, Group, make_text_actor, well_formed
 from selfplay.text_imitate import (
     TaskSampler,
@@ -56,9 +60,10 @@ from selfplay.text_imitate import (
     max_new_tokens,
     play,
     transcripts_stage,
+    transcripts_wanted,
 )
 
-STATE_FILE = "rl/state.pt"
+STATE_DIR = "rl/state"
 
 
 # --- the loss ------------------------------------------------------------------------------------
@@ -111,30 +116,20 @@ def rl_hash(config: Config) -> str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def save_state(run_dir: Path, state: dict[str, Any]) -> None:
-    """The resume state (optimizer, replay, counters), written atomically after its checkpoint."""
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    with atomic_open(run_dir / STATE_FILE, "wb") as f:
-        f.write(buf.getvalue())
-
-
 def load_state(run_dir: Path) -> dict[str, Any] | None:
-    path = run_dir / STATE_FILE
-    if not path.exists():
+    """The resume state (`selfplay.resume`), its paths resolved and its replay as `Completion`s."""
+    state = resume_state.load(run_dir / STATE_DIR)
+    if state is None:
         return None
     try:
-        state = torch.load(path, weights_only=False, map_location="cpu")  # our own file, see save_state
+        state["checkpoint"] = resolve(state["checkpoint"], run_dir)
+        state["history"] = [resolve(p, run_dir) for p in state["history"]]
+        state["replay"] = [Completion.from_json(r) for r in state["replay"]]
         agents.read_meta(state["checkpoint"])
-    except Exception as e:  # an unreadable state is not something to train on
-        raise agents.CheckpointError(f"{path}: cannot resume from it ({e})") from None
+    except (KeyError, TypeError, ValueError) as e:  # CheckpointError is a ValueError
+        where = run_dir / STATE_DIR / resume_state.STATE
+        raise resume_state.ResumeError(f"{where}: cannot resume from it ({e})") from None
     return state
-
-
-def _clear_partial_writes(run_dir: Path) -> None:
-    for d in (run_dir / "checkpoints", run_dir / "rl"):
-        for tmp in d.glob(".*.tmp") if d.exists() else []:
-            shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
 
 
 # --- the learner loop ----------------------------------------------------------------------------
@@ -181,14 +176,12 @@ def train(config: Config, run_dir: Path, start: Path, *, resume: bool = False, p
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     state = load_state(run_dir) if resume else None
-    if resume:
-        _clear_partial_writes(run_dir)
-    if not resume and (run_dir / STATE_FILE).exists():
+    if not resume and (run_dir / STATE_DIR).exists():
         raise agents.CheckpointError(
             f"{run_dir} already holds an RL run; continue it with --resume {run_dir} "
             "or choose another run_dir"
         )
-    current = Path(state["checkpoint"]) if state else start
+    current = state["checkpoint"] if state else start
     policy = agents.load(current, device=cfg.device)
     ref = agents.load(start, device=cfg.device) if cfg.kl_weight > 0 else None
     decay = [p for p in policy.model.parameters() if p.dim() >= 2]
@@ -204,17 +197,23 @@ def train(config: Config, run_dir: Path, start: Path, *, resume: bool = False, p
     elapsed = 0.0
     history: list[Path] = [start]
     evals: list[dict[str, float]] = []
+    earlier: dict[str, float] = {}  # runtime counters of the runs this one resumes
     if state:
         opt.load_state_dict(state["optimizer"])
         replay.add(state["replay"])
-        rng.setstate(state["rng"])
+        resume_state.set_rng_state(rng, state["rng"])
         step, version, collected, episodes = (
             state["step"],
             state["version"],
             state["collected"],
             state["episodes"],
         )
-        elapsed, history, evals = state["elapsed"], [Path(p) for p in state["history"]], state["evals"]
+        elapsed, history, evals, earlier = (
+            state["elapsed"],
+            state["history"],
+            state["evals"],
+            state["runtime"],
+        )
         print(f"rl: resuming at step {step} from {current}")
     writer = SummaryWriter(str(run_dir / "tb" / "rl"))
     evaluate = _Evaluator(config, run_dir)
@@ -249,6 +248,8 @@ def train(config: Config, run_dir: Path, start: Path, *, resume: bool = False, p
                 print(f"rl: {cfg.max_minutes} minute budget used at step {step}")
                 break
             ready = len(replay) >= cfg.min_replay and step * cfg.batch_size < cfg.replay_ratio * collected
+            if not ready:  # say what the learner waits for, or a stalled run looks like a hung one
+                bar.set_postfix_str(_waiting(len(replay), collected, episodes, cfg))
             for _, groups, stats in runtime.collect(timeout=0.0 if ready else 1.0):
                 for g in groups:
                     replay.add(g.completions)
@@ -269,6 +270,7 @@ def train(config: Config, run_dir: Path, start: Path, *, resume: bool = False, p
             opt.step()
             policy.model.eval()
             step += 1
+            bar.set_postfix_str("", refresh=False)
             bar.update()
             if step % cfg.publish_every == 0:
                 version += 1
@@ -282,22 +284,27 @@ def train(config: Config, run_dir: Path, start: Path, *, resume: bool = False, p
                 current = _checkpoint(config, run_dir, policy, step, version, history)
                 history.append(current)
                 elapsed = time.perf_counter() - t_start
-                save_state(
-                    run_dir,
+                counters = add_counters(earlier, runtime.stats())
+                resume_state.save(
+                    run_dir / STATE_DIR,
+                    opt.state_dict(),
                     {
-                        "checkpoint": str(current),
-                        "optimizer": opt.state_dict(),
-                        "replay": list(replay.items),
-                        "rng": rng.getstate(),
+                        "checkpoint": rel(current, run_dir),
+                        "replay": [c.to_json() for c in replay.items],
+                        "rng": resume_state.rng_state(rng),
                         "step": step,
                         "version": version,
                         "collected": collected,
                         "episodes": episodes,
                         "elapsed": elapsed,
-                        "history": [str(p) for p in history],
+                        "history": [rel(p, run_dir) for p in history],
                         "evals": evals,
+                        "runtime": counters,
                     },
                 )
+                stats = {"step": step, "episodes": episodes, "completions": collected, **counters}
+                stats.update(learner=f"{socket.gethostname()}:{os.getpid()}", pids=runtime.pids())
+                atomic_write_text(run_dir / "rl" / "stats.json", json.dumps(stats, indent=2) + "\n")
     finally:
         runtime.close()
         bar.close()
@@ -308,7 +315,7 @@ def train(config: Config, run_dir: Path, start: Path, *, resume: bool = False, p
     writer.close()
     summary = {
         "reward": cfg.reward,
-        "checkpoint": str(history[-1]),
+        "checkpoint": rel(history[-1], run_dir),
         "steps": step,
         "episodes": episodes,
         "seconds": round(time.perf_counter() - t_start, 1),
@@ -320,6 +327,14 @@ def train(config: Config, run_dir: Path, start: Path, *, resume: bool = False, p
     }
     atomic_write_text(run_dir / "rl.json", json.dumps(summary, indent=2) + "\n")
     return history[-1]
+
+
+def _waiting(replay: int, collected: int, episodes: int, cfg: RLConfig) -> str:
+    if replay < cfg.min_replay:
+        return f"waiting for samples: replay {replay}/{cfg.min_replay} completions ({episodes} episodes)"
+    return (
+        f"waiting for samples: {collected} completions so far, each used {cfg.replay_ratio:g} times at most"
+    )
 
 
 class _Window:
@@ -385,7 +400,7 @@ def _checkpoint(config: Config, run_dir: Path, policy, step: int, version: int, 
         "stage": f"rl/{config.rl.reward}",
         "step": step,
         "version": version,
-        "parent": str(history[-1]),
+        "parent": rel(history[-1], run_dir),
         "config_hash": rl_hash(config),
     }
     return agents.save(policy, run_dir / "checkpoints" / checkpoint_name(step), meta=meta)
@@ -420,15 +435,10 @@ def initial_verifier(
     if vc.init.startswith("imitation:"):
         if run_dir is None:
             raise ValueError("verifier.init: imitation:STEPS needs the run directory")
-        steps = int(vc.init.split(":", 1)[1])
-        imitation = config.imitation.model_copy(update={"max_steps": steps})
         base_dir = run_dir / "verifier_base"
         base_dir.mkdir(parents=True, exist_ok=True)
         data = Path(config.transcripts.path) if config.transcripts.path else run_dir / "transcripts.jsonl"
-        update = {"imitation": imitation}
-        if vc.size is not None:
-            update["model"] = config.model.model_copy(update={"size": vc.size})
-        path = imitation_stage(config.model_copy(update=update), data, base_dir, progress=progress)
+        path = imitation_stage(_base_config(config), data, base_dir, progress=progress)
         base = agents.load(path, device=str(policy.device))
         return Verifier.from_policy(base, seed=vc.seed, likelihood=likelihood)
     try:
@@ -443,6 +453,19 @@ def initial_verifier(
     return Verifier.from_policy(base, seed=vc.seed, likelihood=likelihood)
 
 
+def _base_config(config: Config) -> Config:
+    """The config of the verifier's own imitation run (`verifier.init: imitation:STEPS`)."""
+    vc = config.verifier
+    if not vc.init.startswith("imitation:"):
+        return config
+    update: dict[str, Any] = {
+        "imitation": config.imitation.model_copy(update={"max_steps": int(vc.init.split(":", 1)[1])})
+    }
+    if vc.size is not None:
+        update["model"] = config.model.model_copy(update={"size": vc.size})
+    return config.model_copy(update=update)
+
+
 def verifier_stage(config: Config, run_dir: Path, imitation: Path, *, progress: bool = True) -> Path:
     """Train the outcome verifier on the imitation policy's samples labelled by the env's score, then
     measure it on held-out tasks: ROC-AUC, and best-of-N against greedy decoding. Reused when done."""
@@ -450,14 +473,9 @@ def verifier_stage(config: Config, run_dir: Path, imitation: Path, *, progress: 
     from selfplay import verifier as V
 
     vc, path = config.verifier, run_dir / VERIFIER_DIR
-    if (run_dir / "verifier.json").exists() and path.exists():
-        try:
-            done = agents.read_meta(path).get("config_hash") == verifier_hash(config)
-        except agents.CheckpointError:
-            done = False
-        if done:
-            print(f"verifier: reusing {path}")
-            return path
+    if rundir.reusable(path, run_dir / "verifier.json", verifier_hash(config)):
+        print(f"verifier: reusing {path}")
+        return path
     if config.rl.threads:
         torch.set_num_threads(config.rl.threads)
     t0 = time.perf_counter()
@@ -537,7 +555,7 @@ def verifier_stage(config: Config, run_dir: Path, imitation: Path, *, progress: 
         writer.add_scalar(f"verifier/{key}", value, vc.steps)
     writer.close()
     summary = {
-        "checkpoint": str(path),
+        "checkpoint": rel(path, run_dir),
         "train_completions": len(data),
         "train_positive_rate": float(np.mean([r.label for r in data])),
         "train_pairs": len(pairs),
@@ -552,7 +570,7 @@ def verifier_stage(config: Config, run_dir: Path, imitation: Path, *, progress: 
     meta = {
         "stage": "verifier",
         "game": config.game,
-        "parent": str(imitation),
+        "parent": rel(imitation, run_dir),
         "config_hash": verifier_hash(config),
     }
     save_verifier(verifier, path, meta={**meta, "metrics": measured})
@@ -566,6 +584,26 @@ def verifier_stage(config: Config, run_dir: Path, imitation: Path, *, progress: 
 
 
 # --- the pipeline --------------------------------------------------------------------------------
+def outputs(config: Config, run_dir: Path, resume: bool) -> list[rundir.Output]:
+    """Everything the text pipeline writes that an earlier run may have left, and when it may stay."""
+    out = []
+    if config.transcripts.path is None:
+        meta, wanted = run_dir / "transcripts.meta.json", transcripts_wanted(config)
+        out.append(
+            rundir.Output(
+                "transcripts", run_dir / "transcripts.jsonl", lambda: rundir.same_json(meta, wanted)
+            )
+        )
+    ckpt, h = run_dir / "checkpoints" / "imitation", config_hash(config)
+    out.append(rundir.Output("an imitation checkpoint", ckpt, lambda: rundir.made_with(ckpt, h)))
+    if config.rl.algorithm != "none" and config.rl.reward != "programmatic":
+        base, bh = run_dir / "verifier_base" / "checkpoints" / "imitation", config_hash(_base_config(config))
+        out.append(rundir.Output("the verifier's base model", base, lambda: rundir.made_with(base, bh)))
+        ver, vh = run_dir / VERIFIER_DIR, verifier_hash(config)
+        out.append(rundir.Output("a verifier", ver, lambda: rundir.made_with(ver, vh)))
+    return [*out, *rundir.stage2_outputs(run_dir, STATE_DIR, what="an RL run", keep=resume)]
+
+
 def run(config: Config, run_dir: Path, *, resume: bool = False, progress: bool = True) -> Path | None:
     """Every text stage: expert transcripts, imitation, the verifier (when the reward needs it), RL."""
     data = transcripts_stage(config, run_dir)

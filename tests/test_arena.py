@@ -160,10 +160,10 @@ def test_checkpoints_play_over_worker_processes(run):
     assert main(["--game", "tictactoe", *specs, "--games", "2", "--workers", "2", "--no-progress"]) == 0
     records = load_matches(game_dir / "arena" / "matches.jsonl")  # a run directory's own arena
     names = {n for r in records for n in r["players"]}
-    assert len(names) == 4 and any(n.endswith("imitation@mcts:4") for n in names)
+    assert "checkpoints/imitation@mcts:4" in names and len(names) == 4  # named relative to the run
     assert len(records) == 6 * 2
     rows = arena.ratings_from(game_dir / "arena", samples=20)
-    steps = arena.steps_of([r.name for r in rows])
+    steps = arena.steps_of([r.name for r in rows], game_dir)
     assert sorted(steps.values()) == [300, 300, 400]  # the search player keeps its checkpoint's step
     png = ratings.plot_elo_by_step(rows, steps, game_dir / "arena" / "elo.png")
     assert png.stat().st_size > 1000

@@ -13,6 +13,11 @@ from selfplay.transcripts import load_transcripts
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 
+def files_of(run_dir):
+    """Every file of a run directory and its contents (the lock file aside)."""
+    return {p: p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file() and p.name != ".lock"}
+
+
 def write(tmp_path, text, name="c.yaml"):
     path = tmp_path / name
     path.write_text(text)
@@ -40,9 +45,11 @@ def test_main_job_generates_and_then_reuses_transcripts(tmp_path, capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "reusing 30 games" in out and "imitation: reusing" in out
-    assert main([*argv[:-1], "transcripts.games=31", "--no-progress"]) == 0  # config changed: regenerate
-    out = capsys.readouterr().out
-    assert "generating 31" in out and "imitation: reusing" not in out
+    before = files_of(run_dir)
+    assert main([*argv[:-1], "transcripts.games=31", "--no-progress"]) == 2  # would overwrite: refused
+    err = capsys.readouterr().err
+    assert "already holds transcripts" in err and "an imitation checkpoint" in err
+    assert files_of(run_dir) == before  # nothing was written
 
 
 def test_user_supplied_transcripts_are_validated(tmp_path, capsys):

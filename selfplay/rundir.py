@@ -1,0 +1,187 @@
+"""The run directory: everything one run writes, opened the same way by every command that writes into it.
+
+`opened(config, resume=..., outputs=...)` is how a command starts writing. Before anything is written it
+refuses a directory that holds something else (files but no `config.yaml`), a run another process is
+writing (an exclusive lock on `RUN/.lock`, let go when the process ends, however it ends), and any output
+of an earlier run that this config would overwrite rather than reuse (`Output`). Only then does it clear
+what killed writes left behind (temporary files, a checkpoint moved aside) and snapshot the config.
+
+Paths a run directory stores about itself (resume state, checkpoint parents, the opponent pool, arena
+player names) are relative to it (`rel`, `resolve`), so a moved or copied run resumes from its own files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import agents
+from selfplay.config import Config, dump_config
+from selfplay.io import atomic_write_text
+
+LOCK = ".lock"
+CONFIG = "config.yaml"
+
+
+class RunDirError(ValueError):
+    """A run directory that this command must not write into; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Output:
+    """Something a stage writes into the run directory, and whether what is there now may stay: it was made
+    by this same configuration (reused or redone alike), or it is what `--resume` continues."""
+
+    what: str  # e.g. "the imitation checkpoint"
+    path: Path
+    ok: Callable[[], bool]
+
+
+Outputs = Callable[[Config, Path, bool], Sequence[Output]]  # (config, run_dir, resume) -> outputs
+
+
+# --- paths stored in a run directory ---------------------------------------------------------------
+def rel(path: str | os.PathLike, run_dir: str | os.PathLike) -> str:
+    """`path` relative to `run_dir` when inside it (as the run directory stores it), else absolute."""
+    full, home = Path(path).resolve(), Path(run_dir).resolve()
+    try:
+        return full.relative_to(home).as_posix()
+    except ValueError:
+        return str(full)
+
+
+def resolve(stored: str, run_dir: str | os.PathLike) -> Path:
+    """A path the run directory stored (`rel`), as a path usable from here."""
+    return Path(run_dir) / stored  # an absolute `stored` stays itself
+
+
+# --- what earlier runs left ------------------------------------------------------------------------
+def same_json(path: Path, wanted: Any) -> bool:
+    """Whether the JSON file at `path` holds exactly `wanted`."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) == wanted
+    except (OSError, ValueError):
+        return False
+
+
+def made_with(ckpt: Path, config_hash: str) -> bool:
+    """Whether the checkpoint at `ckpt` was made with this configuration (its meta's `config_hash`)."""
+    try:
+        return agents.read_meta(ckpt).get("config_hash") == config_hash
+    except agents.CheckpointError:
+        return False
+
+
+def reusable(ckpt: Path, summary: Path, config_hash: str) -> bool:
+    """A finished stage to reuse: its checkpoint made with this configuration and its summary written."""
+    return summary.exists() and made_with(ckpt, config_hash)
+
+
+def stage2_outputs(run_dir: Path, state: str, *, what: str, keep: bool) -> list[Output]:
+    """A stage-2 run (its resume state and step checkpoints), which may stay when `keep` (for `--resume`,
+    or for a command that leaves stage 2 alone and brings the config it ran with); an old pickled resume
+    state never stays."""
+    hint = f"continue it with --resume {run_dir}"
+    return [
+        Output(f"{what} ({hint})", run_dir / state, lambda: keep),
+        *(
+            Output(f"{what}'s checkpoint {p.name} ({hint})", p, lambda: keep)
+            for p in sorted((run_dir / "checkpoints").glob("step_*"))
+        ),
+        Output(
+            "a resume state in the old pickle format, which selfplay never loads (a pickle can run code)",
+            run_dir / f"{state}.pt",
+            lambda: False,
+        ),
+    ]
+
+
+def same_config(run_dir: Path, config: Config) -> bool:
+    """Whether `run_dir` was last written with this very config (the run directory aside)."""
+    from selfplay.config import ConfigError, load_config
+
+    try:
+        saved = load_config(run_dir / CONFIG)
+    except ConfigError:
+        return False
+    return _comparable(saved) == _comparable(config)
+
+
+def _comparable(config: Config) -> str:
+    return dump_config(config.model_copy(update={"run_dir": "."}))
+
+
+# --- opening ---------------------------------------------------------------------------------------
+_HELD: dict[Path, int] = {}  # run directory -> lock file descriptor, for the life of `opened`
+
+
+@contextlib.contextmanager
+def opened(config: Config, *, resume: bool, outputs: Outputs) -> Iterator[Path]:
+    """The run directory of `config`, checked, locked, cleaned of partial writes and holding the config
+    snapshot; `RunDirError` (nothing written) when the command must not write there."""
+    run_dir = Path(config.run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"run_dir {str(run_dir)!r} is a file, not a directory")
+    foreign = run_dir.is_dir() and not (run_dir / CONFIG).exists()
+    if foreign and any(p.name != LOCK for p in run_dir.iterdir()):
+        raise RunDirError(
+            f"run_dir {str(run_dir)!r} holds files but no {CONFIG}: it is no run directory, and "
+            "selfplay does not write into it; choose a new or empty directory"
+        )
+    if resume and not (run_dir / CONFIG).exists():
+        raise RunDirError(f"{run_dir}: not a run directory (no {CONFIG} in it)")
+    with _lock(run_dir):
+        stale = [o for o in outputs(config, run_dir, resume) if o.path.exists() and not o.ok()]
+        if stale:
+            raise RunDirError(
+                f"{run_dir} already holds "
+                + "; ".join(f"{o.what} ({o.path})" for o in stale)
+                + ", which this config would overwrite: nothing was written; use another run_dir"
+            )
+        clear_partial_writes(run_dir)
+        atomic_write_text(run_dir / CONFIG, dump_config(config))
+        yield run_dir
+
+
+@contextlib.contextmanager
+def _lock(run_dir: Path) -> Iterator[None]:
+    key = run_dir.resolve()
+    if key in _HELD:  # this process holds it already (a stage calling another)
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 64).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise RunDirError(f"{run_dir} is in use by {holder}; wait for it, or use another run_dir") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"pid {os.getpid()}\n".encode())
+    _HELD[key] = fd
+    try:
+        yield
+    finally:
+        del _HELD[key]
+        os.close(fd)  # closing lets go of the lock
+
+
+def clear_partial_writes(run_dir: Path) -> None:
+    """What a killed write leaves: temporary files and directories (`.NAME.*.tmp`, never read) and a
+    checkpoint moved aside while its successor was renamed in (`.NAME.old`, put back if NAME is gone)."""
+    for tmp in sorted(run_dir.rglob(".*.tmp")):
+        shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+    for old in sorted(run_dir.rglob(".*.old")):
+        new = old.with_name(old.name[1 : -len(".old")])
+        if new.exists():
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
+        else:
+            os.replace(old, new)
