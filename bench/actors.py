@@ -4,7 +4,7 @@ network (target: at least 70%), measured side by side in one run.
     python bench/actors.py [--game connect_four] [--size small] [--simulations 32] [--games-per-actor 32]
                              [--seconds 60] [--checkpoint PATH]
 
-Actors run exactly as in training (spawned processes, shared weights, the queue) with no learner beside
+Actors run exactly as in training (spawned processes, shared weights, a pipe each) with no learner beside
 them, so the figures are the actors' own. Without --checkpoint an untrained policy of --size is used;
 its games are longer or shorter than a trained one's, so compare ratios, not games/s across runs.
 """

@@ -184,7 +184,7 @@ def _plant(path: Path, marker: Path) -> None:
 
 def test_a_pickled_selfplay_state_is_never_loaded_on_resume(game_run, tmp_path, capsys):
     run, marker = copy(game_run, tmp_path / "run"), tmp_path / "pwned"
-    shutil.rmtree(run / "selfplay/state")
+    shutil.rmtree(run / "selfplay/state", ignore_errors=True)  # (an older selfplay wrote state.pt)
     _plant(run / "selfplay/state.pt", marker)
     assert main(["--resume", str(run), "--no-progress"]) == 2
     err = capsys.readouterr().err
@@ -194,7 +194,7 @@ def test_a_pickled_selfplay_state_is_never_loaded_on_resume(game_run, tmp_path, 
 
 def test_a_pickled_rl_state_is_never_loaded_on_resume(text_run, tmp_path, capsys):
     run, marker = copy(text_run, tmp_path / "run"), tmp_path / "pwned"
-    shutil.rmtree(run / "rl/state")
+    shutil.rmtree(run / "rl/state", ignore_errors=True)
     _plant(run / "rl/state.pt", marker)
     assert main(["--resume", str(run), "--no-progress"]) == 2
     assert "rl/state.pt" in capsys.readouterr().err
