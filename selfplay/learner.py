@@ -164,7 +164,8 @@ def checkpoint_name(step: int) -> str:
 
 def load_state(run_dir: Path) -> dict[str, Any] | None:
     """The resume state (`selfplay.resume`), its paths resolved and its replay as `Sample`s; None if none."""
-    state = resume_state.load(run_dir / STATE_DIR)
+    keys = ("checkpoint", "replay", "rng", "step", "version", "positions", "games", "elapsed", "history")
+    state = resume_state.load(run_dir / STATE_DIR, (*keys, "runtime"))
     if state is None:
         return None
     where = run_dir / STATE_DIR / resume_state.STATE

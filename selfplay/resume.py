@@ -65,8 +65,9 @@ def save(directory: Path, optimizer: dict[str, Any], data: dict[str, Any]) -> No
         (tmp / STATE).write_text(text + "\n", encoding="utf-8")
 
 
-def load(directory: Path) -> dict[str, Any] | None:
-    """The resume state in `directory` (None if there is none), its optimizer state under `optimizer`."""
+def load(directory: Path, keys: tuple[str, ...] = ()) -> dict[str, Any] | None:
+    """The resume state in `directory` (None if there is none), its optimizer state under `optimizer`;
+    every one of `keys` must be there."""
     if not directory.exists():
         return None
     path = directory / STATE
@@ -79,6 +80,9 @@ def load(directory: Path) -> dict[str, Any] | None:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         got = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise ResumeError(f"{path}: format {got!r}, expected {FORMAT!r}")
+    missing = [k for k in ("optimizer", *keys) if k not in data]
+    if missing:
+        raise ResumeError(f"{path}: missing {', '.join(missing)}")
     try:
         tensors = load_file(directory / OPTIMIZER)
     except (SafetensorError, OSError, ValueError) as e:

@@ -118,7 +118,8 @@ def rl_hash(config: Config) -> str:
 
 def load_state(run_dir: Path) -> dict[str, Any] | None:
     """The resume state (`selfplay.resume`), its paths resolved and its replay as `Completion`s."""
-    state = resume_state.load(run_dir / STATE_DIR)
+    keys = ("checkpoint", "replay", "rng", "step", "version", "collected", "episodes", "elapsed", "history")
+    state = resume_state.load(run_dir / STATE_DIR, (*keys, "evals", "runtime"))
     if state is None:
         return None
     try:

@@ -219,6 +219,16 @@ def test_the_resume_state_is_json_and_tensors(game_run):
     assert data["history"] == [f"checkpoints/{n}" for n in ("imitation", "step_000006", "step_000012")]
 
 
+@pytest.mark.parametrize(
+    "text", ['{"format": "selfplay.state/1", "step": 3}', '{"format": "pickle"}', "[[[", "\u00ff"]
+)
+def test_a_resume_state_that_is_not_ours_is_refused_naming_the_file(game_run, tmp_path, capsys, text):
+    run = copy(game_run, tmp_path / "run")
+    (run / "selfplay/state/state.json").write_text(text, encoding="latin-1")
+    assert main(["--resume", str(run), "--no-progress"]) == 2
+    assert "selfplay/state/state.json" in capsys.readouterr().err
+
+
 # --- relocatable ---------------------------------------------------------------------------------------
 def _paths_outside(run: Path, elsewhere: Path) -> list[str]:
     """Every mention of `elsewhere` in the run directory's text files."""
