@@ -105,3 +105,32 @@ def test_scale_bench_prints_learner_and_inference_rates_on_the_device_present():
     whats = [r.split(" | ")[0][2:] for r in rows]
     assert whats[0].startswith("learner") and "server, 2 clients x 8" in whats[-1]
     assert len(rows) == 4 and all(float(r.split(" | ")[2].rstrip(" |").replace(",", "")) > 0 for r in rows)
+
+
+def test_verifier_bench_prints_a_row_per_seed_and_thread_count():
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench/verifier.py"), "--steps", "2", "--seeds", "0,1", "--threads", "1"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [r.split(" | ")[0] for r in rows] == ["| 0", "| 1", "| worst"]
+    assert all(0 <= float(x) <= 1 for r in rows[:2] for x in r.split(" | ")[2:9])
+
+
+def test_tictactoe_bench_trains_imitation_per_seed_and_rates_a_checkpoint(tmp_path):
+    bench = [sys.executable, str(ROOT / "bench/tictactoe_optimal.py")]
+    tiny = ["transcripts.games=40", "transcripts.workers=1", "imitation.eval_every=2"]
+    out = subprocess.run(
+        [*bench, "--imitate", "4", "--seeds", "0", "--threads", "1", "--out", str(tmp_path), *tiny],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    row = out.splitlines()[-1].split(" | ")
+    assert row[:2] == ["| 0", "1"] and row[2].endswith("of 4520") and float(row[3]) > 0
+    out = subprocess.run(
+        [*bench, str(tmp_path / "t1_s0/checkpoints/imitation")], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.splitlines()[-1].endswith(f"| 0 | {row[2]} |")  # the same checkpoint, the same rate

