@@ -125,8 +125,28 @@ def reachable_states(game: Game, *, limit: int | None = None) -> list[State]:
     return out
 
 
+def _check_symmetries(game: Game, s: State) -> None:
+    """Every symmetry maps this game to a legal one with the same outcome, move for move."""
+    syms = game.symmetries()
+    n = game.num_distinct_actions()
+    if not syms or tuple(syms[0]) != tuple(range(n)):
+        _fail(s, "symmetries() must list the identity first")
+    for perm in syms:
+        if sorted(perm) != list(range(n)):
+            _fail(s, f"a symmetry must permute the {n} actions, got {perm}")
+        try:
+            image = s.transformed(perm)
+        except IllegalMoveError:
+            _fail(s, f"under symmetry {perm} the game is not legal")
+        if sorted(perm[a] for a in s.legal_actions()) != image.legal_actions():
+            _fail(s, f"under symmetry {perm} the legal moves do not map onto the image's")
+        if image.returns() != s.returns() or image.current_player() != s.current_player():
+            _fail(s, f"under symmetry {perm} the outcome or the player to move differs")
+
+
 def check_game(game: Game, *, games: int = 10, seed: int = 0) -> None:
-    """Play `games` random games through the public API, checking the contract at every state.
+    """Play `games` random games through the public API, checking the contract at every state (and that
+    the game's symmetries map each finished game onto a legal one with the same outcome).
 
     Raises `GameCheckError` naming the rule broken and the actions that led there.
     """
@@ -137,6 +157,8 @@ def check_game(game: Game, *, games: int = 10, seed: int = 0) -> None:
             _fail(s, "a new initial state must have an empty history and not be over")
         while True:
             _check_state(game, s)
+            if s.is_terminal() or s.move_number() % 7 == 3:
+                _check_symmetries(game, s)
             if s.is_terminal():
                 break
             if s.move_number() >= game.max_game_length():

@@ -152,13 +152,19 @@ class ConnectFourState(State):
     def prompt(self) -> str:
         x = self._stones(0)
         rows = [" ".join("X" if x & b else "O" if self._mask & b else "." for b in row) for row in _CELLS]
+        return _HEADER + "\n".join(rows) + "\n" + self.status()
+
+    def status(self) -> str:
         if self._winner == _ONGOING:
-            status = f"{_MARKS[self._player]} to move"
-        elif self._winner == _DRAW:
-            status = "draw"
-        else:
-            status = f"{_MARKS[self._winner]} won"
-        return _HEADER + "\n".join(rows) + f"\n{status}\n"
+            return f"{_MARKS[self._player]} to move\n"
+        return "draw\n" if self._winner == _DRAW else f"{_MARKS[self._winner]} won\n"
+
+    def planes(self) -> np.ndarray:
+        me, them = self._cur, self._cur ^ self._mask  # `_cur` holds the stones of the player to move
+        out = np.empty((2, HEIGHT, WIDTH), dtype=np.float32)
+        out[0] = (np.int64(me) >> _SHIFTS) & 1
+        out[1] = (np.int64(them) >> _SHIFTS) & 1
+        return out
 
     def action_to_text(self, action: int) -> str:
         if not 0 <= action < WIDTH:
@@ -185,3 +191,6 @@ class ConnectFour(Game):
 
     def new_initial_state(self) -> ConnectFourState:
         return ConnectFourState(self)
+
+    def symmetries(self) -> list[tuple[int, ...]]:
+        return [tuple(range(WIDTH)), tuple(reversed(range(WIDTH)))]  # and the mirror image

@@ -72,6 +72,13 @@ class Game(abc.ABC):
     def observation_shape(self) -> tuple[int, ...]:
         return self.info.observation_shape
 
+    def symmetries(self) -> list[tuple[int, ...]]:
+        """The game's symmetries as action permutations (`perm[a]` is the image of action `a`), the
+        identity first: maps under which the rules and the initial position are invariant, so that a game
+        replayed with every action mapped is the symmetric game (`State.transformed`). Training uses them
+        as augmentation. The default: the identity alone."""
+        return [tuple(range(self.num_distinct_actions()))]
+
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
         return f"{type(self).__name__}({opts})"
@@ -142,6 +149,17 @@ class State(abc.ABC):
         """The position as the language model reads it, ending with whose turn it is."""
         raise NotImplementedError
 
+    def status(self) -> str:
+        """The prompt's last line (whose turn it is, or how the game ended), with its newline: all the
+        text of the board face, whose board is `planes()`. Games may answer it without a whole prompt."""
+        return self.prompt().rstrip("\n").rsplit("\n", 1)[-1] + "\n"
+
+    def planes(self) -> np.ndarray:
+        """The board face: the position as float32 planes (C, H, W) from the side of the player to move
+        (`observation` of that player, channels first); for games whose observation is (H, W, C)."""
+        obs = self.observation(self.current_player())
+        return np.ascontiguousarray(obs.transpose(2, 0, 1), dtype=np.float32)
+
     @abc.abstractmethod
     def action_to_text(self, action: int) -> str:
         """The move as written; raises IndexError for ids outside [0, num_distinct_actions)."""
@@ -191,6 +209,14 @@ class State(abc.ABC):
     def history(self) -> list[int]:
         return list(self._history)
 
+    def transformed(self, perm: Sequence[int]) -> State:
+        """This position's image under a symmetry of the game (one of `Game.symmetries`): the game
+        replayed from the start with every action mapped."""
+        s = self.game.new_initial_state()
+        for a in self._history:
+            s.apply_action(perm[a])
+        return s
+
     def move_number(self) -> int:
         return len(self._history)
 
@@ -202,3 +228,30 @@ class State(abc.ABC):
 
     def __repr__(self) -> str:
         return f"<{self.game.name} state after {self._history}>"
+
+
+def grid_symmetries(
+    size: int, *, keep: Sequence[str] = ("r0", "r90", "r180", "r270", "h", "v", "d", "a")
+) -> list:
+    """Action permutations of a `size` x `size` grid whose action is `row * size + col`: the rotations
+    (`r0` is the identity), the horizontal and vertical flips and the two diagonal reflections, those
+    named in `keep` (for games whose start is not invariant under all eight)."""
+    n = size - 1
+    maps = {
+        "r0": lambda r, c: (r, c),
+        "r90": lambda r, c: (c, n - r),
+        "r180": lambda r, c: (n - r, n - c),
+        "r270": lambda r, c: (n - c, r),
+        "h": lambda r, c: (r, n - c),
+        "v": lambda r, c: (n - r, c),
+        "d": lambda r, c: (c, r),
+        "a": lambda r, c: (n - c, n - r),
+    }
+    out = []
+    for name in keep:
+        perm = [0] * (size * size)
+        for a in range(size * size):
+            r, c = maps[name](a // size, a % size)
+            perm[a] = r * size + c
+        out.append(tuple(perm))
+    return out

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.core import TERMINAL, Game, GameInfo, State
+from envs.core import TERMINAL, Game, GameInfo, State, grid_symmetries
 
 PASS = 64
 FULL = (1 << 64) - 1
@@ -264,6 +264,10 @@ class Othello(Game):
 
     def new_initial_state(self) -> OthelloState:
         return OthelloState(self)
+
+    def symmetries(self) -> list[tuple[int, ...]]:
+        # the four that keep the starting discs (a quarter turn swaps their colours); a pass stays a pass
+        return [(*perm, PASS) for perm in grid_symmetries(8, keep=("r0", "r180", "d", "a"))]
 
     def state_from_bitboards(self, black: int, white: int, to_move: int = 0) -> OthelloState:
         """A state with the given discs and side to move and an empty history.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.core import TERMINAL, Game, GameInfo, State
+from envs.core import TERMINAL, Game, GameInfo, State, grid_symmetries
 
 _LINES = tuple(
     sum(1 << c for c in cells)
@@ -119,3 +119,6 @@ class TicTacToe(Game):
 
     def new_initial_state(self) -> TicTacToeState:
         return TicTacToeState(self)
+
+    def symmetries(self) -> list[tuple[int, ...]]:
+        return grid_symmetries(3)  # all eight of the square
