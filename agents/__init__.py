@@ -5,10 +5,10 @@
 >>> [e.best() for e in policy.evaluate(states)]  # doctest: +SKIP
 """
 
-from agents.checkpoint import CheckpointError, load, new_policy, read_meta, save
+from agents.checkpoint import CheckpointError, load, new_policy, read_meta, read_model_config, save
 from agents.mcts import Evaluator, SearchOutput, Tree, rollout_evaluator, search, select_action
-from agents.model import GPT, PRESETS, ModelConfig
-from agents.policy import Evaluation, Policy, resolve_device
+from agents.model import GPT, PRESETS, ModelConfig, adamw
+from agents.policy import Evaluation, Face, Policy, Query, queries, resolve_device
 from agents.tokenizer import BPETokenizer, CharTokenizer, TokenizerError
 from agents.verifier import Encoded, Verifier, load_verifier, new_verifier, save_verifier
 
@@ -21,17 +21,22 @@ __all__ = [
     "Encoded",
     "Evaluation",
     "Evaluator",
+    "Face",
     "ModelConfig",
     "Policy",
+    "Query",
     "SearchOutput",
     "TokenizerError",
     "Tree",
     "Verifier",
+    "adamw",
     "load",
     "load_verifier",
     "new_policy",
     "new_verifier",
+    "queries",
     "read_meta",
+    "read_model_config",
     "resolve_device",
     "rollout_evaluator",
     "save",

@@ -20,7 +20,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from agents.model import GPT, ModelConfig
+from agents.model import GPT, ModelConfig, patch_grid
 from agents.policy import Policy
 from agents.tokenizer import CharTokenizer
 
@@ -116,6 +116,15 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def read_model_config(path: str | os.PathLike) -> ModelConfig:
+    """The model configuration of the checkpoint at `path` (its face, shape), without loading weights."""
+    config = Path(path) / CONFIG
+    try:
+        return ModelConfig.from_dict(_read_json(config).get("model"))
+    except ValueError as e:
+        raise CheckpointError(f"{config}: {e}") from None
+
+
 def read_meta(path: str | os.PathLike) -> dict[str, Any]:
     """The metadata of the checkpoint at `path` (step, stage, game, parent, config hash, ...)."""
     return _read_json(Path(path) / META)
@@ -139,7 +148,17 @@ def _check_header(weights: Path, config: Path, cfg: ModelConfig) -> None:
         "n_layer": max(layers, default=-1) + 1,
         "positions": "rope" if pos is None else "learned",
         **({"block_size": pos[0]} if pos else {}),
+        "planes": 0,
     }
+    stem = shapes.get("stem.inp.weight")
+    if stem is not None and len(stem) == 4:  # a board stem: (channels, planes, 3, 3) and its embeddings
+        convs = [int(m[1]) for k in shapes if (m := re.match(r"stem\.convs\.(\d+)\.", k))]
+        implied.update(
+            planes=stem[1],
+            stem_channels=stem[0],
+            stem_layers=max(convs, default=-1) + 2,
+            stem_patch=shapes.get("stem.patch.weight", (0, 0, 1))[2],
+        )
     wrong = [
         f"model.{k} is {getattr(cfg, k)!r} but the tensors say {v!r}"
         for k, v in implied.items()
@@ -147,6 +166,13 @@ def _check_header(weights: Path, config: Path, cfg: ModelConfig) -> None:
     ]
     if wrong:
         raise CheckpointError(f"{weights}: does not match {config}: {'; '.join(wrong)}")
+    if cfg.planes:  # the stem's embeddings are sized by its patch grid
+        grid = (shapes.get("stem.row_emb.weight", (0,))[0], shapes.get("stem.col_emb.weight", (0,))[0])
+        if patch_grid(cfg) != grid:
+            raise CheckpointError(
+                f"{weights}: does not match {config}: a {cfg.board_height} x {cfg.board_width} board in "
+                f"patches of {cfg.stem_patch} is {patch_grid(cfg)} tokens a side but the tensors say {grid}"
+            )
 
 
 def read_model_dir(

@@ -34,6 +34,16 @@ class ModelConfig:
     n_embd: int = 128
     dropout: float = 0.0
     positions: str = "learned"  # or "rope"
+    # The board encoder (0 planes: none): a convolutional stem over the position's planes (C, H, W) whose
+    # H x W cell features, with row and column embeddings, are prefix tokens the LM reads before the text.
+    planes: int = 0
+    board_height: int = 0
+    board_width: int = 0
+    stem_channels: int = 96
+    stem_layers: int = 6
+    stem_patch: int = 1  # cells per token along each side: 2 reads a 6 x 7 board as 3 x 4 tokens
+    prefix: str = "causal"  # "bidirectional": the prompt's tokens see each other, the move stays causal
+    scoring: str = "sequence"  # "first_token": a move scored by its first token, read after the prompt
 
     def __post_init__(self) -> None:
         # Types checked strictly: a config read from JSON (2.5, 1e6, true) must fail here, not in GPT().
@@ -50,6 +60,28 @@ class ModelConfig:
             raise ValueError(f"model.positions must be 'learned' or 'rope', got {self.positions!r}")
         if self.positions == "rope" and (self.n_embd // self.n_head) % 2:
             raise ValueError(f"rope needs an even head size, got {self.n_embd // self.n_head}")
+        for name in ("planes", "board_height", "board_width", "stem_channels", "stem_layers", "stem_patch"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"model.{name} must be an integer >= 0, got {v!r}")
+        if self.planes and not (
+            self.board_height
+            and self.board_width
+            and self.stem_channels
+            and self.stem_layers
+            and self.stem_patch
+        ):
+            raise ValueError(
+                "model.planes > 0 needs board_height, board_width, stem_channels, stem_layers and "
+                "stem_patch >= 1"
+            )
+        for name, allowed in (
+            ("prefix", ("causal", "bidirectional")),
+            ("scoring", ("sequence", "first_token")),
+        ):
+            v = getattr(self, name)
+            if not isinstance(v, str) or v not in allowed:
+                raise ValueError(f"model.{name} must be one of {', '.join(allowed)}, got {v!r}")
 
     @classmethod
     def preset(cls, name: str, **overrides) -> ModelConfig:
@@ -147,8 +179,46 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x)), kv
 
 
+def patch_grid(cfg: ModelConfig) -> tuple[int, int]:
+    """Rows and columns of the board stem's tokens: the board in patches of `stem_patch` cells a side."""
+    return -(-cfg.board_height // cfg.stem_patch), -(-cfg.board_width // cfg.stem_patch)
+
+
+class BoardStem(nn.Module):
+    """Planes (B, C, H, W) -> tokens (B, rows * cols, n_embd): a small residual convnet over the cells,
+    then one token per cell or, with `stem_patch` p > 1, per p x p patch (a strided convolution, as a
+    vision transformer's patches: fewer tokens for the LM to read), projected, plus row and column
+    embeddings (their 2-D positions)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        k, p = cfg.stem_channels, cfg.stem_patch
+        self.inp = nn.Conv2d(cfg.planes, k, 3, padding=1)
+        self.convs = nn.ModuleList(nn.Conv2d(k, k, 3, padding=1) for _ in range(cfg.stem_layers - 1))
+        self.patch = nn.Conv2d(k, k, p, stride=p) if p > 1 else None
+        self.out = nn.Linear(k, cfg.n_embd)
+        rows, cols = patch_grid(cfg)
+        self.row_emb = nn.Embedding(rows, cfg.n_embd)
+        self.col_emb = nn.Embedding(cols, cfg.n_embd)
+
+    def forward(self, planes: torch.Tensor) -> torch.Tensor:
+        h = F.gelu(self.inp(planes))  # (B, K, H, W)
+        for conv in self.convs:
+            h = h + F.gelu(conv(h))
+        if self.patch is not None:  # pad to whole patches (bottom, right), then one vector per patch
+            p = self.patch.stride[0]
+            h = F.gelu(self.patch(F.pad(h, (0, -h.shape[3] % p, 0, -h.shape[2] % p))))
+        H, W = h.shape[2:]
+        cells = self.out(h.flatten(2).transpose(1, 2))  # (B, H * W, C)
+        rows = torch.arange(H, device=h.device).repeat_interleave(W)
+        cols = torch.arange(W, device=h.device).repeat(H)
+        return cells + self.row_emb(rows) + self.col_emb(cols)
+
+
 class GPT(nn.Module):
-    """Token + position embeddings, `n_layer` blocks, final norm; `lm_head` and `value_head` on top."""
+    """Token + position embeddings, `n_layer` blocks, final norm; `lm_head` and `value_head` on top; with
+    `cfg.planes`, a board stem whose cell tokens come before the text (as an image encoder's tokens come
+    before a vision-language model's text)."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -161,6 +231,7 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         self.lm_head.weight = self.tok_emb.weight  # tied, as in GPT-2
         self.value_head = nn.Linear(cfg.n_embd, 1)
+        self.stem = BoardStem(cfg) if cfg.planes else None
         self.apply(self._init)
         for name, p in self.named_parameters():
             if name.endswith("proj.weight") or name.endswith("mlp.2.weight"):  # scaled residual init
@@ -174,6 +245,9 @@ class GPT(nn.Module):
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.Embedding):
             nn.init.normal_(m.weight, mean=0.0, std=0.02)
+        elif isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            nn.init.zeros_(m.bias)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -185,13 +259,20 @@ class GPT(nn.Module):
         positions: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
         cache: KVCache | None = None,
+        planes: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, KVCache]:
-        """Final hidden states (B, T, C) and the updated KV cache.
+        """Final hidden states (B, T, C) of the text and the updated KV cache.
 
         idx: (B, T) token ids. positions: (B, T) position ids (default 0..T-1, after the cache).
         mask: boolean (B, 1, T, T_past + T), True = may attend; default causal.
+        planes: (B, C, H, W), the board for the stem: its H * W cell tokens see each other and every text
+        token sees them all; only the text's hidden states are returned.
         """
         B, T = idx.shape
+        if planes is not None:
+            if cache is not None:
+                raise ValueError("a board prefix cannot be used with a KV cache")
+            return self._forward_board(idx, positions, mask, planes)
         if positions is None:
             start = 0 if cache is None else cache[0][0].shape[2]
             positions = torch.arange(start, start + T, device=idx.device).expand(B, T)
@@ -213,6 +294,31 @@ class GPT(nn.Module):
             new_cache.append(kv)
         return self.ln_f(x), new_cache
 
+    def _forward_board(self, idx, positions, mask, planes) -> tuple[torch.Tensor, KVCache]:
+        B, T = idx.shape
+        if positions is None:
+            positions = torch.arange(T, device=idx.device).expand(B, T)
+        if mask is None:
+            mask = torch.ones((T, T), dtype=torch.bool, device=idx.device).tril().expand(B, 1, T, T)
+        cells = self.stem(planes.to(self.stem.inp.weight.dtype))  # (B, P, C)
+        P = cells.shape[1]
+        x = self.tok_emb(idx)  # (B, T, C)
+        rope = None
+        if self.pos_emb is not None:
+            x = x + self.pos_emb(positions)
+        else:  # the cells sit at rotary position 0: their own row and column embeddings place them
+            zeros = torch.zeros((B, P), dtype=positions.dtype, device=idx.device)
+            rope = rotary(torch.cat((zeros, positions), 1), self.cfg.n_embd // self.cfg.n_head)
+        x = self.drop(torch.cat((cells, x), 1))  # (B, P + T, C)
+        top = torch.cat((mask.new_ones((B, 1, P, P)), mask.new_zeros((B, 1, P, T))), 3)
+        bottom = torch.cat((mask.new_ones((B, 1, T, P)), mask), 3)
+        full = torch.cat((top, bottom), 2)  # (B, 1, P + T, P + T)
+        cache: KVCache = []
+        for block in self.blocks:
+            x, kv = block(x, full, None, rope)
+            cache.append(kv)
+        return self.ln_f(x[:, P:]), cache
+
     def completion_logits(
         self, hidden: torch.Tensor, items: Sequence[tuple[Sequence[int], int]]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -232,3 +338,14 @@ class GPT(nn.Module):
     def value(self, hidden: torch.Tensor) -> torch.Tensor:
         """Scalar in [-1, 1] per hidden state: (..., C) -> (...)."""
         return torch.tanh(self.value_head(hidden).squeeze(-1))
+
+
+def adamw(params, *, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """The optimizer of every stage: AdamW (betas 0.9, 0.95) with weight decay on matrices only (not on
+    biases, norms or scalars)."""
+    params = list(params)
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))

@@ -1,9 +1,12 @@
 """The language-model policy: legal moves scored by the model's likelihood of their text.
 
-`Policy.evaluate(states)` is the one batched entry point every actor, search and arena uses. Each state's
-prompt is encoded once: its legal moves' texts ride along in the same sequence, each attending to the
-prompt and to itself only (tree attention, with positions restarting after the prompt), so one forward
-pass scores every legal move of every state in the batch.
+`Policy.evaluate(states)` is the one batched entry point every actor, search and arena uses. A position
+reaches the model through its face (`Query`): the game's text, or (with a board stem) its planes as
+prefix tokens and the prompt's last line. Each prompt is encoded once: its legal moves' texts ride along
+in the same sequence, each attending to the prompt and to itself only (tree attention, with positions
+restarting after the prompt), so one forward pass scores every legal move of every state in the batch;
+with `scoring: first_token` (every move one token) the moves are read at the prompt's last position and
+need not ride along at all. With `prefix: bidirectional` the prompt's tokens see each other.
 """
 
 from __future__ import annotations
@@ -16,9 +19,36 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from agents.model import GPT
+from agents.model import GPT, ModelConfig
 from agents.tokenizer import CharTokenizer
 from envs.core import State
+
+
+@dataclass(frozen=True)
+class Query:
+    """What scoring one position takes: its prompt, its legal moves' texts and, for a model with a board
+    stem, its planes (C, H, W)."""
+
+    prompt: str
+    moves: tuple[str, ...]
+    planes: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Face:
+    """How a model reads a position: the game's whole text (`board=False`), or its planes through the
+    model's board stem with the prompt's last line as the text."""
+
+    board: bool = False
+
+    @classmethod
+    def of(cls, cfg: ModelConfig) -> Face:
+        return cls(board=cfg.planes > 0)
+
+    def query(self, state: State, moves: Sequence[str]) -> Query:
+        if self.board:
+            return Query(state.status(), tuple(moves), state.planes())
+        return Query(state.prompt(), tuple(moves))
 
 
 @dataclass(frozen=True)
@@ -34,6 +64,7 @@ class Packed:
     cand_of: torch.Tensor  # (N,) global candidate index it belongs to
     value_idx: torch.Tensor  # (B,) index of each prompt's last token
     n_cands: list[int]  # candidates per row
+    planes: torch.Tensor | None = None  # (B, C, H, W) for a board stem
 
 
 @dataclass(frozen=True)
@@ -49,14 +80,15 @@ class Evaluation:
         return self.actions[int(np.argmax(self.probs))]
 
 
-def queries(states: Sequence[State]) -> tuple[list[list[int]], list[str], list[list[str]]]:
-    """What scoring `states` takes: each one's legal actions, its prompt and its legal moves' texts."""
+def queries(states: Sequence[State], face: Face = Face()) -> tuple[list[list[int]], list[Query]]:
+    """What scoring `states` takes: each one's legal actions, and its `Query` in `face`."""
     actions = [s.legal_actions() for s in states]
+    out = []
     for s, acts in zip(states, actions, strict=True):
         if not acts:
             raise ValueError(f"cannot evaluate a finished {s.game.name} game")
-    texts = [[s.action_to_text(a) for a in acts] for s, acts in zip(states, actions, strict=True)]
-    return actions, [s.prompt() for s in states], texts
+        out.append(face.query(s, [s.action_to_text(a) for a in acts]))
+    return actions, out
 
 
 def evaluations(
@@ -101,8 +133,18 @@ class Policy:
         return contextlib.nullcontext()
 
     # --- scoring legal moves ----------------------------------------------------------------------
-    def pack(self, prompts: Sequence[str], candidates: Sequence[Sequence[str]]) -> Packed:
-        """Tokenise prompts and their candidate moves into one tree-attention batch."""
+    @property
+    def face(self) -> Face:
+        return Face.of(self.model.cfg)
+
+    def query(self, state: State) -> Query:
+        """The `Query` of a (non-terminal) state in this policy's face."""
+        return queries([state], self.face)[1][0]
+
+    def pack(self, queries: Sequence[Query]) -> Packed:
+        """Tokenise prompts and their candidate moves into one tree-attention batch (with `first_token`
+        scoring, the prompts alone: each move is its first token, read at the prompt's last position)."""
+        first_token = self.model.cfg.scoring == "first_token"
         rows_tok, rows_pos, rows_seg = [], [], []
         src_b, src_i, tgt, cand_of = (
             [],
@@ -112,17 +154,20 @@ class Policy:
         )  # per scored token: row, source index, target id, candidate
         value_idx = []
         n_cands = 0
-        for b, (prompt, cands) in enumerate(zip(prompts, candidates, strict=True)):
-            p = self.encode_prompt(prompt)
+        for b, q in enumerate(queries):
+            p = self.encode_prompt(q.prompt)
             toks, pos, seg = list(p), list(range(len(p))), [0] * len(p)
             value_idx.append(len(p) - 1)
-            for c, text in enumerate(cands, 1):
+            for c, text in enumerate(q.moves, 1):
                 prev = len(p) - 1  # a move's first token is predicted at the prompt's last position
-                for j, t in enumerate(self.encode_move(text)):
+                ids = self._first_token(text) if first_token else self.encode_move(text)
+                for j, t in enumerate(ids):
                     src_b.append(b)
                     src_i.append(prev)
                     tgt.append(t)
                     cand_of.append(n_cands)
+                    if first_token:
+                        continue
                     prev = len(toks)
                     toks.append(t)
                     pos.append(len(p) + j)  # every candidate continues right after the prompt
@@ -141,11 +186,16 @@ class Policy:
         dev = self.device
         pin = dev.type == "cuda"
 
-        def t(x):
-            x = torch.from_numpy(np.asarray(x, dtype=np.int64))
+        def t(x, dtype=np.int64):
+            x = torch.from_numpy(np.asarray(x, dtype=dtype))
             # pinned host memory lets the copy to the GPU run asynchronously
             return x.pin_memory().to(dev, non_blocking=True) if pin else x
 
+        planes = None
+        if self.model.cfg.planes:
+            if any(q.planes is None for q in queries):
+                raise ValueError("this model reads the board's planes: give every query its planes")
+            planes = t(np.stack([q.planes for q in queries]), np.float32)
         return Packed(
             t(tok),
             t(pos),
@@ -155,13 +205,22 @@ class Policy:
             t(tgt),
             t(cand_of),
             t(value_idx),
-            [len(c) for c in candidates],
+            [len(q.moves) for q in queries],
+            planes,
         )
+
+    def _first_token(self, text: str) -> list[int]:
+        ids = self.tokenizer.encode(text)
+        if len(ids) != 1:
+            raise ValueError(f"scoring first_token needs one token per move; {text!r} is {len(ids)} tokens")
+        return ids
 
     def forward_packed(self, packed: Packed) -> tuple[torch.Tensor, torch.Tensor]:
         """Differentiable: log-likelihood of every candidate (N_cands,) and the value of every prompt (B,)."""
+        bidirectional = self.model.cfg.prefix == "bidirectional"
         with self.autocast():
-            hidden, _ = self.model(packed.tok, positions=packed.pos, mask=tree_mask(packed.pos, packed.seg))
+            mask = tree_mask(packed.pos, packed.seg, bidirectional_prompt=bidirectional)
+            hidden, _ = self.model(packed.tok, positions=packed.pos, mask=mask, planes=packed.planes)
             logits = self.model.lm_head(hidden[packed.src_b, packed.src_i]).float()  # (N_tokens, V)
             rows = torch.arange(len(packed.value_idx), device=self.device)
             values = self.model.value(hidden[rows, packed.value_idx]).float()  # (B,)
@@ -169,23 +228,21 @@ class Policy:
         cand_lp = torch.zeros(sum(packed.n_cands), device=self.device).index_add(0, packed.cand_of, token_lp)
         return cand_lp, values
 
-    @torch.no_grad()
-    def score(
-        self, prompts: Sequence[str], candidates: Sequence[Sequence[str]]
-    ) -> tuple[list[np.ndarray], np.ndarray]:
-        """Log-likelihood of each candidate continuation (its text + end of move) after each prompt,
-        and the value read at the end of each prompt. One forward pass for the whole batch."""
-        cand_lp, values = self.forward_packed(self.pack(prompts, candidates))
+    @torch.inference_mode()
+    def score(self, queries: Sequence[Query]) -> tuple[list[np.ndarray], np.ndarray]:
+        """Log-likelihood of each query's moves (a move's text + end of move, or its first token) and the
+        value read at the end of each prompt. One forward pass for the whole batch."""
+        cand_lp, values = self.forward_packed(self.pack(queries))
         cand_lp = cand_lp.cpu().numpy()
-        splits = np.cumsum([len(c) for c in candidates])[:-1]
+        splits = np.cumsum([len(q.moves) for q in queries])[:-1]
         return list(np.split(cand_lp, splits)), values.cpu().numpy()
 
     def evaluate(self, states: Sequence[State]) -> list[Evaluation]:
         """For each (non-terminal) state: a distribution over its legal actions and a value."""
         if not states:
             return []
-        actions, prompts, texts = queries(states)
-        return evaluations(actions, *self.score(prompts, texts))
+        actions, qs = queries(states, self.face)
+        return evaluations(actions, *self.score(qs))
 
     def act(
         self, states: Sequence[State], *, temperature: float = 0.0, rng: np.random.Generator | None = None
@@ -274,16 +331,18 @@ class Policy:
         return texts
 
 
-def tree_mask(pos: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
+def tree_mask(pos: torch.Tensor, seg: torch.Tensor, *, bidirectional_prompt: bool = False) -> torch.Tensor:
     """Attention mask (B, 1, T, T) for prompt + candidates packed in one row.
 
     Segment 0 is the prompt, segment k > 0 the k-th candidate, -1 padding. A query sees keys at earlier
-    or equal positions that are in the prompt or in its own segment; padding sees only itself (so no
-    row is empty).
+    or equal positions that are in the prompt or in its own segment (with `bidirectional_prompt`, a
+    prompt token also sees the prompt's later tokens); padding sees only itself (so no row is empty).
     """
     q_pos, k_pos = pos[:, :, None], pos[:, None, :]
     q_seg, k_seg = seg[:, :, None], seg[:, None, :]
     valid = (k_seg >= 0) & (q_seg >= 0)
     m = (k_pos <= q_pos) & ((k_seg == 0) | (k_seg == q_seg)) & valid
+    if bidirectional_prompt:
+        m |= (q_seg == 0) & (k_seg == 0)
     m |= torch.eye(pos.shape[1], dtype=torch.bool, device=pos.device)
     return m[:, None]

@@ -28,7 +28,9 @@ from selfplay.config import Config, SelfPlayConfig
 class Trajectory:
     """One finished game, as the learner needs it. Positions are those the learner's policy moved in."""
 
-    prompts: list[str] = field(default_factory=list)
+    plies: list[int] = field(default_factory=list)  # move number of each position (index into `moves`)
+    prompts: list[str] = field(default_factory=list)  # in the policy's face (`agents.Face`)
+    planes: list[np.ndarray | None] = field(default_factory=list)  # the board face's planes, or None
     legal: list[tuple[str, ...]] = field(default_factory=list)  # legal move texts per position
     chosen: list[int] = field(default_factory=list)  # index into `legal` of the move played
     players: list[int] = field(default_factory=list)  # the mover at each position
@@ -51,6 +53,7 @@ class ActorStats:
     seconds: float = 0.0
     net_seconds: float = 0.0
     simulations: int = 0
+    positions: int = 0  # states the network evaluated (a leaf reached twice in a wave counts once)
     moves: int = 0
     games: int = 0
 
@@ -91,6 +94,7 @@ class Actor:
         t0 = time.perf_counter()
         out = policy.evaluate(states)
         self.stats.net_seconds += time.perf_counter() - t0
+        self.stats.positions += len(states)
         served = getattr(policy, "version", None)  # an inference server says which weights answered
         if policy is self.policy and served is not None:
             self.version = served
@@ -124,8 +128,11 @@ class Actor:
         self, slot: _Slot, action: int, legal: list[int], logprob: float, value: float, target=None
     ) -> None:
         t, s = slot.traj, slot.state
-        t.prompts.append(s.prompt())
-        t.legal.append(tuple(s.action_to_text(a) for a in legal))
+        q = self.policy.face.query(s, [s.action_to_text(a) for a in legal])
+        t.plies.append(s.move_number())
+        t.prompts.append(q.prompt)
+        t.planes.append(q.planes)
+        t.legal.append(q.moves)
         t.chosen.append(legal.index(action))
         t.players.append(s.current_player())
         t.logprobs.append(float(logprob))
@@ -312,7 +319,8 @@ def actor_main(
     `started` counts the games it began, so the runtime knows how many a death loses."""
     from selfplay.inference import RemotePolicy, ServerGone
 
-    actor = factory(actor_id, config, ckpt, pool_path, policy=RemotePolicy(client) if client else None)
+    remote = RemotePolicy(client, agents.Face.of(agents.read_model_config(ckpt))) if client else None
+    actor = factory(actor_id, config, ckpt, pool_path, policy=remote)
     model = actor.policy.model
     if model is not None:
         actor.version = weights.pull(model, -1)

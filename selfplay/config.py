@@ -8,6 +8,8 @@ anything runs. `key=value` overrides (dotted keys, YAML values) come from the co
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -65,6 +67,53 @@ class ModelSection(_Section):
         description="`learned`: an embedding per position (GPT-2); `rope`: rotary positions (Llama), which "
         "let attention read offsets between tokens the same way at every position.",
     )
+    face: Literal["text", "board"] = Field(
+        default="text",
+        description="How the policy reads a position (games): `text`, the game's prompt; `board`, the "
+        "board's planes through a convolutional stem as one prefix token per cell or patch (with row and "
+        "column embeddings), then the prompt's last line (whose turn). Recorded in the checkpoint.",
+    )
+    stem_channels: int = Field(default=64, ge=1, description="Channels of the board stem (`face: board`).")
+    stem_layers: int = Field(default=4, ge=1, description="Convolutions of the board stem (`face: board`).")
+    stem_patch: int = Field(
+        default=2,
+        ge=1,
+        description="Cells per stem token along each side (`face: board`): 2 gives the LM one token per "
+        "2 x 2 patch (a 6 x 7 board as 12 tokens instead of 42), as a vision transformer's patches.",
+    )
+    prefix: Literal["causal", "bidirectional"] = Field(
+        default="causal",
+        description="Attention over the prompt: `bidirectional` lets every prompt token see the whole prompt "
+        "(a prefix LM); the move is read causally either way.",
+    )
+    scoring: Literal["sequence", "first_token"] = Field(
+        default="sequence",
+        description="How a legal move is scored: `sequence`, the likelihood of its text and end of move; "
+        "`first_token`, of its first token, read at the prompt's last position (every move one token: "
+        "the moves need not ride along in the sequence).",
+    )
+
+    def build(self, vocab_size: int, game: str):
+        """The network's `agents.ModelConfig` for `game` (the board stem sized by its planes)."""
+        import agents  # lazily: loading a config needs no torch
+
+        board = {}
+        if self.face == "board":
+            height, width, planes = envs.make(game).observation_shape()
+            board = dict(planes=planes, board_height=height, board_width=width)
+            board.update(
+                stem_channels=self.stem_channels, stem_layers=self.stem_layers, stem_patch=self.stem_patch
+            )
+        return agents.ModelConfig.preset(
+            self.size,
+            vocab_size=vocab_size,
+            block_size=self.block_size,
+            dropout=self.dropout,
+            positions=self.positions,
+            prefix=self.prefix,
+            scoring=self.scoring,
+            **board,
+        )
 
 
 class ImitationConfig(_Section):
@@ -79,6 +128,11 @@ class ImitationConfig(_Section):
         default=True,
         description="Merge repeated positions of the training split into one example whose target is the "
         "expert's move distribution there (`legal` loss).",
+    )
+    symmetries: bool = Field(
+        default=False,
+        description="Also train on every symmetric image of each training game (the game's symmetries: "
+        "Connect Four's mirror, the 8 of tic-tac-toe, 4 of Othello); held-out games stay as played.",
     )
     max_steps: int = Field(default=3000, ge=1, description="Optimizer steps at most.")
     max_minutes: float | None = Field(default=None, gt=0, description="Wall-clock budget; stops early.")
@@ -129,6 +183,11 @@ class SelfPlayConfig(_Section):
         default=8, ge=0, description="Moves per game played at `temperature`; greedy after (`alphazero`)."
     )
     opening_plies: int = Field(default=0, ge=0, description="Random opening moves per game, for variety.")
+    symmetries: bool = Field(
+        default=False,
+        description="`alphazero`: also learn from every symmetric image of each finished game (the game's "
+        "symmetries; search targets and moves mapped with the board); each image counts as positions.",
+    )
     replay_size: int = Field(default=20000, ge=1, description="Positions kept in the replay buffer.")
     min_replay: int = Field(default=512, ge=1, description="Positions to collect before the first step.")
     replay_ratio: float = Field(
@@ -410,9 +469,12 @@ class Config(_Section):
                     f"{key}.min_replay = {section.min_replay} is more than {key}.replay_size = "
                     f"{section.replay_size} holds: the learner would wait forever"
                 )
+        if self.selfplay.symmetries and self.selfplay.algorithm == "pg":
+            raise ValueError("selfplay.symmetries: for alphazero only (pg's ratios need the move it sampled)")
         if self.runtime.backend == "ray" and (self.rl if self.is_reward_env else self.selfplay).actors < 1:
             raise ValueError("runtime.backend: ray needs at least 1 actor (selfplay.actors / rl.actors)")
         self._check_devices()
+        self._check_face()
         if self.is_reward_env:
             if self.runtime.inference_server == "on":
                 raise ValueError(
@@ -432,6 +494,23 @@ class Config(_Section):
                 make_expert(spec, game)
             except ExpertSpecError as e:
                 raise ValueError(f"{key}: {e}") from None
+
+    def _check_face(self) -> None:
+        m = self.model
+        plain = m.face == "text" and m.prefix == "causal" and m.scoring == "sequence"
+        if self.is_reward_env and not plain:
+            raise ValueError(
+                "model.face, model.prefix and model.scoring: reward environments generate free text, "
+                "which needs face text, prefix causal and scoring sequence"
+            )
+        if self.imitation.loss == "tokens" and not plain:
+            raise ValueError(
+                "imitation.loss: tokens trains plain next-token prediction; with model.face board, "
+                "model.prefix bidirectional or model.scoring first_token use imitation.loss: legal"
+            )
+        if m.face == "board" and len(envs.make(self.game).observation_shape()) != 3:
+            shape = envs.make(self.game).observation_shape()
+            raise ValueError(f"model.face: board needs a game with (H, W, C) planes; {self.game} has {shape}")
 
     def _check_devices(self) -> None:
         """Every device string parses; those used in this process (and by local actors, on this machine)
@@ -599,6 +678,35 @@ def _describe(err: dict[str, Any]) -> str:
     if isinstance(got, dict) or repr(got) in msg:
         return f"{key}: {msg}"
     return f"{key}: {msg} (got {got!r})"
+
+
+# Keys added after run directories already existed: left out of `fingerprint` while at these values, so
+# the stages those directories hold stay reusable (their checkpoints record the older fingerprint).
+ADDED_LATER = {
+    "model": {
+        "face": "text",
+        "stem_channels": 64,
+        "stem_layers": 4,
+        "stem_patch": 2,
+        "prefix": "causal",
+        "scoring": "sequence",
+    },
+    "imitation": {"symmetries": False},
+}
+
+
+def fingerprint(config: Config, sections: set[str], **extra: Any) -> str:
+    """A short hash of what a stage's output depends on: the config's `sections` (and `extra` values);
+    a stage is reused when its checkpoint records the same fingerprint."""
+    relevant = config.model_dump(include=sections)
+    if "transcripts" in relevant:
+        relevant["transcripts"].pop("workers", None)  # how fast, not what
+    for section, added in ADDED_LATER.items():
+        for key, value in added.items():
+            if key in relevant.get(section, {}) and relevant[section][key] == value:
+                del relevant[section][key]
+    relevant.update(extra)
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def dump_config(config: Config) -> str:

@@ -10,7 +10,6 @@ for the player to move. Moves marked `explored` (random, not the expert's) teach
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import random
@@ -29,7 +28,7 @@ from tqdm import tqdm
 import agents
 import envs
 from selfplay import rundir
-from selfplay.config import Config, ConfigError, ImitationConfig, load_config
+from selfplay.config import Config, ConfigError, ImitationConfig, fingerprint, load_config
 from selfplay.io import atomic_write_text
 from selfplay.rundir import rel
 from selfplay.transcripts import Transcript, TranscriptError, generate, load_transcripts
@@ -76,21 +75,35 @@ def merge_duplicates(examples: list[Example]) -> list[Example]:
 
 
 def build_examples(
-    transcripts: list[Transcript], game: envs.Game, policy: agents.Policy, *, source: str = "transcripts"
+    transcripts: list[Transcript],
+    game: envs.Game,
+    policy: agents.Policy,
+    *,
+    source: str = "transcripts",
+    games: set[int] | None = None,
+    symmetries: bool = False,
 ) -> list[Example]:
-    """Positions of every game, tokenised; checks they fit the model's context."""
+    """Positions of every game (those indexed in `games`, if given), tokenised, and with `symmetries`
+    those of each game's symmetric images too (`Game.symmetries`); checks they fit the model's context."""
     examples = []
     longest = (0, "")
+    perms = game.symmetries() if symmetries else game.symmetries()[:1]
     for gi, t in enumerate(transcripts):
-        state = game.new_initial_state()
-        for m in t.moves:
-            try:
-                prompt, move = policy.encode_prompt(m.prompt), policy.encode_move(m.text)
-            except agents.TokenizerError as e:
-                raise ImitationError(f"{source}: game {gi + 1}: {e}") from None
-            longest = max(longest, (len(prompt) + len(move), m.prompt))
-            examples.append(Example(prompt, move, t.returns[m.player], not m.explored, gi, state.clone()))
-            state.apply_action(m.action)
+        if games is not None and gi not in games:
+            continue
+        for k, perm in enumerate(perms):
+            state = game.new_initial_state()
+            for m in t.moves:
+                action = perm[m.action]
+                prompt = m.prompt if k == 0 else state.prompt()
+                text = m.text if k == 0 else state.action_to_text(action)
+                try:
+                    p, move = policy.encode_prompt(prompt), policy.encode_move(text)
+                except agents.TokenizerError as e:
+                    raise ImitationError(f"{source}: game {gi + 1}: {e}") from None
+                longest = max(longest, (len(p) + len(move), prompt))
+                examples.append(Example(p, move, t.returns[m.player], not m.explored, gi, state.clone()))
+                state.apply_action(action)
     block = policy.model.cfg.block_size
     if longest[0] > block:
         raise ImitationError(
@@ -144,9 +157,9 @@ def token_losses(
 def legal_losses(policy: agents.Policy, batch: list[Example]) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Cross-entropy of the expert's move among the legal moves (scored by their text's likelihood, as
     at inference), value MSE, and the number of imitated positions. One tree-attention pass."""
-    legal = [e.state.legal_actions() for e in batch]
-    texts = [[e.state.action_to_text(a) for a in acts] for e, acts in zip(batch, legal, strict=True)]
-    cand_lp, values = policy.forward_packed(policy.pack([e.state.prompt() for e in batch], texts))
+    _, qs = agents.queries([e.state for e in batch], policy.face)
+    texts = [q.moves for q in qs]
+    cand_lp, values = policy.forward_packed(policy.pack(qs))
     starts = np.cumsum([0] + [len(t) for t in texts])
     terms = []
     for i, e in enumerate(batch):
@@ -228,22 +241,18 @@ def train(config: Config, transcripts_path: str | Path, run_dir: Path, *, progre
         tokenizer = agents.BPETokenizer.train(texts, merges=config.model.merges)
     else:
         tokenizer = agents.CharTokenizer()
-    mcfg = agents.ModelConfig.preset(
-        config.model.size,
-        vocab_size=tokenizer.vocab_size,
-        block_size=config.model.block_size,
-        dropout=config.model.dropout,
-        positions=config.model.positions,
-    )
+    mcfg = config.model.build(tokenizer.vocab_size, config.game)
     policy = agents.new_policy(
         mcfg, tokenizer=tokenizer, device=cfg.device, seed=cfg.seed, meta={"game": config.game}
     )
-    examples = build_examples(transcripts, game, policy, source=str(transcripts_path))
     train_games, val_games = split_games(len(transcripts), cfg.val_fraction, cfg.seed)
-    train_ex = [e for e in examples if e.game in train_games]
+    source = str(transcripts_path)
+    train_ex = build_examples(
+        transcripts, game, policy, source=source, games=train_games, symmetries=cfg.symmetries
+    )
     if cfg.dedupe:
         train_ex = merge_duplicates(train_ex)
-    val_ex = [e for e in examples if e.game in val_games]
+    val_ex = build_examples(transcripts, game, policy, source=source, games=val_games)
     if not any(e.imitate for e in train_ex):
         raise ImitationError(
             f"{transcripts_path}: no expert (non-explored) moves to imitate in the training split"
@@ -253,13 +262,7 @@ def train(config: Config, transcripts_path: str | Path, run_dir: Path, *, progre
 
     ckpt = run_dir / "checkpoints" / "imitation"
     writer = SummaryWriter(str(run_dir / "tb" / "imitation"))
-    decay = [p for p in policy.model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in policy.model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr,
-        betas=(0.9, 0.95),
-    )
+    opt = agents.adamw(policy.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     best = (math.inf, -1)
     stale = 0
     order: list[int] = []
@@ -342,9 +345,7 @@ def _meta(config: Config, step: int, metrics: dict[str, float]) -> dict:
 
 def config_hash(config: Config) -> str:
     """Hash of what the imitation checkpoint depends on (not the run directory or later stages)."""
-    relevant = config.model_dump(include={"game", "transcripts", "model", "imitation"})
-    relevant["transcripts"].pop("workers", None)
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+    return fingerprint(config, {"game", "transcripts", "model", "imitation"})
 
 
 def describe(run_dir: Path) -> str:

@@ -25,11 +25,13 @@ import numpy as np
 import torch
 
 import agents
-from agents.policy import evaluations, queries
+from agents.policy import Face, Query, evaluations, queries
 from selfplay.config import Config
 
-Request = tuple[list[str], list[list[str]]]  # prompts, each prompt's legal move texts
-Reply = tuple[list[np.ndarray], np.ndarray, int]  # per prompt: move log-likelihoods; values; weights version
+Request = list[Query]  # the positions of one client's call
+Reply = tuple[
+    list[np.ndarray], np.ndarray, int
+]  # per position: move log-likelihoods; values; weights version
 
 
 def serve(policy: agents.Policy, requests: Sequence[Request], version: int, counters=None) -> list[Reply]:
@@ -37,40 +39,39 @@ def serve(policy: agents.Policy, requests: Sequence[Request], version: int, coun
 
     `counters` (forward passes, positions, seconds in the network; a list or a shared array) are added to.
     """
-    prompts = [p for r in requests for p in r[0]]
-    texts = [t for r in requests for t in r[1]]
+    flat = [q for r in requests for q in r]
     t0 = time.perf_counter()
-    logprobs, values = policy.score(prompts, texts) if prompts else ([], np.zeros(0, np.float32))
+    logprobs, values = policy.score(flat) if flat else ([], np.zeros(0, np.float32))
     if counters is not None:
         counters[0] += 1
-        counters[1] += len(prompts)
+        counters[1] += len(flat)
         counters[2] += time.perf_counter() - t0
     out, i = [], 0
     for r in requests:
-        n = len(r[0])
-        out.append((logprobs[i : i + n], values[i : i + n], version))
-        i += n
+        out.append((logprobs[i : i + len(r)], values[i : i + len(r)], version))
+        i += len(r)
     return out
 
 
 class RemotePolicy:
     """An actor's stand-in for `agents.Policy`: `evaluate` is answered by the inference server.
 
+    `face` is how the server's model reads a position (`agents.Face.of` its checkpoint's config);
     `version` is the weights version of the last answer, so trajectories record what really chose
     their moves. `model` is None: there are no weights here to update.
     """
 
     model = None
 
-    def __init__(self, call: Callable[[list[str], list[list[str]]], Reply]) -> None:
-        self.call = call
+    def __init__(self, call: Callable[[Request], Reply], face: Face) -> None:
+        self.call, self.face = call, face
         self.version: int | None = None
 
     def evaluate(self, states: Sequence) -> list[agents.Evaluation]:
         if not states:
             return []
-        actions, prompts, texts = queries(states)
-        logprobs, values, self.version = self.call(prompts, texts)
+        actions, qs = queries(states, self.face)
+        logprobs, values, self.version = self.call(qs)
         return evaluations(actions, logprobs, values)
 
 
@@ -106,12 +107,12 @@ class LocalClient:
             except OSError:  # not listening yet, or restarting
                 time.sleep(0.05)
 
-    def __call__(self, prompts: list[str], texts: list[list[str]]) -> Reply:
+    def __call__(self, request: Request) -> Reply:
         while True:
             if self.conn is None:
                 self.conn = self._connect()
             try:
-                self.conn.send((prompts, texts))
+                self.conn.send(request)
                 while not self.conn.poll(1.0):
                     if self._gone():
                         raise ServerGone("the run is ending")
@@ -207,15 +208,14 @@ class _Requests:
                 continue
 
     def get(self, timeout: float):
-        """(connection, prompts, texts) of the next request; `queue.Empty` after `timeout` seconds."""
+        """(connection, request) of the next request; `queue.Empty` after `timeout` seconds."""
         deadline = time.monotonic() + timeout
         while True:
             while self.new:
                 self.conns.append(self.new.pop())
             for conn in wait(self.conns, timeout=min(0.05, max(0.0, deadline - time.monotonic()))):
                 try:
-                    prompts, texts = conn.recv()
-                    return conn, prompts, texts
+                    return conn, conn.recv()
                 except (EOFError, OSError):  # gone, perhaps mid-message: it will never be answered
                     self.conns.remove(conn)
             if time.monotonic() >= deadline:
@@ -246,8 +246,8 @@ def server_main(config: Config, ckpt: str, weights, n_clients: int, address: str
         )
         if weights.version.value != version:
             version = weights.pull(policy.model, version)
-        answers = serve(policy, [(p, t) for _, p, t in batch], version, counters)
-        for (conn, _, _), answer in zip(batch, answers, strict=True):
+        answers = serve(policy, [r for _, r in batch], version, counters)
+        for (conn, _), answer in zip(batch, answers, strict=True):
             with contextlib.suppress(OSError):  # a client that died waiting
                 conn.send(answer)
 

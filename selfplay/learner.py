@@ -30,6 +30,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 import agents
+import envs
 from selfplay import resume as resume_state
 from selfplay.actor import Trajectory, write_pool
 from selfplay.config import Config, SelfPlayConfig
@@ -51,25 +52,24 @@ class Sample:
     logprob: float  # behaviour log-prob of `chosen`
     value: float  # behaviour value estimate (the pg baseline)
     version: int
+    planes: np.ndarray | None = None  # the board face's planes (C, H, W)
+
+    @property
+    def query(self) -> agents.Query:
+        return agents.Query(self.prompt, self.legal, self.planes)
 
     def to_json(self) -> list:
         target = None if self.target is None else [float(x) for x in self.target]
-        return [
-            self.prompt,
-            list(self.legal),
-            self.chosen,
-            target,
-            self.outcome,
-            self.logprob,
-            self.value,
-            self.version,
-        ]
+        planes = None if self.planes is None else self.planes.astype(np.int8).tolist()  # 0/1 cells
+        row = [self.prompt, list(self.legal), self.chosen, target, self.outcome, self.logprob, self.value]
+        return [*row, self.version, planes]
 
     @classmethod
     def from_json(cls, row: list) -> Sample:
-        prompt, legal, chosen, target, outcome, logprob, value, version = row
+        prompt, legal, chosen, target, outcome, logprob, value, version, *rest = row
         target = None if target is None else np.asarray(target, dtype=np.float32)
-        return cls(prompt, tuple(legal), chosen, target, outcome, logprob, value, version)
+        planes = None if not rest or rest[0] is None else np.asarray(rest[0], dtype=np.float32)
+        return cls(prompt, tuple(legal), chosen, target, outcome, logprob, value, version, planes)
 
 
 def samples_of(traj: Trajectory) -> list[Sample]:
@@ -83,9 +83,35 @@ def samples_of(traj: Trajectory) -> list[Sample]:
             traj.logprobs[i],
             traj.values[i],
             traj.version,
+            traj.planes[i] if traj.planes else None,
         )
         for i in range(len(traj.prompts))
     ]
+
+
+def symmetric_samples(traj: Trajectory, game: envs.Game, face: agents.Face, perm) -> list[Sample]:
+    """The samples of `traj`'s game replayed under the symmetry `perm` (`Game.symmetries`): each position
+    read in `face`, its legal moves, search targets and chosen move carried over to their images."""
+    original, image = game.new_initial_state(), game.new_initial_state()
+    at = dict(zip(traj.plies, range(len(traj.plies)), strict=True))  # ply -> recorded position
+    out = []
+    for ply, text in enumerate(traj.moves):
+        action = original.text_to_action(text)
+        k = at.get(ply)
+        if k is not None:
+            mapped = {perm[original.text_to_action(t)]: i for i, t in enumerate(traj.legal[k])}
+            legal = image.legal_actions()  # the image's order; `mapped` holds the same actions
+            q = face.query(image, [image.action_to_text(a) for a in legal])
+            target = None
+            if traj.targets:
+                target = np.asarray([traj.targets[k][mapped[a]] for a in legal], dtype=np.float32)
+            chosen = legal.index(perm[original.text_to_action(traj.legal[k][traj.chosen[k]])])
+            outcome = traj.returns[traj.players[k]]
+            row = (q.prompt, q.moves, chosen, target, outcome, traj.logprobs[k], traj.values[k], traj.version)
+            out.append(Sample(*row, q.planes))
+        original.apply_action(action)
+        image.apply_action(perm[action])
+    return out
 
 
 class Replay:
@@ -118,8 +144,7 @@ def losses(
     ref: agents.Policy | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The loss of one batch for `cfg.algorithm`, and its metrics."""
-    packed = policy.pack([s.prompt for s in batch], [s.legal for s in batch])
-    cand_lp, values = policy.forward_packed(packed)
+    cand_lp, values = policy.forward_packed(policy.pack([s.query for s in batch]))
     logp = _rows(cand_lp, batch)
     outcome = torch.tensor([s.outcome for s in batch], dtype=torch.float32, device=values.device)
     value_loss = F.mse_loss(values, outcome)
@@ -141,7 +166,7 @@ def losses(
     kl = torch.zeros((), device=values.device)
     if ref is not None and cfg.kl_weight > 0:
         with torch.no_grad():
-            ref_lp, _ = ref.forward_packed(ref.pack([s.prompt for s in batch], [s.legal for s in batch]))
+            ref_lp, _ = ref.forward_packed(ref.pack([s.query for s in batch]))
         ref_rows = _rows(ref_lp, batch)
         kl = torch.stack([(lp.exp() * (lp - r)).sum() for lp, r in zip(logp, ref_rows, strict=True)]).mean()
         loss = loss + cfg.kl_weight * kl
@@ -215,15 +240,11 @@ def train(config: Config, run_dir: Path, start: Path, *, resume: bool = False, p
     current = state["checkpoint"] if state else start
     policy = agents.load(current, device=cfg.device)
     ref = agents.load(start, device=cfg.device) if cfg.kl_weight > 0 else None
-    decay = [p for p in policy.model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in policy.model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr,
-        betas=(0.9, 0.95),
-    )
+    opt = agents.adamw(policy.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     replay = Replay(cfg.replay_size)
     rng = random.Random(cfg.seed)
+    game = envs.make(config.game)
+    perms = [None, *game.symmetries()[1:]] if cfg.symmetries else [None]  # None: the game as played
     step = version = positions = games = 0
     elapsed = 0.0
     history: list[Path] = [start]
@@ -303,8 +324,12 @@ def train(config: Config, run_dir: Path, start: Path, *, resume: bool = False, p
                 bar.set_postfix_str(_waiting(len(replay), games, positions, cfg))
             for _, trajs, stats in runtime.collect(timeout=0.0 if can_train else 1.0):
                 for t in trajs:
-                    replay.add(samples_of(t))
-                    positions += len(t.prompts)
+                    for perm in perms:
+                        images = (
+                            samples_of(t) if perm is None else symmetric_samples(t, game, policy.face, perm)
+                        )
+                        replay.add(images)
+                        positions += len(images)
                     window["lag"].append(version - t.version)
                 games += len(trajs)
                 window["games"] += len(trajs)

@@ -73,9 +73,10 @@ class Worker:
         ray = ray_module()
         policy = None
         if server is not None:
-            policy = RemotePolicy(
-                lambda prompts, texts: ray.get(server.score.remote(actor_id, prompts, texts))
-            )
+            import agents
+
+            face = agents.Face.of(agents.read_model_config(ckpt))
+            policy = RemotePolicy(lambda request: ray.get(server.score.remote(actor_id, request)), face)
         self.actor = factory(actor_id, config, ckpt, pool, policy=policy)
         self.version = -1
         self.stamp = Stamper(uid_prefix)
@@ -112,9 +113,9 @@ class InferenceServer:
         self.flushing = False
         self.counters = [0, 0, 0.0]  # forward passes, positions, seconds in the network (`serve`)
 
-    async def score(self, client: int, prompts: list[str], texts: list[list[str]]):
+    async def score(self, client: int, request: list):
         future = asyncio.get_running_loop().create_future()
-        self.waiting.append(((client, prompts, texts), future))
+        self.waiting.append(((client, request), future))
         if not self.flushing:
             self.flushing = True
             asyncio.get_running_loop().create_task(self._flush())
@@ -135,7 +136,7 @@ class InferenceServer:
                     item = self.waiting.pop(0)
                     batch.append(item)
                     n += len(item[0][1])
-                answers = serve(self.policy, [(p, t) for (_, p, t), _ in batch], self.version, self.counters)
+                answers = serve(self.policy, [r for (_, r), _ in batch], self.version, self.counters)
                 for (_, future), answer in zip(batch, answers, strict=True):
                     future.set_result(answer)
                 deadline = time.monotonic() + self.rt.server_wait_ms / 1000

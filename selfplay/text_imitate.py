@@ -16,7 +16,6 @@ evaluation keys, `eval_positions` being the number of held-out tasks. The game-o
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import time
@@ -34,7 +33,7 @@ import agents
 import envs
 from envs.reward import TextTranscriptError, expert_transcripts, load_text_transcripts, sample_tasks
 from selfplay import rundir
-from selfplay.config import Config
+from selfplay.config import Config, fingerprint
 from selfplay.imitate import ImitationError, lr_at
 from selfplay.io import atomic_write_text
 from selfplay.rundir import rel
@@ -268,10 +267,8 @@ def token_loss(policy: agents.Policy, batch: Sequence[TextExample]) -> tuple[tor
 # --- training ------------------------------------------------------------------------------------
 def config_hash(config: Config) -> str:
     """Hash of what the text imitation checkpoint depends on."""
-    relevant = config.model_dump(include={"game", "env_options", "transcripts", "model", "imitation"})
-    relevant["transcripts"].pop("workers", None)
-    relevant["rl_max_new_tokens"] = config.rl.max_new_tokens  # greedy evaluation length
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    sections = {"game", "env_options", "transcripts", "model", "imitation"}
+    return fingerprint(config, sections, rl_max_new_tokens=config.rl.max_new_tokens)  # greedy eval length
 
 
 def _new_policy(config: Config, records: list[dict]) -> agents.Policy:
@@ -280,13 +277,7 @@ def _new_policy(config: Config, records: list[dict]) -> agents.Policy:
         tokenizer = agents.BPETokenizer.train(texts, merges=config.model.merges)
     else:
         tokenizer = agents.CharTokenizer()
-    mcfg = agents.ModelConfig.preset(
-        config.model.size,
-        vocab_size=tokenizer.vocab_size,
-        block_size=config.model.block_size,
-        dropout=config.model.dropout,
-        positions=config.model.positions,
-    )
+    mcfg = config.model.build(tokenizer.vocab_size, config.game)
     cfg = config.imitation
     return agents.new_policy(
         mcfg, tokenizer=tokenizer, device=cfg.device, seed=cfg.seed, meta={"game": config.game}
@@ -307,13 +298,7 @@ def train(config: Config, transcripts: Path, run_dir: Path, *, progress: bool = 
     rng = random.Random(cfg.seed)
     ckpt = run_dir / "checkpoints" / "imitation"
     writer = SummaryWriter(str(run_dir / "tb" / "imitation"))
-    decay = [p for p in policy.model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in policy.model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr,
-        betas=(0.9, 0.95),
-    )
+    opt = agents.adamw(policy.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     untrained = accuracy(policy, env, tasks, max_new_tokens=new_tokens)
     best, stale, order, step = (-1.0, -1), 0, [], 0
     start = time.perf_counter()

@@ -185,13 +185,7 @@ def train(config: Config, run_dir: Path, start: Path, *, resume: bool = False, p
     current = state["checkpoint"] if state else start
     policy = agents.load(current, device=cfg.device)
     ref = agents.load(start, device=cfg.device) if cfg.kl_weight > 0 else None
-    decay = [p for p in policy.model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in policy.model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr,
-        betas=(0.9, 0.95),
-    )
+    opt = agents.adamw(policy.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     replay = Replay(cfg.replay_size)
     rng = random.Random(cfg.seed)
     step = version = collected = episodes = 0

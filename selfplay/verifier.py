@@ -443,14 +443,7 @@ def train(
     rng = random.Random(seed)
     initial = validate()
     params = verifier.parameters()
-    opt = torch.optim.AdamW(
-        [
-            {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-        ],
-        lr=lr,
-        betas=(0.9, 0.95),
-    )
+    opt = agents.adamw(params, lr=lr, weight_decay=weight_decay)
     queues: dict[str, list[int]] = {"point": [], "pair": []}
 
     def draw(kind: str, pool: list[int]) -> list[int]:  # epochs of shuffled indices

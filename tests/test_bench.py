@@ -53,7 +53,7 @@ def test_policy_bench_prints_batching_gain_and_training_rate():
         assert f"| {label}" in out
 
 
-def test_actors_bench_prints_one_and_two_actor_rows():
+def test_actors_bench_prints_a_row_per_face_and_actor_count():
     out = subprocess.run(
         [
             sys.executable,
@@ -76,8 +76,10 @@ def test_actors_bench_prints_one_and_two_actor_rows():
         check=True,
         timeout=180,
     ).stdout
-    rows = [line for line in out.splitlines() if line.startswith("| 1 |") or line.startswith("| 2 |")]
-    assert len(rows) == 2 and "time in network" in out and "2 actors / 1 actor" in out
+    rows = [line.split(" | ")[:2] for line in out.splitlines() if line.startswith(("| text |", "| board |"))]
+    assert rows == [["| text", "1"], ["| text", "2"], ["| board", "1"], ["| board", "2"]]
+    assert "time in network" in out and "text: 2 actors / 1 actor" in out
+    assert "2 actor(s): board / text:" in out
 
 
 def test_scale_bench_prints_learner_and_inference_rates_on_the_device_present():
@@ -134,3 +136,53 @@ def test_tictactoe_bench_trains_imitation_per_seed_and_rates_a_checkpoint(tmp_pa
         [*bench, str(tmp_path / "t1_s0/checkpoints/imitation")], capture_output=True, text=True, check=True
     ).stdout
     assert out.splitlines()[-1].endswith(f"| 0 | {row[2]} |")  # the same checkpoint, the same rate
+
+
+def test_value_noise_bench_finds_no_noise_under_a_perfect_expert_and_some_under_an_exploring_one(tmp_path):
+    def ratio(expert: str) -> float:
+        data = tmp_path / f"{expert}.jsonl"
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "selfplay.transcripts",
+                "--game",
+                "tictactoe",
+                "--expert",
+                expert,
+                "--games",
+                "60",
+                "--out",
+                str(data),
+                "--workers",
+                "1",
+                "--opening-plies",
+                "2",
+                "--no-progress",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        out = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "bench/value_noise.py"),
+                str(data),
+                "--positions",
+                "30",
+                "--continuations",
+                "4",
+                "--workers",
+                "1",
+                "--opening-plies",
+                "2",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        return float(out.splitlines()[-1].split("|")[3])
+
+    # perfect play decides every outcome after the random opening (0.04-0.15 over three seeds); random
+    # moves leave much of it to chance (0.70-1.02)
+    assert ratio("minimax") < 0.35 < ratio("minimax:epsilon=0.5")

@@ -11,6 +11,7 @@ import torch.multiprocessing as mp
 
 import agents
 import envs
+from agents.policy import queries
 from selfplay import learner
 from selfplay.actor import Trajectory
 from selfplay.config import load_config
@@ -28,9 +29,7 @@ def test_serve_splits_one_forward_pass_back_per_request(ttt_nano):
     policy = agents.load(ttt_nano, device="cpu")
     states = envs.random_states(envs.make("tictactoe"), 10)
     direct = policy.evaluate(states)
-    requests = []
-    for chunk in (states[:3], states[3:4], states[4:]):
-        requests.append(([s.prompt() for s in chunk], [s.legal_texts() for s in chunk]))
+    requests = [queries(chunk)[1] for chunk in (states[:3], states[3:4], states[4:])]
     replies = serve(policy, requests, version=7)
     assert [len(r[0]) for r in replies] == [3, 1, 6] and all(r[2] == 7 for r in replies)
     lps = [lp for r in replies for lp in r[0]]
@@ -64,7 +63,7 @@ def test_local_server_answers_two_clients_and_follows_published_weights(ttt_nano
     server = LocalServer(ctx, cfg, str(ttt_nano), weights, n_clients=2)
     server.start()
     try:
-        remote = [RemotePolicy(server.client(i)) for i in range(2)]
+        remote = [RemotePolicy(server.client(i), policy.face) for i in range(2)]
         states = envs.random_states(envs.make("tictactoe"), 6)
         for e, r in zip(policy.evaluate(states), remote[0].evaluate(states), strict=True):
             assert e.actions == r.actions
