@@ -64,12 +64,11 @@ def learner_rate(policy: agents.Policy, states: list[envs.State], config: Config
     return done / (time.perf_counter() - start)
 
 
-def _rate(call, prompts: list[str], texts: list[list[str]], batch: int, seconds: float) -> float:
-    """Positions/s of `call(prompts, texts)` on batches of `batch` positions, cycling through them."""
+def _rate(call, qs: list[agents.Query], batch: int, seconds: float) -> float:
+    """Positions/s of `call(queries)` on batches of `batch` positions, cycling through them."""
     done, i, start = 0, 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        idx = [(i + k) % len(prompts) for k in range(batch)]
-        call([prompts[j] for j in idx], [texts[j] for j in idx])
+        call([qs[(i + k) % len(qs)] for k in range(batch)])
         done += batch
         i += batch
     return done / (time.perf_counter() - start)
@@ -77,13 +76,13 @@ def _rate(call, prompts: list[str], texts: list[list[str]], batch: int, seconds:
 
 def direct_rate(policy: agents.Policy, states: list[envs.State], batch: int, seconds: float) -> float:
     """Positions/s of one process calling the network itself (what the server does per batch)."""
-    _, prompts, texts = queries(states)
-    return _rate(lambda p, t: serve(policy, [(p, t)], 0), prompts, texts, batch, seconds)
+    _, qs = queries(states, policy.face)
+    return _rate(lambda r: serve(policy, [r], 0), qs, batch, seconds)
 
 
-def _client(client, prompts, texts, request: int, seconds: float, results) -> None:
+def _client(client, qs, request: int, seconds: float, results) -> None:
     torch.set_num_threads(1)
-    results.put(_rate(client, prompts, texts, request, seconds))
+    results.put(_rate(client, qs, request, seconds))
 
 
 def server_rate(
@@ -95,10 +94,10 @@ def server_rate(
     weights = SharedWeights(policy.model, ctx)
     server = LocalServer(ctx, config, str(ckpt), weights, clients)
     server.start()
-    _, prompts, texts = queries(states)
+    _, qs = queries(states, policy.face)
     results = ctx.Queue()
     procs = [
-        ctx.Process(target=_client, args=(server.client(i), prompts, texts, request, seconds, results))
+        ctx.Process(target=_client, args=(server.client(i), qs, request, seconds, results))
         for i in range(clients)
     ]
     try:
