@@ -508,6 +508,16 @@ class Config(_Section):
                 "imitation.loss: tokens trains plain next-token prediction; with model.face board, "
                 "model.prefix bidirectional or model.scoring first_token use imitation.loss: legal"
             )
+        if m.scoring == "first_token" and m.tokenizer == "char" and not self.is_reward_env:
+            state = envs.make(self.game).new_initial_state()
+            long = [
+                t for a in range(state.game.num_distinct_actions()) if len(t := state.action_to_text(a)) > 1
+            ]
+            if long:
+                raise ValueError(
+                    "model.scoring: first_token needs every move to be one token; with model.tokenizer "
+                    f"char, {self.game}'s move {long[0]!r} is {len(long[0])} (use model.tokenizer: bpe)"
+                )
         if m.face == "board" and len(envs.make(self.game).observation_shape()) != 3:
             shape = envs.make(self.game).observation_shape()
             raise ValueError(f"model.face: board needs a game with (H, W, C) planes; {self.game} has {shape}")

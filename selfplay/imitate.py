@@ -242,6 +242,14 @@ def train(config: Config, transcripts_path: str | Path, run_dir: Path, *, progre
     else:
         tokenizer = agents.CharTokenizer()
     mcfg = config.model.build(tokenizer.vocab_size, config.game)
+    if mcfg.scoring == "first_token":  # refused now, not at the first evaluation
+        state = envs.make(config.game).new_initial_state()
+        for a in range(state.game.num_distinct_actions()):
+            if len(ids := tokenizer.encode(text := state.action_to_text(a))) != 1:
+                raise ImitationError(
+                    f"model.scoring: first_token needs every move to be one token; the tokenizer learned "
+                    f"from {transcripts_path} makes {text!r} {len(ids)} tokens (raise model.merges)"
+                )
     policy = agents.new_policy(
         mcfg, tokenizer=tokenizer, device=cfg.device, seed=cfg.seed, meta={"game": config.game}
     )

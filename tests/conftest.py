@@ -33,8 +33,8 @@ def ttt_imitation(tmp_path_factory):
         str(ROOT / "configs/tictactoe.yaml"),
         f"run_dir={run_dir}",
         "imitation.device=cpu",
-        # the config trains 6000 steps (99.5% optimal moves; bench/tictactoe_optimal.py --imitate measures
-        # it); 1500 steps reach 84-91% over seeds 0-4 and 1 or 2 threads, well clear of the tests' 78%
+        # the config trains 6000 steps; 1500 steps reach 99.91-100% optimal moves over seeds 0-2 and 1 or
+        # 2 threads with its board face (bench/tictactoe_optimal.py --imitate 1500), clear of the tests' 95%
         "imitation.max_steps=1500",
         "selfplay.algorithm=none",
         "--no-progress",

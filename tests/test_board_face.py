@@ -143,6 +143,16 @@ def test_a_checkpoint_with_patches_round_trips_and_a_wrong_grid_is_refused(tmp_p
         agents.load(tmp_path / "ckpt", device="cpu")
 
 
+def test_first_token_scoring_with_moves_of_several_tokens_is_refused_before_training(tmp_path, capsys):
+    with pytest.raises(ConfigError, match=r"with model\.tokenizer char, tictactoe's move 'a1' is 2"):
+        load_config(ROOT / "configs/tictactoe.yaml", ["model.scoring=first_token", "model.tokenizer=char"])
+    argv = [str(ROOT / "configs/tictactoe.yaml"), f"run_dir={tmp_path / 'run'}", "transcripts.games=10"]
+    argv += ["model.scoring=first_token", "model.merges=0", "selfplay.algorithm=none", "--no-progress"]
+    assert main(argv) == 2
+    assert "makes 'a1' 2 tokens (raise model.merges)" in capsys.readouterr().err
+    assert not (tmp_path / "run/checkpoints").exists()
+
+
 def test_a_board_config_is_refused_where_it_cannot_work(tmp_path):
     cfg = ROOT / "configs/arithmetic.yaml"
     with pytest.raises(ConfigError, match="reward environments generate free text"):
@@ -249,9 +259,10 @@ def test_new_model_keys_at_their_defaults_leave_earlier_fingerprints_alone():
     config that does not use the new keys is what it was (values from before they existed)."""
     from selfplay import imitate, text_imitate
 
-    assert imitate.config_hash(load_config(ROOT / "configs/tictactoe.yaml")) == "1cc6fccca4c6bad6"
+    text = ["model.face=text", "model.prefix=causal", "model.scoring=sequence"]  # as before the board face
+    assert imitate.config_hash(load_config(ROOT / "configs/tictactoe.yaml", text)) == "1cc6fccca4c6bad6"
     assert text_imitate.config_hash(load_config(ROOT / "configs/arithmetic.yaml")) == "c5d655ebff265a5d"
-    board = load_config(ROOT / "configs/tictactoe.yaml", ["model.face=board"])
+    board = load_config(ROOT / "configs/tictactoe.yaml")
     assert imitate.config_hash(board) != "1cc6fccca4c6bad6"
 
 
