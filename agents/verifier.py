@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents import checkpoint
+import agents.checkpoint as checkpoint
 from agents.checkpoint import CONFIG, CheckpointError
 from agents.model import GPT, ModelConfig
 from agents.policy import Policy, resolve_device

@@ -30,6 +30,7 @@ import envs
 from selfplay import rundir
 from selfplay.config import Config, ConfigError, ImitationConfig, fingerprint, load_config
 from selfplay.io import atomic_write_text
+from selfplay.resume import SELFPLAY_DIR
 from selfplay.rundir import rel
 from selfplay.transcripts import Transcript, TranscriptError, generate, load_transcripts
 
@@ -385,10 +386,8 @@ def stage1_outputs(config: Config, run_dir: Path) -> list[rundir.Output]:
 def outputs(config: Config, run_dir: Path, resume: bool = False) -> list[rundir.Output]:
     """Stage 1's outputs; and with a self-play run in the directory, only the config it ran with may
     write there (this command leaves stage 2 alone, but the config snapshot is the run's)."""
-    from selfplay.learner import STATE_DIR
-
     same = rundir.same_config(run_dir, config) if (run_dir / rundir.CONFIG).exists() else True
-    stage2 = rundir.stage2_outputs(run_dir, STATE_DIR, what="a self-play run", keep=same)
+    stage2 = rundir.stage2_outputs(run_dir, SELFPLAY_DIR, what="a self-play run", keep=same)
     return [*stage1_outputs(config, run_dir), *stage2]
 
 

@@ -37,7 +37,7 @@ from selfplay.config import Config, SelfPlayConfig
 from selfplay.io import atomic_write_text
 from selfplay.rundir import rel, resolve
 
-STATE_DIR = "selfplay/state"
+STATE_DIR = resume_state.SELFPLAY_DIR
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ import torch
 from selfplay.actor import Stamper, make_actor
 from selfplay.config import Config, RuntimeConfig
 from selfplay.inference import RemotePolicy, serve, server_stats
-from selfplay.runtime import Batch, Ledger, RuntimeFailure, run_token
+from selfplay.ledger import Batch, Ledger, RuntimeFailure, run_token
 
 IN_FLIGHT = 2
 

@@ -23,6 +23,7 @@ from agents.checkpoint import atomic_dir
 
 FORMAT = "selfplay.state/1"
 STATE, OPTIMIZER = "state.json", "optimizer.safetensors"
+SELFPLAY_DIR, RL_DIR = "selfplay/state", "rl/state"  # where in a run directory each stage 2 keeps it
 
 
 class ResumeError(agents.CheckpointError):

@@ -14,50 +14,15 @@ retried or restarted actor can never make the learner count a game twice.
 from __future__ import annotations
 
 import time
-import uuid
 from multiprocessing.connection import wait
 from pathlib import Path
 
 import torch
 import torch.multiprocessing as mp
 
-from selfplay.actor import ActorStats, Stamper, Trajectory, actor_main, make_actor
+from selfplay.actor import Stamper, actor_main, make_actor
 from selfplay.config import Config
-
-Batch = list[tuple[int, list[Trajectory], ActorStats]]
-
-
-class Ledger:
-    """The ids of every trajectory handed to the learner; a second delivery of one is dropped."""
-
-    def __init__(self) -> None:
-        self.seen: set[str] = set()
-        self.duplicates = 0
-
-    def admit(self, batch: Batch) -> Batch:
-        out = []
-        for actor_id, items, stats in batch:
-            fresh = []
-            for t in items:
-                if t.uid in self.seen:
-                    self.duplicates += 1
-                    continue
-                self.seen.add(t.uid)
-                fresh.append(t)
-            out.append((actor_id, fresh, stats))
-        return out
-
-    def stats(self) -> dict[str, int]:
-        return {"trajectories": len(self.seen), "duplicates_dropped": self.duplicates}
-
-
-def run_token() -> str:
-    """Distinguishes this runtime's trajectory ids from those of an earlier (resumed) one."""
-    return uuid.uuid4().hex[:8]
-
-
-class RuntimeFailure(RuntimeError):
-    """An actor or the inference server died more often than `runtime.max_restarts` allows."""
+from selfplay.ledger import Batch, Ledger, RuntimeFailure, run_token
 
 
 class SharedWeights:

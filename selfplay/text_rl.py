@@ -63,7 +63,7 @@ from selfplay.text_imitate import (
     transcripts_wanted,
 )
 
-STATE_DIR = "rl/state"
+STATE_DIR = resume_state.RL_DIR
 
 
 # --- the loss ------------------------------------------------------------------------------------
