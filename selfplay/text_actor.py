@@ -24,7 +24,7 @@ import torch
 import agents
 import envs
 from selfplay.config import Config
-from selfplay.text_imitate import (
+from selfplay.text import (
     TaskSampler,
     encode_completion,
     episode_scores,

@@ -47,21 +47,18 @@ from selfplay.config import Config, RLConfig
 from selfplay.io import atomic_write_text
 from selfplay.learner import Replay, add_counters, checkpoint_name
 from selfplay.rundir import rel, resolve
-from selfplay.text_actor import VERIFIER_DIR, Completion, Group, make_text_actor, well_formed
-from selfplay.text_imitate import (
+from selfplay.text import (
     TaskSampler,
     accuracy,
-    config_hash,
     forward_completions,
     held_out_ids,
     held_out_tasks,
-    imitation_stage,
     make_env,
     max_new_tokens,
     play,
-    transcripts_stage,
-    transcripts_wanted,
 )
+from selfplay.text_actor import VERIFIER_DIR, Completion, Group, make_text_actor, well_formed
+from selfplay.text_imitate import config_hash, imitation_stage, transcripts_stage, transcripts_wanted
 
 STATE_DIR = resume_state.RL_DIR
 

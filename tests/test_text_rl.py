@@ -10,7 +10,7 @@ import torch
 
 import agents
 import envs
-from selfplay import text_actor, text_imitate, text_rl
+from selfplay import text, text_actor, text_imitate, text_rl
 from selfplay.config import ConfigError, load_config
 from selfplay.run import main
 
@@ -65,12 +65,12 @@ def test_text_imitation_beats_an_untrained_model(tmp_path):
     assert summary["untrained_accuracy"] == 0.0
     assert summary["held_out_accuracy"] >= 0.5
     assert agents.read_meta(ckpt)["stage"] == "imitation"
-    env = text_imitate.make_env(config)
-    held = {t.id for t in text_imitate.held_out_tasks(config, env, 20)}
+    env = text.make_env(config)
+    held = {t.id for t in text.held_out_tasks(config, env, 20)}
     examples = text_imitate.build_examples(
         [json.loads(line) for line in (run_dir / "transcripts.jsonl").open()],
         agents.load(ckpt, device="cpu"),
-        text_imitate.held_out_ids(config, env),
+        text.held_out_ids(config, env),
         source="t",
     )
     assert not {e.task for e in examples} & held
@@ -80,7 +80,7 @@ def test_rl_loss_moves_probability_toward_the_higher_advantage(tmp_path, nano_po
     cfg = tiny_config(tmp_path, "rl.kl_weight=0").rl
     policy = agents.new_policy(nano_policy.model.cfg, device="cpu", seed=1)
     prompt = tuple(policy.encode_prompt("3+4="))
-    good, bad = (tuple(text_imitate.encode_completion(policy, t, 3)) for t in ("7", "8"))
+    good, bad = (tuple(text.encode_completion(policy, t, 3)) for t in ("7", "8"))
 
     def logps():
         return [float(lp.sum()) for lp in text_actor.token_logprobs(policy, [prompt, prompt], [good, bad])]
@@ -164,7 +164,7 @@ BAD = ["", "9" * 100_000, None, b"7", 123, ["7"], "\x00\u2603", "   \n", "RIGHT"
 @pytest.mark.parametrize("reward", ["programmatic", "verifier"])
 def test_bad_completions_score_zero_inside_training(tmp_path, nano_policy, monkeypatch, reward):
     config = tiny_config(tmp_path, "rl.prompts_per_step=3", f"rl.group_size={len(BAD)}")
-    env = text_imitate.make_env(config)
+    env = text.make_env(config)
 
     def generate(self, prompts, **kwargs):
         out = [BAD[i % len(BAD)] for i in range(len(prompts))]
@@ -205,7 +205,7 @@ def test_multi_turn_env_samples_and_trains(tmp_path):
     multi += ["rl.max_new_tokens=3", "rl.prompts_per_step=4", "rl.group_size=4"]
     multi += ["rl.eval_tasks=3", "imitation.eval_positions=3", "verifier.eval_tasks=3"]  # 16 tasks in all
     config = load_config(ROOT / "configs/arithmetic.yaml", [f"run_dir={tmp_path}", *multi])
-    env = text_imitate.make_env(config)
+    env = text.make_env(config)
     cfg = agents.ModelConfig.preset("nano", vocab_size=agents.CharTokenizer().vocab_size, block_size=128)
     policy = agents.new_policy(cfg, device="cpu", seed=0)
     actor = text_actor.TextActor(config, env, policy, text_actor.make_reward(config, env), seed=0)
