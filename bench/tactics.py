@@ -36,6 +36,7 @@ from agents.model import patch_grid
 from envs import connect_four as c4
 from selfplay.config import ImitationConfig, ModelSection
 from selfplay.imitate import Example, batch_losses, lr_at
+from selfplay.verifier import roc_auc
 
 VARIANTS = {
     "text": {"face": "text", "prefix": "causal", "scoring": "sequence"},
@@ -106,15 +107,6 @@ def examples(policy: agents.Policy, data: list[Position]) -> list[Example]:
         prompt = policy.encode_prompt(policy.query(p.state).prompt)
         out.append(Example(prompt, list(moves[0]), float(p.kind == "win"), True, i, p.state, targets))
     return out
-
-
-def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    order = np.argsort(scores, kind="stable")
-    ranks = np.empty(len(scores))
-    ranks[order] = np.arange(1, len(scores) + 1)
-    pos = labels.astype(bool)
-    n_pos, n_neg = pos.sum(), (~pos).sum()
-    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / max(1, n_pos * n_neg))
 
 
 @torch.inference_mode()
