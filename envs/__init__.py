@@ -10,10 +10,18 @@ environments (text tasks scored in [0, 1], see `envs.reward`).
 ['arithmetic', 'countdown', 'guess_number', 'sort']
 """
 
-from envs.checker import GameCheckError, check_game, perft, random_states, reachable_states
+from envs.checker import (
+    GameCheckError,
+    RewardEnvCheckError,
+    check_game,
+    check_reward_env,
+    perft,
+    random_states,
+    reachable_states,
+)
 from envs.core import TERMINAL, Game, GameInfo, IllegalMoveError, State
 from envs.registry import UnknownEnvError, make, names, register
-from envs.reward import RewardEnv, RewardEnvCheckError, Score, Task, check_reward_env, reward_env
+from envs.reward import RewardEnv, Score, Task, reward_env
 
 __all__ = [
     "TERMINAL",

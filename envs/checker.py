@@ -1,4 +1,5 @@
-"""A checker every game must pass, for new games as much as the built-in ones (cf. Gymnasium's check_env).
+"""The checkers every game and every reward environment must pass, for new ones as much as the built-in
+ones (cf. Gymnasium's check_env).
 
 >>> import envs
 >>> envs.check_game(envs.make("tictactoe"))
@@ -6,11 +7,13 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import numpy as np
 
 from envs.core import TERMINAL, Game, IllegalMoveError, State
+from envs.reward import RewardEnv, Task, run_episode, sample_tasks
 
 
 class GameCheckError(AssertionError):
@@ -174,3 +177,71 @@ def check_game(game: Game, *, games: int = 10, seed: int = 0) -> None:
                 _fail(s, "a clone and the original must agree after the same action")
             if s.history()[-1] != a or s.move_number() != len(s.history()):
                 _fail(s, "history() must end with the action just applied")
+
+
+# --- reward environments ---------------------------------------------------------------------------------
+class RewardEnvCheckError(AssertionError):
+    """A reward environment that breaks the contract; the message says which rule, on which task."""
+
+
+_BAD_COMPLETIONS: tuple[object, ...] = (None, b"bytes", 123, 1.5, ["list"], "", "   ", "\n")
+_JUNK_TURNS = ("zzz", "-1", "0", "99999999999999999999", "1/0", "(((", "?")
+
+
+def check_reward_env(env: RewardEnv, *, tasks: int = 20, seed: int = 0) -> None:
+    """Check the contract on `tasks` sampled tasks; raises `RewardEnvCheckError` naming the rule broken.
+
+    Sampling is seeded and JSON-ready, prompts fit `max_prompt_chars` and `charset`, the expert solves
+    every task (score 1.0) within `max_turns`, and bad completions score 0 without raising.
+    """
+
+    def fail(rule: str, task: Task | None = None) -> None:
+        where = f" (task {task.id}: {task.prompt!r})" if task is not None else ""
+        raise RewardEnvCheckError(f"{env.name or type(env).__name__}: {rule}{where}")
+
+    if not isinstance(env.name, str) or not env.name:
+        fail("name must be a non-empty string")
+    if not isinstance(env.max_turns, int) or env.max_turns < 1:
+        fail(f"max_turns must be a positive integer, got {env.max_turns!r}")
+    if not env.stop or not all(isinstance(s, str) and s for s in env.stop):
+        fail(f"stop must be a tuple of non-empty strings, got {env.stop!r}")
+    try:
+        json.dumps(env.options)
+    except TypeError:
+        fail(f"options must be JSON-serialisable, got {env.options!r}")
+    charset = set(env.charset)
+    first, again = sample_tasks(env, tasks, seed=seed), sample_tasks(env, tasks, seed=seed)
+    if first != again:
+        fail("sample(rng) must depend only on rng: the same seed gave different tasks")
+    for task in first:
+        if not isinstance(task, Task) or task.env != env.name or not isinstance(task.id, str) or not task.id:
+            fail(f"sample must return a Task of this env with an id (use self.task(...)), got {task!r}")
+        if not isinstance(task.data, dict) or json.loads(json.dumps(task.data)) != task.data:
+            fail("task data must be a JSON-ready dict", task)
+        episode = run_episode(env, task)
+        for i, turn in enumerate(episode.turns, 1):
+            prompt, completion = turn["prompt"], turn["completion"]
+            if not isinstance(prompt, str) or not prompt or len(prompt) > env.max_prompt_chars:
+                fail(f"prompt {i} must be non-empty, at most max_prompt_chars = {env.max_prompt_chars}", task)
+            if not set(prompt) <= charset:
+                fail(f"prompt {i} has characters outside charset: {sorted(set(prompt) - charset)}", task)
+            if not isinstance(completion, str) or any(s in completion for s in env.stop):
+                fail(f"expert turn {i} must be text without a stop string, got {completion!r}", task)
+        if episode.score.value != 1.0:
+            fail(f"the expert must score 1.0, got {episode.score.value} {episode.score.details}", task)
+        for bad in (*_BAD_COMPLETIONS, "x" * (env.max_completion_chars + 1)):
+            try:
+                values = (env.score(task, bad), env.score_episode(task, [bad]).value)
+            except Exception as e:
+                fail(
+                    f"bad completion {str(bad)[:20]!r} must score 0, not raise {type(e).__name__}: {e}", task
+                )
+            if values != (0.0, 0.0):
+                fail(f"bad completion {str(bad)[:20]!r} must score 0, got {values}", task)
+        for junk in _JUNK_TURNS if env.max_turns > 1 else ():
+            try:
+                answer = env.reply(task, [junk])
+            except Exception as e:
+                fail(f"reply to the turn {junk!r} must not raise, raised {type(e).__name__}: {e}", task)
+            if answer is not None and (not isinstance(answer, str) or not set(answer) <= charset):
+                fail(f"reply to the turn {junk!r} must be None or text of charset, got {answer!r}", task)
