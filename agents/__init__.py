@@ -7,7 +7,7 @@
 
 from agents.checkpoint import CheckpointError, load, new_policy, read_meta, read_model_config, save
 from agents.mcts import Evaluator, SearchOutput, Tree, rollout_evaluator, search, select_action
-from agents.model import GPT, PRESETS, ModelConfig, adamw
+from agents.model import GPT, PRESETS, ModelConfig, adamw, lr_at
 from agents.policy import Evaluation, Face, Policy, Query, queries, resolve_device
 from agents.tokenizer import BPETokenizer, CharTokenizer, TokenizerError
 from agents.verifier import Encoded, Verifier, load_verifier, new_verifier, save_verifier
@@ -32,6 +32,7 @@ __all__ = [
     "adamw",
     "load",
     "load_verifier",
+    "lr_at",
     "new_policy",
     "new_verifier",
     "queries",

@@ -9,6 +9,7 @@ prompt in one pass), and a KV cache (generation).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any
@@ -349,3 +350,16 @@ def adamw(params, *, lr: float, weight_decay: float) -> torch.optim.AdamW:
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))
+
+
+def lr_at(
+    step: int, *, lr: float, warmup_steps: int, steps: int | None = None, min_lr_ratio: float = 1.0
+) -> float:
+    """The learning rate of every stage at `step`: linear warm-up to `lr` over `warmup_steps`, then cosine
+    decay to `lr * min_lr_ratio` at `steps` (constant after warm-up when `steps` is None)."""
+    if step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    if steps is None:
+        return lr
+    progress = min(1.0, (step - warmup_steps) / max(1, steps - warmup_steps))
+    return lr * (min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))

@@ -35,7 +35,7 @@ import envs
 from agents.model import patch_grid
 from envs import connect_four as c4
 from selfplay.config import ImitationConfig, ModelSection
-from selfplay.imitate import Example, batch_losses, lr_at
+from selfplay.imitate import Example, batch_losses
 from selfplay.verifier import roc_auc
 
 VARIANTS = {
@@ -158,7 +158,13 @@ def train(
         if step == 50 and not steps:
             total = int(50 * 60 * minutes / (time.perf_counter() - start))
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg, total or 100_000)
+            group["lr"] = agents.lr_at(
+                step,
+                lr=cfg.lr,
+                warmup_steps=cfg.warmup_steps,
+                steps=total or 100_000,
+                min_lr_ratio=cfg.min_lr_ratio,
+            )
         pl, vl, _ = batch_losses(policy, batch, "legal")
         opt.zero_grad(set_to_none=True)
         (pl + 0.5 * vl).backward()

@@ -28,7 +28,7 @@ from tqdm import tqdm
 import agents
 import envs
 from selfplay import rundir
-from selfplay.config import Config, ConfigError, ImitationConfig, fingerprint, load_config
+from selfplay.config import Config, ConfigError, fingerprint, load_config
 from selfplay.io import atomic_write_text
 from selfplay.resume import SELFPLAY_DIR
 from selfplay.rundir import rel
@@ -182,14 +182,6 @@ def batch_losses(
     return token_losses(policy, collate(batch, policy.tokenizer.pad_id, policy.device))
 
 
-def lr_at(step: int, cfg: ImitationConfig, total: int) -> float:
-    """Linear warm-up to `lr`, then cosine decay to `lr * min_lr_ratio` at `total` steps."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
 @torch.no_grad()
 def evaluate_examples(
     policy: agents.Policy, examples: list[Example], *, loss: str = "tokens", batch_size: int = 256
@@ -287,7 +279,9 @@ def train(config: Config, transcripts_path: str | Path, run_dir: Path, *, progre
             order += rng.sample(range(len(train_ex)), len(train_ex))
         idx, order = order[: cfg.batch_size], order[cfg.batch_size :]
         batch = [train_ex[i] for i in idx]
-        lr = lr_at(step, cfg, cfg.max_steps)
+        lr = agents.lr_at(
+            step, lr=cfg.lr, warmup_steps=cfg.warmup_steps, steps=cfg.max_steps, min_lr_ratio=cfg.min_lr_ratio
+        )
         for group in opt.param_groups:
             group["lr"] = lr
         with policy.autocast():

@@ -219,10 +219,6 @@ class Evaluator:
         return evaluation.gauntlet(self.config, self.run_dir, ckpt, step, history, self.writer)
 
 
-def _lr(step: int, cfg: SelfPlayConfig) -> float:
-    return cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
-
-
 def train(config: Config, run_dir: Path, start: Path, *, resume: bool = False, progress: bool = True) -> Path:
     """Stage 2 from the checkpoint `start`; returns the final checkpoint."""
     from selfplay.inference import use_server
@@ -341,7 +337,7 @@ def train(config: Config, run_dir: Path, start: Path, *, resume: bool = False, p
                 continue
             policy.model.train()
             for group in opt.param_groups:
-                group["lr"] = _lr(step, cfg)
+                group["lr"] = agents.lr_at(step, lr=cfg.lr, warmup_steps=cfg.warmup_steps)
             with policy.autocast():
                 loss, metrics = losses(policy, replay.sample(cfg.batch_size, rng), cfg, ref)
             opt.zero_grad(set_to_none=True)

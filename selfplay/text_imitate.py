@@ -32,7 +32,7 @@ import agents
 from envs.reward import TextTranscriptError, expert_transcripts, load_text_transcripts
 from selfplay import rundir
 from selfplay.config import Config, fingerprint
-from selfplay.imitate import ImitationError, lr_at
+from selfplay.imitate import ImitationError
 from selfplay.io import atomic_write_text
 from selfplay.rundir import rel
 from selfplay.text import (
@@ -180,7 +180,9 @@ def train(config: Config, transcripts: Path, run_dir: Path, *, progress: bool = 
         if len(order) < cfg.batch_size:
             order += rng.sample(range(len(examples)), len(examples))
         batch, order = [examples[i] for i in order[: cfg.batch_size]], order[cfg.batch_size :]
-        lr = lr_at(step, cfg, cfg.max_steps)
+        lr = agents.lr_at(
+            step, lr=cfg.lr, warmup_steps=cfg.warmup_steps, steps=cfg.max_steps, min_lr_ratio=cfg.min_lr_ratio
+        )
         for group in opt.param_groups:
             group["lr"] = lr
         with policy.autocast():

@@ -162,10 +162,6 @@ class _Evaluator:
         return out
 
 
-def _lr(step: int, cfg: RLConfig) -> float:
-    return cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
-
-
 def train(config: Config, run_dir: Path, start: Path, *, resume: bool = False, progress: bool = True) -> Path:
     """RL from the imitation checkpoint `start`; returns the final checkpoint."""
     from selfplay.runtime import make_runtime
@@ -253,7 +249,7 @@ def train(config: Config, run_dir: Path, start: Path, *, resume: bool = False, p
                 continue
             policy.model.train()
             for group in opt.param_groups:
-                group["lr"] = _lr(step, cfg)
+                group["lr"] = agents.lr_at(step, lr=cfg.lr, warmup_steps=cfg.warmup_steps)
             with policy.autocast():
                 loss, metrics = rl_losses(policy, replay.sample(cfg.batch_size, rng), cfg, ref)
             opt.zero_grad(set_to_none=True)

@@ -380,14 +380,6 @@ def split_prompts(prompts: Sequence[str], val_fraction: float, seed: int) -> set
     return set(distinct[: min(len(distinct) - 1, max(1, round(len(distinct) * val_fraction)))])
 
 
-def lr_at(step: int, *, steps: int, lr: float, warmup_steps: int, min_lr_ratio: float) -> float:
-    """Linear warm-up to `lr`, then cosine decay to `lr * min_lr_ratio` at `steps`."""
-    if step < warmup_steps:
-        return lr * (step + 1) / warmup_steps
-    progress = min(1.0, (step - warmup_steps) / max(1, steps - warmup_steps))
-    return lr * (min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
 def train(
     verifier: agents.Verifier,
     *,
@@ -464,7 +456,7 @@ def train(
         verifier.model.train()
         ip, ic = draw("point", tp), draw("pair", tc)
         y = torch.as_tensor(labels[ip], device=verifier.device)
-        rate = lr_at(step, steps=steps, lr=lr, warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio)
+        rate = agents.lr_at(step, lr=lr, warmup_steps=warmup_steps, steps=steps, min_lr_ratio=min_lr_ratio)
         for group in opt.param_groups:
             group["lr"] = rate
         lm = []

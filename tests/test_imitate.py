@@ -7,8 +7,9 @@ import torch
 
 import agents
 import envs
+from agents import lr_at
 from selfplay.config import load_config
-from selfplay.imitate import ImitationError, build_examples, collate, legal_losses, lr_at, main, train
+from selfplay.imitate import ImitationError, build_examples, collate, legal_losses, main, train
 from selfplay.transcripts import generate, load_transcripts
 
 TINY = [
@@ -80,10 +81,11 @@ def test_learning_rate_schedule(tmp_path):
     cfg = config(
         tmp_path, "imitation.lr=0.01", "imitation.warmup_steps=10", "imitation.min_lr_ratio=0.1"
     ).imitation
-    assert lr_at(0, cfg, 100) == pytest.approx(0.001)
-    assert lr_at(9, cfg, 100) == pytest.approx(0.01)
-    assert lr_at(55, cfg, 100) == pytest.approx(0.0055)
-    assert lr_at(100, cfg, 100) == pytest.approx(0.001)
+    kw = {"lr": cfg.lr, "warmup_steps": cfg.warmup_steps, "min_lr_ratio": cfg.min_lr_ratio}
+    assert lr_at(0, steps=100, **kw) == pytest.approx(0.001)
+    assert lr_at(9, steps=100, **kw) == pytest.approx(0.01)
+    assert lr_at(55, steps=100, **kw) == pytest.approx(0.0055)
+    assert lr_at(100, steps=100, **kw) == pytest.approx(0.001)
 
 
 @pytest.mark.parametrize(

@@ -268,10 +268,10 @@ def test_training_refuses_data_it_cannot_use():
 
 def test_learning_rate_warms_up_then_decays():
     kw = {"steps": 100, "lr": 1.0, "warmup_steps": 10, "min_lr_ratio": 0.1}
-    assert V.lr_at(0, **kw) == pytest.approx(0.1)
-    assert V.lr_at(9, **kw) == pytest.approx(1.0)
-    assert V.lr_at(100, **kw) == pytest.approx(0.1)
-    assert V.lr_at(50, **kw) > V.lr_at(80, **kw)
+    assert agents.lr_at(0, **kw) == pytest.approx(0.1)
+    assert agents.lr_at(9, **kw) == pytest.approx(1.0)
+    assert agents.lr_at(100, **kw) == pytest.approx(0.1)
+    assert agents.lr_at(50, **kw) > agents.lr_at(80, **kw)
 
 
 # --- using it --------------------------------------------------------------------------------------
