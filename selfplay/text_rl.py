@@ -27,9 +27,6 @@ from __future__ import annotations
 import collections
 import hashlib
 import json
-import os
-import random
-import socket
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -38,15 +35,14 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
 
 import agents
+from selfplay import loop, rundir
 from selfplay import resume as resume_state
-from selfplay import rundir
 from selfplay.config import Config, RLConfig
 from selfplay.io import atomic_write_text
-from selfplay.learner import Replay, add_counters, checkpoint_name
-from selfplay.rundir import rel, resolve
+from selfplay.loop import Learner, Stage
+from selfplay.rundir import rel
 from selfplay.text import (
     TaskSampler,
     accuracy,
@@ -113,23 +109,6 @@ def rl_hash(config: Config) -> str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def load_state(run_dir: Path) -> dict[str, Any] | None:
-    """The resume state (`selfplay.resume`), its paths resolved and its replay as `Completion`s."""
-    keys = ("checkpoint", "replay", "rng", "step", "version", "collected", "episodes", "elapsed", "history")
-    state = resume_state.load(run_dir / STATE_DIR, (*keys, "evals", "runtime"))
-    if state is None:
-        return None
-    try:
-        state["checkpoint"] = resolve(state["checkpoint"], run_dir)
-        state["history"] = [resolve(p, run_dir) for p in state["history"]]
-        state["replay"] = [Completion.from_json(r) for r in state["replay"]]
-        agents.read_meta(state["checkpoint"])
-    except (KeyError, TypeError, ValueError) as e:  # CheckpointError is a ValueError
-        where = run_dir / STATE_DIR / resume_state.STATE
-        raise resume_state.ResumeError(f"{where}: cannot resume from it ({e})") from None
-    return state
-
-
 # --- the learner loop ----------------------------------------------------------------------------
 class _Evaluator:
     """True accuracy of greedy episodes on the held-out tasks (and the verifier's view of them)."""
@@ -162,167 +141,97 @@ class _Evaluator:
         return out
 
 
-def train(config: Config, run_dir: Path, start: Path, *, resume: bool = False, progress: bool = True) -> Path:
-    """RL from the imitation checkpoint `start`; returns the final checkpoint."""
-    from selfplay.runtime import make_runtime
+class GroupRL(Stage):
+    """Text RL as the stage-2 loop (`selfplay.loop`) runs it: groups of completions in, the GRPO loss,
+    held-out true accuracy every `eval_every` steps, `RUN/rl.json` at the end."""
 
-    cfg = config.rl
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    state = load_state(run_dir) if resume else None
-    if not resume and (run_dir / STATE_DIR).exists():
-        raise agents.CheckpointError(
-            f"{run_dir} already holds an RL run; continue it with --resume {run_dir} "
-            "or choose another run_dir"
-        )
-    current = state["checkpoint"] if state else start
-    policy = agents.load(current, device=cfg.device)
-    ref = agents.load(start, device=cfg.device) if cfg.kl_weight > 0 else None
-    opt = agents.adamw(policy.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    replay = Replay(cfg.replay_size)
-    rng = random.Random(cfg.seed)
-    step = version = collected = episodes = 0
-    elapsed = 0.0
-    history: list[Path] = [start]
-    evals: list[dict[str, float]] = []
-    earlier: dict[str, float] = {}  # runtime counters of the runs this one resumes
-    if state:
-        opt.load_state_dict(state["optimizer"])
-        replay.add(state["replay"])
-        resume_state.set_rng_state(rng, state["rng"])
-        step, version, collected, episodes = (
-            state["step"],
-            state["version"],
-            state["collected"],
-            state["episodes"],
-        )
-        elapsed, history, evals, earlier = (
-            state["elapsed"],
-            state["history"],
-            state["evals"],
-            state["runtime"],
-        )
-        print(f"rl: resuming at step {step} from {current}")
-    writer = SummaryWriter(str(run_dir / "tb" / "rl"))
-    evaluate = _Evaluator(config, run_dir)
+    name, state_dir, what = "rl", STATE_DIR, "an RL run"
+    state_keys, stats_keys = ("collected", "episodes"), ("completions", "episodes")
+    waiting_for, sample, extra_keys = "samples", Completion, ("evals",)
 
-    def record_eval() -> dict[str, float]:
-        m = evaluate(policy)
-        evals.append({"step": step, **m})
+    def __init__(self, config: Config, run_dir: Path) -> None:
+        super().__init__(config, run_dir)
+        self.cfg = config.rl
+        self.label = f"rl ({self.cfg.reward})"
+        self.evaluate = _Evaluator(config, run_dir)
+        self.evals: list[dict[str, float]] = []
+        self.window = _Window()
+
+    def make_runtime(self, current: Path, model, version: int):
+        from selfplay.runtime import make_runtime
+
+        cfg = self.cfg
+        factory = make_text_actor
+        return make_runtime(
+            self.config, current, model, version=version, pool=None, actor_factory=factory, actors=cfg.actors
+        )
+
+    def ingest(self, items: list[Group], stats, version: int) -> tuple[list[Completion], int]:
+        out: list[Completion] = []
+        for g in items:
+            out += g.completions
+            self.window.add(g, version)
+        self.window.add_stats(stats)
+        return out, sum(len(g.episodes) for g in items)
+
+    def loss(self, policy, batch, ref):
+        return rl_losses(policy, batch, self.cfg, ref)
+
+    def meta(self) -> dict:
+        c = self.config
+        stage = f"rl/{c.rl.reward}"
+        return {"game": c.game, "env_options": dict(c.env_options), "stage": stage, "config_hash": rl_hash(c)}
+
+    def state(self) -> dict:
+        return {"evals": self.evals}
+
+    def restore(self, state: dict) -> None:
+        self.evals = state["evals"]
+
+    def record_eval(self, learner: Learner) -> dict[str, float]:
+        m = self.evaluate(learner.policy)
+        self.evals.append({"step": learner.step, **m})
         for k, v in m.items():
-            writer.add_scalar(f"rl/{k}", v, step)
+            learner.writer.add_scalar(f"rl/{k}", v, learner.step)
         return m
 
-    if not evals:
-        m = record_eval()
-        print(f"rl: start {current.name}: held-out true accuracy {m['true_accuracy']:.3f}")
-    runtime = make_runtime(
-        config,
-        current,
-        policy.model,
-        version=version,
-        pool=None,
-        actor_factory=make_text_actor,
-        actors=cfg.actors,
-    )
-    runtime.start()
-    bar = tqdm(total=cfg.steps, initial=step, desc=f"rl ({cfg.reward})", unit="step", disable=not progress)
-    t_start = time.perf_counter() - elapsed
-    window = _Window()
-    metrics: dict[str, float] = {}
-    try:
-        while step < cfg.steps:
-            if cfg.max_minutes is not None and time.perf_counter() - t_start > 60 * cfg.max_minutes:
-                print(f"rl: {cfg.max_minutes} minute budget used at step {step}")
-                break
-            ready = len(replay) >= cfg.min_replay and step * cfg.batch_size < cfg.replay_ratio * collected
-            if not ready:  # say what the learner waits for, or a stalled run looks like a hung one
-                bar.set_postfix_str(_waiting(len(replay), collected, episodes, cfg))
-            for _, groups, stats in runtime.collect(timeout=0.0 if ready else 1.0):
-                for g in groups:
-                    replay.add(g.completions)
-                    collected += len(g.completions)
-                    window.add(g, version)
-                episodes += sum(len(g.episodes) for g in groups)
-                window.add_stats(stats)
-            if not (len(replay) >= cfg.min_replay and step * cfg.batch_size < cfg.replay_ratio * collected):
-                continue
-            policy.model.train()
-            for group in opt.param_groups:
-                group["lr"] = agents.lr_at(step, lr=cfg.lr, warmup_steps=cfg.warmup_steps)
-            with policy.autocast():
-                loss, metrics = rl_losses(policy, replay.sample(cfg.batch_size, rng), cfg, ref)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(policy.model.parameters(), cfg.grad_clip)
-            opt.step()
-            policy.model.eval()
-            step += 1
-            bar.set_postfix_str("", refresh=False)
-            bar.update()
-            if step % cfg.publish_every == 0:
-                version += 1
-                runtime.publish(policy.model, version)
-            if step % 10 == 0:
-                window.log(writer, step, metrics, runtime.depth(), episodes)
-            if step % cfg.eval_every == 0 or step == cfg.steps:
-                m = record_eval()
-                bar.set_postfix(acc=f"{m['true_accuracy']:.3f}")
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                current = _checkpoint(config, run_dir, policy, step, version, history)
-                history.append(current)
-                elapsed = time.perf_counter() - t_start
-                counters = add_counters(earlier, runtime.stats())
-                resume_state.save(
-                    run_dir / STATE_DIR,
-                    opt.state_dict(),
-                    {
-                        "checkpoint": rel(current, run_dir),
-                        "replay": [c.to_json() for c in replay.items],
-                        "rng": resume_state.rng_state(rng),
-                        "step": step,
-                        "version": version,
-                        "collected": collected,
-                        "episodes": episodes,
-                        "elapsed": elapsed,
-                        "history": [rel(p, run_dir) for p in history],
-                        "evals": evals,
-                        "runtime": counters,
-                    },
-                )
-                stats = {"step": step, "episodes": episodes, "completions": collected, **counters}
-                stats.update(learner=f"{socket.gethostname()}:{os.getpid()}", pids=runtime.pids())
-                atomic_write_text(run_dir / "rl" / "stats.json", json.dumps(stats, indent=2) + "\n")
-    finally:
-        runtime.close()
-        bar.close()
-    if history[-1] == start or int(agents.read_meta(history[-1])["step"]) != step:
-        history.append(_checkpoint(config, run_dir, policy, step, version, history))
-    if evals[-1]["step"] != step:
-        record_eval()
-    writer.close()
-    summary = {
-        "reward": cfg.reward,
-        "checkpoint": rel(history[-1], run_dir),
-        "steps": step,
-        "episodes": episodes,
-        "seconds": round(time.perf_counter() - t_start, 1),
-        "start_accuracy": evals[0]["true_accuracy"],
-        "final_accuracy": evals[-1]["true_accuracy"],
-        "best_accuracy": max(e["true_accuracy"] for e in evals),
-        "held_out_tasks": len(evaluate.tasks),
-        "evals": evals,
-    }
-    atomic_write_text(run_dir / "rl.json", json.dumps(summary, indent=2) + "\n")
-    return history[-1]
+    def started(self, learner: Learner) -> None:
+        if not self.evals:
+            m = self.record_eval(learner)
+            name = learner.history[-1].name
+            print(f"rl: start {name}: held-out true accuracy {m['true_accuracy']:.3f}")
+
+    def log(self, learner: Learner, metrics: dict[str, float]) -> None:
+        self.window.log(learner.writer, learner.step, metrics, learner.runtime.depth(), learner.episodes)
+
+    def stepped(self, learner: Learner) -> None:
+        if learner.step % self.cfg.eval_every == 0 or learner.step == self.cfg.steps:
+            m = self.record_eval(learner)
+            learner.bar.set_postfix(acc=f"{m['true_accuracy']:.3f}")
+
+    def finished(self, learner: Learner) -> None:
+        """The last evaluation, and `RUN/rl.json`: accuracy by step."""
+        if self.evals[-1]["step"] != learner.step:
+            self.record_eval(learner)
+        evals = self.evals
+        summary = {
+            "reward": self.cfg.reward,
+            "checkpoint": rel(learner.history[-1], self.run_dir),
+            "steps": learner.step,
+            "episodes": learner.episodes,
+            "seconds": round(learner.elapsed, 1),
+            "start_accuracy": evals[0]["true_accuracy"],
+            "final_accuracy": evals[-1]["true_accuracy"],
+            "best_accuracy": max(e["true_accuracy"] for e in evals),
+            "held_out_tasks": len(self.evaluate.tasks),
+            "evals": evals,
+        }
+        atomic_write_text(self.run_dir / "rl.json", json.dumps(summary, indent=2) + "\n")
 
 
-def _waiting(replay: int, collected: int, episodes: int, cfg: RLConfig) -> str:
-    if replay < cfg.min_replay:
-        return f"waiting for samples: replay {replay}/{cfg.min_replay} completions ({episodes} episodes)"
-    return (
-        f"waiting for samples: {collected} completions so far, each used {cfg.replay_ratio:g} times at most"
-    )
+def train(config: Config, run_dir: Path, start: Path, *, resume: bool = False, progress: bool = True) -> Path:
+    """RL from the imitation checkpoint `start`; returns the final checkpoint."""
+    return loop.train(GroupRL(config, run_dir), start, resume=resume, progress=progress)
 
 
 class _Window:
@@ -379,19 +288,6 @@ class _Window:
         if self.busy > 0:
             writer.add_scalar("charts/actor_scoring_share", self.net / self.busy, step)
         self.__init__()
-
-
-def _checkpoint(config: Config, run_dir: Path, policy, step: int, version: int, history: list[Path]) -> Path:
-    meta = {
-        "game": config.game,
-        "env_options": dict(config.env_options),
-        "stage": f"rl/{config.rl.reward}",
-        "step": step,
-        "version": version,
-        "parent": rel(history[-1], run_dir),
-        "config_hash": rl_hash(config),
-    }
-    return agents.save(policy, run_dir / "checkpoints" / checkpoint_name(step), meta=meta)
 
 
 # --- the verifier stage --------------------------------------------------------------------------
