@@ -27,13 +27,14 @@ from tactics import variant  # this folder's: one definition of the faces compar
 
 import agents
 import envs
+from selfplay.actor import make_actor
 from selfplay.config import Config, ModelSection
 from selfplay.runtime import LocalRuntime
 
 
 def measure(config: Config, ckpt: Path, seconds: float, warmup: float) -> dict[str, float]:
     policy = agents.load(ckpt, device="cpu")
-    runtime = LocalRuntime(config, ckpt, policy.model, version=0, pool=None)
+    runtime = LocalRuntime(config, config.selfplay, ckpt, policy.model, version=0, actor_factory=make_actor)
     runtime.start()
     try:
         t_end_warm = time.perf_counter() + warmup

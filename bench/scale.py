@@ -23,9 +23,9 @@ import agents
 import envs
 from agents.policy import queries
 from selfplay.config import Config
-from selfplay.inference import LocalServer, serve
 from selfplay.learner import Sample, losses
 from selfplay.runtime import SharedWeights
+from selfplay.runtime.inference import LocalServer, serve
 
 
 def _sync(device: torch.device) -> None:

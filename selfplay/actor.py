@@ -2,14 +2,13 @@
 
 An `Actor` steps all its games in flight by one move per call, so every network call is one batch:
 `alphazero` runs one batched PUCT search over every game's tree (trees are kept between moves), `pg`
-scores the learner's positions in one `evaluate` and each pool opponent's in another. `actor_main` is
-the process around it: pick up published weights between moves, send `Trajectory`s down its pipe.
+scores the learner's positions in one `evaluate` and each pool opponent's in another. `make_actor` is
+the factory the runtime (`selfplay.runtime`) builds it with, in an actor process or in the learner's.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -286,54 +285,3 @@ def make_actor(
     game = envs.make(config.game)
     pool = PoolReader(Path(pool_path), device=cfg.actor_device, keep=cfg.pool_size) if pool_path else None
     return Actor(cfg, game, policy, actor_id=actor_id, seed=cfg.seed * 1000 + 1 + actor_id, pool=pool)
-
-
-class Stamper:
-    """Gives every finished trajectory a run-wide unique id: `<runtime token>.<actor>.<life>.<serial>`."""
-
-    def __init__(self, prefix: str) -> None:
-        self.prefix, self.serial = prefix, 0
-
-    def __call__(self, finished: list) -> list:
-        for t in finished:
-            t.uid = f"{self.prefix}.{self.serial}"
-            self.serial += 1
-        return finished
-
-
-def actor_main(
-    actor_id,
-    config: Config,
-    ckpt: str,
-    weights,
-    stop,
-    pool_path: str | None,
-    factory,
-    conn,
-    started,
-    uid_prefix: str,
-    client=None,
-) -> None:
-    """An actor process: play until `stop` is set, taking new weights between moves (or, with an
-    inference server `client`, asking it for every evaluation), and send finished games down `conn`.
-    `started` counts the games it began, so the runtime knows how many a death loses."""
-    from selfplay.inference import RemotePolicy, ServerGone
-
-    remote = RemotePolicy(client, agents.Face.of(agents.read_model_config(ckpt))) if client else None
-    actor = factory(actor_id, config, ckpt, pool_path, policy=remote)
-    model = actor.policy.model
-    if model is not None:
-        actor.version = weights.pull(model, -1)
-    stamp = Stamper(uid_prefix)
-    started.value = actor.started
-    parent = os.getppid()
-    try:
-        while not stop.value and os.getppid() == parent:  # a killed learner takes its actors with it
-            finished = actor.step()
-            started.value = actor.started
-            if finished:
-                conn.send((actor_id, stamp(finished), actor.take_stats()))  # blocks while the pipe is full
-            if model is not None and weights.version.value != actor.version:
-                actor.version = weights.pull(model, actor.version)
-    except (ServerGone, BrokenPipeError):  # the run is ending (the learner closed its end)
-        return

@@ -175,11 +175,13 @@ class SelfPlay(Stage):
         self.window = _Window()
 
     def make_runtime(self, current: Path, model, version: int):
-        from selfplay.inference import use_server
+        from selfplay.actor import make_actor
         from selfplay.runtime import make_runtime
+        from selfplay.runtime.inference import use_server
 
-        server = use_server(self.config, self.cfg.actors)
-        return make_runtime(self.config, current, model, version=version, pool=self.pool, server=server)
+        c, server = self.config, use_server(self.config, self.cfg.actors)
+        kw = {"actor_factory": make_actor, "pool": self.pool, "server": server}
+        return make_runtime(c, self.cfg, current, model, version=version, **kw)
 
     def ingest(self, items: list[Trajectory], stats, version: int) -> tuple[list[Sample], int]:
         out: list[Sample] = []

@@ -43,7 +43,7 @@ def selfplay_stage(
     if config.selfplay.start == "scratch":
         start = scratch_checkpoint(config, run_dir, start)
     if config.runtime.backend == "ray" and config.runtime.learner_gpus > 0:
-        from selfplay.ray_runtime import on_ray
+        from selfplay.runtime.ray_backend import on_ray
 
         final = on_ray(learner.train, config, run_dir, start, resume=resume, progress=progress)
     else:

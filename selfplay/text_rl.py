@@ -160,10 +160,8 @@ class GroupRL(Stage):
     def make_runtime(self, current: Path, model, version: int):
         from selfplay.runtime import make_runtime
 
-        cfg = self.cfg
-        factory = make_text_actor
         return make_runtime(
-            self.config, current, model, version=version, pool=None, actor_factory=factory, actors=cfg.actors
+            self.config, self.cfg, current, model, version=version, actor_factory=make_text_actor
         )
 
     def ingest(self, items: list[Group], stats, version: int) -> tuple[list[Completion], int]:

@@ -15,8 +15,8 @@ from agents.policy import queries
 from selfplay import learner
 from selfplay.actor import Trajectory
 from selfplay.config import load_config
-from selfplay.inference import LocalServer, RemotePolicy, gather, serve, use_server
 from selfplay.runtime import Ledger, SharedWeights
+from selfplay.runtime.inference import LocalServer, RemotePolicy, gather, serve, use_server
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,18 +1,9 @@
-"""Where actors run. The learner sees one small interface: `start`, `publish`, `collect`, `depth`,
-`stats`, `pids`, `close`; which backend is behind it is the only thing `runtime.backend` changes.
-
-`LocalRuntime` spawns actor processes (torch multiprocessing): weights travel through tensors in shared
-memory with a version number, finished games through a pipe per actor; with an inference server the
-actors hold no network and send their positions to it instead. A dead actor or server is restarted.
-`InProcessRuntime` plays in the learner's own process (`actors: 0`), for tests and debugging.
-`selfplay.ray_runtime.RayRuntime` runs the same actors on Ray.
-
-Every finished trajectory carries a unique id; `Ledger` drops any the learner was already given, so a
-retried or restarted actor can never make the learner count a game twice.
-"""
+"""Actors as processes on this machine (`LocalRuntime`), or one actor in the learner's own process
+(`InProcessRuntime`, `actors: 0`), and the actor process's loop (`actor_main`)."""
 
 from __future__ import annotations
 
+import os
 import time
 from multiprocessing.connection import wait
 from pathlib import Path
@@ -20,9 +11,10 @@ from pathlib import Path
 import torch
 import torch.multiprocessing as mp
 
-from selfplay.actor import Stamper, actor_main, make_actor
+import agents
 from selfplay.config import Config
-from selfplay.ledger import Batch, Ledger, RuntimeFailure, run_token
+from selfplay.runtime.inference import LocalServer, RemotePolicy, ServerGone
+from selfplay.runtime.ledger import Batch, Ledger, RuntimeFailure, Stamper, run_token
 
 
 class SharedWeights:
@@ -64,8 +56,8 @@ class SharedWeights:
 
 
 class LocalRuntime:
-    """`n` actor processes on this machine (`config.selfplay.actors` unless `actors` is given), and with
-    `server` one inference server process that runs the network for all of them.
+    """`section.actors` actor processes on this machine, and with `server` one inference server process
+    that runs the network for all of them.
 
     Each actor has a pipe of its own to the learner, so an actor that dies, even mid-message, harms no
     other: its pipe reads as ended, the games it had in flight are counted lost (`games_lost`: begun,
@@ -76,19 +68,17 @@ class LocalRuntime:
     def __init__(
         self,
         config: Config,
+        section,
         ckpt: Path,
         model: torch.nn.Module,
         *,
         version: int,
-        pool: Path | None,
-        actor_factory=make_actor,
-        actors: int | None = None,
+        actor_factory,
+        pool: Path | None = None,
         server: bool = False,
     ):
-        from selfplay.inference import LocalServer
-
         self.config = config
-        self.n = config.selfplay.actors if actors is None else actors
+        self.n = section.actors
         self.ctx = mp.get_context("spawn")
         self.weights = SharedWeights(model, self.ctx)
         self.weights.version.value = version
@@ -214,13 +204,13 @@ class InProcessRuntime:
     def __init__(
         self,
         config: Config,
+        section,
         ckpt: Path,
         model: torch.nn.Module,
         *,
         version: int,
-        pool: Path | None,
-        actor_factory=make_actor,
-        actors: int | None = None,
+        actor_factory,
+        pool: Path | None = None,
         server: bool = False,
     ):
         self.actor = actor_factory(0, config, str(ckpt), str(pool) if pool else None)
@@ -255,32 +245,37 @@ class InProcessRuntime:
         pass
 
 
-def make_runtime(
+def actor_main(
+    actor_id,
     config: Config,
-    ckpt: Path,
-    model: torch.nn.Module,
-    *,
-    version: int,
-    pool: Path | None,
-    actor_factory=make_actor,
-    actors: int | None = None,
-    server: bool = False,
-):
-    """The runtime of `config.runtime.backend`: Ray actors, local actor processes, or (0 actors) one
-    actor in this process.
-
-    `actor_factory(actor_id, config, ckpt, pool_path, *, policy=None)` builds each actor (a picklable,
-    module-level function; `policy` replaces loading `ckpt`); `actors` defaults to
-    `config.selfplay.actors`; `server` sends every actor's evaluations to one batched inference server
-    (game actors only, see `selfplay.inference.use_server`).
-    """
-    n = config.selfplay.actors if actors is None else actors
-    if config.runtime.backend == "ray":
-        from selfplay.ray_runtime import RayRuntime
-
-        cls = RayRuntime
-    else:
-        cls = LocalRuntime if n > 0 else InProcessRuntime
-    return cls(
-        config, ckpt, model, version=version, pool=pool, actor_factory=actor_factory, actors=n, server=server
-    )
+    ckpt: str,
+    weights,
+    stop,
+    pool_path: str | None,
+    factory,
+    conn,
+    started,
+    uid_prefix: str,
+    client=None,
+) -> None:
+    """An actor process: build the actor (`factory`), play until `stop` is set, taking new weights between
+    steps (or, with an inference server `client`, asking it for every evaluation), and send what finishes
+    down `conn`. `started` counts the games (groups) it began, so the runtime knows how many a death loses."""
+    remote = RemotePolicy(client, agents.Face.of(agents.read_model_config(ckpt))) if client else None
+    actor = factory(actor_id, config, ckpt, pool_path, policy=remote)
+    model = actor.policy.model
+    if model is not None:
+        actor.version = weights.pull(model, -1)
+    stamp = Stamper(uid_prefix)
+    started.value = actor.started
+    parent = os.getppid()
+    try:
+        while not stop.value and os.getppid() == parent:  # a killed learner takes its actors with it
+            finished = actor.step()
+            started.value = actor.started
+            if finished:
+                conn.send((actor_id, stamp(finished), actor.take_stats()))  # blocks while the pipe is full
+            if model is not None and weights.version.value != actor.version:
+                actor.version = weights.pull(model, actor.version)
+    except (ServerGone, BrokenPipeError):  # the run is ending (the learner closed its end)
+        return

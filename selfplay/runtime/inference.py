@@ -6,7 +6,8 @@ batch of `games_per_actor` leaves, and the server merges every request waiting i
 (up to `runtime.server_batch` positions). Actors then hold no network at all. The local runtime runs
 `server_main` in a process of its own, each actor on a connection of its own to its Unix socket (so a
 client or server that dies mid-message harms no one else); the Ray runtime runs the same `serve` in a
-Ray actor.
+Ray actor. It serves game actors (legal moves and a value), so it runs on `selfplay.actor_device` with
+`selfplay.threads`.
 """
 
 from __future__ import annotations

@@ -1,14 +1,15 @@
 """What every runtime backend shares: the batches actors deliver, the `Ledger` that drops a trajectory
 delivered twice (so a retried or restarted actor never makes the learner count a game twice), the token
-that tells one runtime's trajectory ids from an earlier one's, and the failure that ends a run."""
+that tells one runtime's trajectory ids from an earlier one's, the `Stamper` that gives them, and the
+failure that ends a run. What an item is (a game, a group of completions) is the actor's business: the
+ledger reads only its `uid`."""
 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
-from selfplay.actor import ActorStats, Trajectory
-
-Batch = list[tuple[int, list[Trajectory], ActorStats]]
+Batch = list[tuple[int, list[Any], Any]]  # (actor id, finished items, the actor's stats since its last)
 
 
 class Ledger:
@@ -42,3 +43,16 @@ def run_token() -> str:
 
 class RuntimeFailure(RuntimeError):
     """An actor or the inference server died more often than `runtime.max_restarts` allows."""
+
+
+class Stamper:
+    """Gives every finished item a run-wide unique id: `<runtime token>.<actor>.<life>.<serial>`."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix, self.serial = prefix, 0
+
+    def __call__(self, finished: list) -> list:
+        for t in finished:
+            t.uid = f"{self.prefix}.{self.serial}"
+            self.serial += 1
+        return finished

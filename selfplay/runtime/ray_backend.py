@@ -24,10 +24,9 @@ from pathlib import Path
 
 import torch
 
-from selfplay.actor import Stamper, make_actor
 from selfplay.config import Config, RuntimeConfig
-from selfplay.inference import RemotePolicy, serve, server_stats
-from selfplay.ledger import Batch, Ledger, RuntimeFailure, run_token
+from selfplay.runtime.inference import RemotePolicy, serve, server_stats
+from selfplay.runtime.ledger import Batch, Ledger, RuntimeFailure, Stamper, run_token
 
 IN_FLIGHT = 2
 
@@ -158,16 +157,16 @@ class RayRuntime:
     def __init__(
         self,
         config: Config,
+        section,
         ckpt: Path,
         model: torch.nn.Module,
         *,
         version: int,
-        pool: Path | None,
-        actor_factory=make_actor,
-        actors: int | None = None,
+        actor_factory,
+        pool: Path | None = None,
         server: bool = False,
     ) -> None:
-        self.n = config.selfplay.actors if actors is None else actors
+        self.n = section.actors
         if self.n < 1:
             raise ValueError("runtime.backend: ray needs at least 1 actor (selfplay.actors / rl.actors)")
         self.ray = init_ray(config.runtime)
