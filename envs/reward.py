@@ -27,15 +27,8 @@ The smallest new environment is a decorated sampling function (see `reward_env` 
 
     envs.register("reverse", reverse)
 
-Expert transcripts for imitation (one JSON object a line, `format` = "selfplay.text/1"):
-
-    records = expert_transcripts(envs.make("sort"), 1000, seed=0)   # list of dicts
-    Path("sort.jsonl").write_text("".join(json.dumps(r) + "\\n" for r in records))
-    records = load_text_transcripts("sort.jsonl", env="sort")       # validated; errors name FILE:LINE
-
-A record is `{"format", "env", "options", "task": {"id", "prompt", "data"}, "turns": [{"prompt",
-"completion"}, ...], "score"}`: the policy reads each turn's `prompt` and writes its `completion` (then
-the first stop string).
+Expert transcripts of a reward environment (its expert's episodes as JSONL, for imitation) are written
+and checked by `selfplay.transcripts`, beside the game transcripts.
 """
 
 from __future__ import annotations
@@ -45,20 +38,14 @@ import hashlib
 import inspect
 import json
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from envs.jsonl import iter_jsonl
-
 CHARSET = "\n" + "".join(chr(c) for c in range(32, 127))
 """Characters of prompts and completions by default: newline and printable ASCII (the char tokenizer's)."""
-
-TEXT_FORMAT = "selfplay.text/1"
 
 _MAX_ERROR_CHARS = 200
 
@@ -334,7 +321,7 @@ def reward_env(
     return wrap
 
 
-# --- episodes and transcripts ------------------------------------------------------------------
+# --- episodes -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Episode:
     """One played task: each turn's prompt and completion, and the episode's score."""
@@ -358,96 +345,3 @@ def run_episode(env: RewardEnv, task: Task, policy: Callable[[str], str] | None 
         completions.append(completion)
         turns.append({"prompt": prompt, "completion": completion})
     return Episode(task, turns, env.score_episode(task, completions))
-
-
-def expert_transcripts(env: RewardEnv, n: int, *, seed: int = 0) -> list[dict[str, Any]]:
-    """`n` expert episodes as "selfplay.text/1" records (see the module docstring)."""
-    records = []
-    for task in sample_tasks(env, n, seed=seed):
-        episode = run_episode(env, task)
-        records.append(
-            {
-                "format": TEXT_FORMAT,
-                "env": env.name,
-                "options": dict(env.options),
-                "task": {"id": task.id, "prompt": task.prompt, "data": task.data},
-                "turns": episode.turns,
-                "score": episode.score.value,
-            }
-        )
-    return records
-
-
-class TextTranscriptError(ValueError):
-    """A malformed text transcript file; the message names the file and line."""
-
-
-_RECORD_KEYS = {"format", "env", "options", "task", "turns", "score"}
-
-
-def _check_record(r: object, envs_by_key: dict[str, RewardEnv]) -> None:
-    from envs.registry import UnknownEnvError, make, names
-
-    if not isinstance(r, dict) or set(r) != _RECORD_KEYS:
-        got = sorted(r) if isinstance(r, dict) else type(r).__name__
-        raise ValueError(f"a record is an object with keys {sorted(_RECORD_KEYS)}, got {got}")
-    if r["format"] != TEXT_FORMAT:
-        raise ValueError(f"format must be {TEXT_FORMAT!r}, got {r['format']!r}")
-    if not isinstance(r["options"], dict):
-        raise ValueError("options must be an object")
-    if isinstance(r["env"], str) and r["env"] in names(kind="game"):
-        raise ValueError(f"{r['env']!r} is a game, not a reward environment")
-    key = json.dumps([r["env"], r["options"]], sort_keys=True)
-    if key not in envs_by_key:
-        try:
-            envs_by_key[key] = make(r["env"], **r["options"])
-        except (UnknownEnvError, TypeError, ValueError) as e:
-            raise ValueError(str(e)) from None
-    env = envs_by_key[key]
-    t = r["task"]
-    if not isinstance(t, dict) or set(t) != {"id", "prompt", "data"}:
-        raise ValueError("task must be an object with keys id, prompt, data")
-    if not isinstance(t["id"], str) or not isinstance(t["prompt"], str) or not isinstance(t["data"], dict):
-        raise ValueError("task id and prompt must be strings and data an object")
-    task = Task(env.name, t["id"], t["prompt"], t["data"])
-    turns = r["turns"]
-    if not isinstance(turns, list) or not turns:
-        raise ValueError("turns must be a non-empty list")
-    completions: list[object] = []
-    for i, turn in enumerate(turns, 1):
-        if not isinstance(turn, dict) or set(turn) != {"prompt", "completion"}:
-            raise ValueError(f"turn {i} must be an object with keys prompt, completion")
-        expected = env.prompt_for(task, completions)
-        if expected is None:
-            raise ValueError(f"turn {i} comes after the end of the episode")
-        if turn["prompt"] != expected:
-            raise ValueError(f"turn {i}: prompt does not match the task and the turns before it")
-        completions.append(turn["completion"])
-    score = env.score_episode(task, completions).value
-    if not isinstance(r["score"], (int, float)) or abs(r["score"] - score) > 1e-9:
-        raise ValueError(f"score {r['score']!r} does not match the episode's score {score}")
-
-
-def load_text_transcripts(path: str | os.PathLike, *, env: str | None = None) -> list[dict[str, Any]]:
-    """The records of a JSONL file, each validated by replaying its turns and rescoring them.
-
-    Raises `TextTranscriptError` naming FILE:LINE of the first bad line.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise TextTranscriptError(f"{path}: no such transcript file")
-    records: list[dict[str, Any]] = []
-    envs_by_key: dict[str, RewardEnv] = {}
-    for where, r in iter_jsonl(path, TextTranscriptError):
-        try:
-            _check_record(r, envs_by_key)
-        except ValueError as e:
-            raise TextTranscriptError(f"{where}: {e}") from None
-        if env is not None and r["env"] != env:
-            raise TextTranscriptError(
-                f"{where}: transcript is for environment {r['env']!r}, expected {env!r}"
-            )
-        records.append(r)
-    if not records:
-        raise TextTranscriptError(f"{path}: the file holds no transcripts")
-    return records

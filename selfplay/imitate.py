@@ -32,7 +32,13 @@ from selfplay.config import Config, ConfigError, fingerprint, load_config
 from selfplay.io import atomic_write_text
 from selfplay.resume import SELFPLAY_DIR
 from selfplay.rundir import rel
-from selfplay.transcripts import Transcript, TranscriptError, generate, load_transcripts
+from selfplay.transcripts import (
+    Transcript,
+    TranscriptError,
+    load_transcripts,
+    transcripts_output,
+    transcripts_stage,
+)
 
 
 class ImitationError(ValueError):
@@ -347,7 +353,11 @@ def _meta(config: Config, step: int, metrics: dict[str, float]) -> dict:
 
 
 def config_hash(config: Config) -> str:
-    """Hash of what the imitation checkpoint depends on (not the run directory or later stages)."""
+    """Hash of what the imitation checkpoint depends on (not the run directory or later stages); for a
+    reward environment also its options and the length of the greedy evaluation's answers."""
+    if config.is_reward_env:
+        sections = {"game", "env_options", "transcripts", "model", "imitation"}
+        return fingerprint(config, sections, rl_max_new_tokens=config.rl.max_new_tokens)
     return fingerprint(config, {"game", "transcripts", "model", "imitation"})
 
 
@@ -361,20 +371,11 @@ def describe(run_dir: Path) -> str:
 
 
 # --- the stage, as `selfplay.run` and `main` run it ----------------------------------------------
-def _transcripts_wanted(config: Config) -> dict:
-    return {"game": config.game, **config.transcripts.model_dump(exclude={"workers", "path"})}
-
-
 def stage1_outputs(config: Config, run_dir: Path) -> list[rundir.Output]:
     """What the transcripts and imitation stages write, each allowed to stay if this config made it."""
-    outs = []
-    if config.transcripts.path is None:
-        meta, wanted = run_dir / "transcripts.meta.json", _transcripts_wanted(config)
-        made = lambda: rundir.same_json(meta, wanted)  # noqa: E731
-        outs.append(rundir.Output("transcripts", run_dir / "transcripts.jsonl", made))
-    ckpt, h = run_dir / "checkpoints" / "imitation", config_hash(config)
-    outs.append(rundir.Output("an imitation checkpoint", ckpt, lambda: rundir.made_with(ckpt, h)))
-    return outs
+    outs = transcripts_output(config, run_dir)
+    ckpt = run_dir / "checkpoints" / "imitation"
+    return [*outs, rundir.made_output("an imitation checkpoint", ckpt, config_hash(config))]
 
 
 def outputs(config: Config, run_dir: Path, resume: bool = False) -> list[rundir.Output]:
@@ -385,45 +386,16 @@ def outputs(config: Config, run_dir: Path, resume: bool = False) -> list[rundir.
     return [*stage1_outputs(config, run_dir), *stage2]
 
 
-def transcripts_stage(config: Config, run_dir: Path, *, progress: bool = True) -> Path:
-    """The imitation data: the user's file if configured, else generated into the run directory once."""
-    tc = config.transcripts
-    if tc.path is not None:
-        games = load_transcripts(tc.path, game=config.game)
-        print(f"transcripts: {len(games)} games from {tc.path}")
-        return Path(tc.path)
-    out = run_dir / "transcripts.jsonl"
-    meta_path = run_dir / "transcripts.meta.json"
-    wanted = _transcripts_wanted(config)
-    if out.exists() and rundir.same_json(meta_path, wanted):
-        games = load_transcripts(out, game=config.game)
-        print(f"transcripts: reusing {len(games)} games in {out}")
-        return out
-    print(f"transcripts: generating {tc.games} {config.game} games with {tc.expert}")
-    atomic_write_text(meta_path, json.dumps(wanted, indent=2) + "\n")  # first: a kill leaves no stray file
-    summary = generate(
-        config.game,
-        tc.expert,
-        tc.games,
-        out,
-        seed=tc.seed,
-        workers=tc.workers,
-        opening_plies=tc.opening_plies,
-        progress=progress,
-    )
-    print(f"transcripts: {summary}")
-    return out
-
-
 def imitation_stage(config: Config, data: Path, run_dir: Path, *, progress: bool = True) -> Path:
     """The imitation checkpoint: trained once per configuration, reused when the run is started again."""
-    ckpt = run_dir / "checkpoints" / "imitation"
-    if rundir.reusable(ckpt, run_dir / "imitation.json", config_hash(config)):
-        print(f"imitation: reusing {ckpt}")
+
+    def make() -> Path:
+        ckpt = train(config, data, run_dir, progress=progress)
+        print(f"imitation: {describe(run_dir)}")
         return ckpt
-    ckpt = train(config, data, run_dir, progress=progress)
-    print(f"imitation: {describe(run_dir)}")
-    return ckpt
+
+    ckpt, summary = run_dir / "checkpoints" / "imitation", run_dir / "imitation.json"
+    return rundir.reuse_or_make("imitation", ckpt, summary, config_hash(config), make)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,16 +1,21 @@
 """The main job: `python -m selfplay.run CONFIG [key=value ...]`.
 
-Everything lands in the run directory: the resolved config and the stage outputs. Stages so far:
-expert transcripts (generated if missing, validated either way), then imitation (supervised
-fine-tuning of the policy, checkpoint in `checkpoints/imitation`). Self-play follows.
+Everything lands in the run directory: the resolved config and each stage's outputs. The two pipelines,
+side by side (each stage reuses its output when this configuration made it, so a run started again
+skips what is done):
 
-When `game` names a reward environment the text stages run instead (`selfplay.text_rl.run`): expert
-episodes, text imitation, the verifier when `rl.reward` needs it, then RL with group-relative PPO.
+    game                                         reward environment (`game` names one)
+    transcripts   expert games                   transcripts   expert episodes
+    imitation     selfplay.imitate               imitation     selfplay.text_imitate
+                                                 verifier      selfplay.verifier_stage (`rl.reward` needs it)
+    self-play     selfplay.learner (stage 2)     RL            selfplay.text_rl (stage 2)
+    report        RUN/report.md
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -18,18 +23,21 @@ import agents
 from selfplay import imitate, rundir
 from selfplay.config import Config, ConfigError, load_config
 from selfplay.io import atomic_write_text
+from selfplay.resume import RL_DIR, SELFPLAY_DIR
 from selfplay.runtime import RuntimeFailure
-from selfplay.transcripts import TranscriptError
+from selfplay.transcripts import TranscriptError, transcripts_stage
 
 
-def game_outputs(config: Config, run_dir: Path, resume: bool) -> list[rundir.Output]:
-    """Everything the game pipeline writes that an earlier run may have left."""
-    from selfplay import learner
+def outputs(config: Config, run_dir: Path, resume: bool) -> list[rundir.Output]:
+    """Everything the pipeline of `config` writes that an earlier run may have left, and when it may stay."""
+    out = imitate.stage1_outputs(config, run_dir)
+    if config.is_reward_env:
+        if config.rl.algorithm != "none" and config.rl.reward != "programmatic":
+            from selfplay.verifier_stage import verifier_outputs
 
-    return [
-        *imitate.stage1_outputs(config, run_dir),
-        *rundir.stage2_outputs(run_dir, learner.STATE_DIR, what="a self-play run", keep=resume),
-    ]
+            out += verifier_outputs(config, run_dir)
+        return [*out, *rundir.stage2_outputs(run_dir, RL_DIR, what="an RL run", keep=resume)]
+    return [*out, *rundir.stage2_outputs(run_dir, SELFPLAY_DIR, what="a self-play run", keep=resume)]
 
 
 def selfplay_stage(
@@ -96,19 +104,36 @@ def write_report(config: Config, run_dir: Path, final: Path | None) -> Path:
     return path
 
 
+def game_pipeline(config: Config, run_dir: Path, *, resume: bool, progress: bool) -> None:
+    data = transcripts_stage(config, run_dir, progress=progress)
+    start = imitate.imitation_stage(config, data, run_dir, progress=progress)
+    final = selfplay_stage(config, run_dir, start, resume=resume, progress=progress)
+    print(f"report: {write_report(config, run_dir, final)}")
+
+
+def text_pipeline(config: Config, run_dir: Path, *, resume: bool, progress: bool) -> None:
+    from selfplay import text_imitate, text_rl
+    from selfplay.verifier_stage import verifier_stage
+
+    data = transcripts_stage(config, run_dir, progress=progress)
+    start = text_imitate.imitation_stage(config, data, run_dir, progress=progress)
+    if config.rl.algorithm == "none":
+        return
+    if config.rl.reward != "programmatic":
+        verifier_stage(config, run_dir, start, progress=progress)
+    final = text_rl.train(config, run_dir, start, resume=resume, progress=progress)
+    s = json.loads((run_dir / "rl.json").read_text())
+    print(
+        f"rl: final checkpoint {final}: held-out true accuracy {s['final_accuracy']:.3f} "
+        f"(imitation {s['start_accuracy']:.3f}, best {s['best_accuracy']:.3f}) after {s['steps']} steps"
+    )
+
+
 def run(config: Config, *, resume: bool = False, progress: bool = True) -> Path:
     """Every stage of `config` in its run directory (see `selfplay.rundir` for what is refused first)."""
-    if config.is_reward_env:  # a reward environment: text imitation, verifier, RL (selfplay.text_rl)
-        from selfplay import text_rl
-
-        with rundir.opened(config, resume=resume, outputs=text_rl.outputs) as run_dir:
-            text_rl.run(config, run_dir, resume=resume, progress=progress)
-        return run_dir
-    with rundir.opened(config, resume=resume, outputs=game_outputs) as run_dir:
-        data = imitate.transcripts_stage(config, run_dir, progress=progress)
-        start = imitate.imitation_stage(config, data, run_dir, progress=progress)
-        final = selfplay_stage(config, run_dir, start, resume=resume, progress=progress)
-        print(f"report: {write_report(config, run_dir, final)}")
+    pipeline = text_pipeline if config.is_reward_env else game_pipeline
+    with rundir.opened(config, resume=resume, outputs=outputs) as run_dir:
+        pipeline(config, run_dir, resume=resume, progress=progress)
     return run_dir
 
 

@@ -79,9 +79,18 @@ def made_with(ckpt: Path, config_hash: str) -> bool:
         return False
 
 
-def reusable(ckpt: Path, summary: Path, config_hash: str) -> bool:
-    """A finished stage to reuse: its checkpoint made with this configuration and its summary written."""
-    return summary.exists() and made_with(ckpt, config_hash)
+def made_output(what: str, ckpt: Path, config_hash: str) -> Output:
+    """A stage's checkpoint as an output that may stay when this configuration made it."""
+    return Output(what, ckpt, lambda: made_with(ckpt, config_hash))
+
+
+def reuse_or_make(stage: str, ckpt: Path, summary: Path, config_hash: str, make: Callable[[], Path]) -> Path:
+    """A finished stage's checkpoint, reused when this configuration made it and its summary was written
+    (a killed stage is made again), else `make()`'s."""
+    if summary.exists() and made_with(ckpt, config_hash):
+        print(f"{stage}: reusing {ckpt}")
+        return ckpt
+    return make()
 
 
 def stage2_outputs(run_dir: Path, state: str, *, what: str, keep: bool) -> list[Output]:

@@ -29,10 +29,9 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 import agents
-from envs.reward import TextTranscriptError, expert_transcripts, load_text_transcripts
 from selfplay import rundir
-from selfplay.config import Config, fingerprint
-from selfplay.imitate import ImitationError
+from selfplay.config import Config
+from selfplay.imitate import ImitationError, config_hash
 from selfplay.io import atomic_write_text
 from selfplay.rundir import rel
 from selfplay.text import (
@@ -43,6 +42,7 @@ from selfplay.text import (
     make_env,
     max_new_tokens,
 )
+from selfplay.transcripts import TranscriptError, load_for
 
 
 # --- the data ------------------------------------------------------------------------------------
@@ -51,46 +51,6 @@ class TextExample:
     prompt: list[int]  # <bos> + prompt tokens
     completion: list[int]  # completion tokens + <eos>
     task: str  # task id
-
-
-def transcripts_stage(config: Config, run_dir: Path) -> Path:
-    """The expert episodes: the user's file if configured (checked), else generated into the run
-    directory once per setting."""
-    tc, env = config.transcripts, make_env(config)
-    if tc.path is not None:
-        records = _load(tc.path, config)
-        print(f"transcripts: {len(records)} {config.game} episodes from {tc.path}")
-        return Path(tc.path)
-    out, meta_path = run_dir / "transcripts.jsonl", run_dir / "transcripts.meta.json"
-    wanted = transcripts_wanted(config)
-    if out.exists() and rundir.same_json(meta_path, wanted):
-        print(f"transcripts: reusing {tc.games} {config.game} episodes in {out}")
-        return out
-    print(f"transcripts: {tc.games} expert {config.game} episodes")
-    records = expert_transcripts(env, tc.games, seed=tc.seed)
-    atomic_write_text(meta_path, json.dumps(wanted, indent=2) + "\n")  # first: a kill leaves no stray file
-    atomic_write_text(out, "".join(json.dumps(r) + "\n" for r in records))
-    return out
-
-
-def transcripts_wanted(config: Config) -> dict:
-    """What generated transcripts depend on (their meta file)."""
-    tc = config.transcripts
-    return {"game": config.game, "options": make_env(config).options, "episodes": tc.games, "seed": tc.seed}
-
-
-def _load(path: str | Path, config: Config) -> list[dict]:
-    try:
-        records = load_text_transcripts(path, env=config.game)
-    except TextTranscriptError as e:
-        raise ImitationError(str(e)) from None
-    options = make_env(config).options
-    for i, r in enumerate(records, 1):
-        if r["options"] != options:
-            raise ImitationError(
-                f"{path}: record {i} has options {r['options']}, the config's env_options give {options}"
-            )
-    return records
 
 
 def build_examples(
@@ -135,12 +95,6 @@ def token_loss(policy: agents.Policy, batch: Sequence[TextExample]) -> tuple[tor
 
 
 # --- training ------------------------------------------------------------------------------------
-def config_hash(config: Config) -> str:
-    """Hash of what the text imitation checkpoint depends on."""
-    sections = {"game", "env_options", "transcripts", "model", "imitation"}
-    return fingerprint(config, sections, rl_max_new_tokens=config.rl.max_new_tokens)  # greedy eval length
-
-
 def _new_policy(config: Config, records: list[dict]) -> agents.Policy:
     if config.model.tokenizer == "bpe":
         texts = [t[k] for r in records for t in r["turns"] for k in ("prompt", "completion")]
@@ -160,7 +114,10 @@ def train(config: Config, transcripts: Path, run_dir: Path, *, progress: bool = 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     env = make_env(config)
-    records = _load(transcripts, config)
+    try:
+        records = load_for(config, transcripts)
+    except TranscriptError as e:
+        raise ImitationError(str(e)) from None
     policy = _new_policy(config, records)
     new_tokens = max_new_tokens(config, env)
     tasks = held_out_tasks(config, env, cfg.eval_positions)
@@ -241,14 +198,16 @@ def _meta(config: Config, step: int, acc: float) -> dict:
 
 def imitation_stage(config: Config, transcripts: Path, run_dir: Path, *, progress: bool = True) -> Path:
     """The imitation checkpoint: trained once per configuration, reused when the run starts again."""
-    ckpt = run_dir / "checkpoints" / "imitation"
-    if rundir.reusable(ckpt, run_dir / "imitation.json", config_hash(config)):
-        print(f"imitation: reusing {ckpt}")
+
+    def make() -> Path:
+        ckpt = train(config, transcripts, run_dir, progress=progress)
+        s = json.loads((run_dir / "imitation.json").read_text())
+        print(
+            f"imitation: checkpoint {ckpt} (step {s['step']}): held-out accuracy "
+            f"{s['held_out_accuracy']:.3f} on {s['held_out_tasks']} tasks "
+            f"(untrained {s['untrained_accuracy']:.3f})"
+        )
         return ckpt
-    ckpt = train(config, transcripts, run_dir, progress=progress)
-    s = json.loads((run_dir / "imitation.json").read_text())
-    print(
-        f"imitation: checkpoint {ckpt} (step {s['step']}): held-out accuracy {s['held_out_accuracy']:.3f} "
-        f"on {s['held_out_tasks']} tasks (untrained {s['untrained_accuracy']:.3f})"
-    )
-    return ckpt
+
+    ckpt, summary = run_dir / "checkpoints" / "imitation", run_dir / "imitation.json"
+    return rundir.reuse_or_make("imitation", ckpt, summary, config_hash(config), make)

@@ -1,4 +1,4 @@
-"""Stage 2 on a reward environment: the verifier stage and group-relative PPO, and the text pipeline.
+"""Stage 2 on a reward environment: group-relative PPO (the verifier it may use: `selfplay.verifier_stage`).
 
 RL (`rl.algorithm: grpo`). Actors (`selfplay.text_actor`, run by the same runtimes as self-play) sample
 `group_size` completions of each prompt; each completion's advantage is its reward relative to its
@@ -17,44 +17,39 @@ TensorBoard (`RUN/tb/rl`): `rl/mean_reward`, `rl/sample_true_score` (env score o
 verifier, `rl/heldout_verifier_score` beside it: the verifier's opinion of those same greedy answers.
 Reward hacking shows as that score (or `rl/mean_reward`) rising while `rl/true_accuracy` falls.
 
-Files: `RUN/checkpoints/verifier` + `RUN/verifier.json`; `RUN/checkpoints/step_XXXXXX` (meta stage
-`rl/<reward>`), the resume state `RUN/rl/state/` (`selfplay.resume`), `RUN/rl/stats.json` (what the
-runtime delivered) and `RUN/rl.json` with the accuracy by step.
+Files: `RUN/checkpoints/step_XXXXXX` (meta stage `rl/<reward>`), the resume state `RUN/rl/state/`
+(`selfplay.resume`), `RUN/rl/stats.json` (what the runtime delivered), all written by the stage-2 loop
+(`selfplay.loop`), and `RUN/rl.json` with the accuracy by step.
 """
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import json
 import time
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
 import agents
-from selfplay import loop, rundir
+from selfplay import loop
 from selfplay import resume as resume_state
 from selfplay.config import Config, RLConfig
+from selfplay.imitate import config_hash
 from selfplay.io import atomic_write_text
 from selfplay.loop import Learner, Stage
 from selfplay.rundir import rel
 from selfplay.text import (
-    TaskSampler,
-    accuracy,
     forward_completions,
-    held_out_ids,
     held_out_tasks,
     make_env,
     max_new_tokens,
     play,
 )
 from selfplay.text_actor import VERIFIER_DIR, Completion, Group, make_text_actor, well_formed
-from selfplay.text_imitate import config_hash, imitation_stage, transcripts_stage, transcripts_wanted
+from selfplay.verifier_stage import verifier_hash
 
 STATE_DIR = resume_state.RL_DIR
 
@@ -286,218 +281,3 @@ class _Window:
         if self.busy > 0:
             writer.add_scalar("charts/actor_scoring_share", self.net / self.busy, step)
         self.__init__()
-
-
-# --- the verifier stage --------------------------------------------------------------------------
-def verifier_hash(config: Config) -> str:
-    relevant = {"imitation": config_hash(config), "verifier": config.verifier.model_dump()}
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def initial_verifier(
-    config: Config, policy: agents.Policy, run_dir: Path | None = None, *, progress: bool = True
-):
-    """The verifier before training, per `verifier.init` (see the config reference); `imitation:STEPS`
-    trains (or reuses) its base in `run_dir/verifier_base` on the run's transcripts."""
-    from agents.verifier import Verifier, new_verifier
-
-    vc = config.verifier
-    likelihood = 0.0 if vc.likelihood else None
-    if vc.init == "policy":
-        return Verifier.from_policy(policy, seed=vc.seed, likelihood=likelihood)
-    if vc.init == "scratch":
-        cfg = policy.model.cfg
-        if vc.size is not None:
-            cfg = agents.ModelConfig.preset(
-                vc.size, vocab_size=cfg.vocab_size, block_size=cfg.block_size, positions=cfg.positions
-            )
-        return new_verifier(
-            cfg, tokenizer=policy.tokenizer, device=str(policy.device), seed=vc.seed, likelihood=likelihood
-        )
-    if vc.init.startswith("imitation:"):
-        if run_dir is None:
-            raise ValueError("verifier.init: imitation:STEPS needs the run directory")
-        base_dir = run_dir / "verifier_base"
-        base_dir.mkdir(parents=True, exist_ok=True)
-        data = Path(config.transcripts.path) if config.transcripts.path else run_dir / "transcripts.jsonl"
-        path = imitation_stage(_base_config(config), data, base_dir, progress=progress)
-        base = agents.load(path, device=str(policy.device))
-        return Verifier.from_policy(base, seed=vc.seed, likelihood=likelihood)
-    try:
-        base = agents.load(vc.init, device=str(policy.device))
-    except agents.CheckpointError as e:
-        raise agents.CheckpointError(f"verifier.init: {e}") from None
-    if base.meta.get("game") != config.game or base.tokenizer.to_dict() != policy.tokenizer.to_dict():
-        raise agents.CheckpointError(
-            f"verifier.init: {vc.init} is a {base.meta.get('game')!r} checkpoint with its own tokenizer; "
-            f"it must be a {config.game!r} policy with the policy's tokenizer"
-        )
-    return Verifier.from_policy(base, seed=vc.seed, likelihood=likelihood)
-
-
-def _base_config(config: Config) -> Config:
-    """The config of the verifier's own imitation run (`verifier.init: imitation:STEPS`)."""
-    vc = config.verifier
-    if not vc.init.startswith("imitation:"):
-        return config
-    update: dict[str, Any] = {
-        "imitation": config.imitation.model_copy(update={"max_steps": int(vc.init.split(":", 1)[1])})
-    }
-    if vc.size is not None:
-        update["model"] = config.model.model_copy(update={"size": vc.size})
-    return config.model_copy(update=update)
-
-
-def verifier_stage(config: Config, run_dir: Path, imitation: Path, *, progress: bool = True) -> Path:
-    """Train the outcome verifier on the imitation policy's samples labelled by the env's score, then
-    measure it on held-out tasks: ROC-AUC, and best-of-N against greedy decoding. Reused when done."""
-    from agents.verifier import save_verifier
-    from selfplay import verifier as V
-
-    vc, path = config.verifier, run_dir / VERIFIER_DIR
-    if rundir.reusable(path, run_dir / "verifier.json", verifier_hash(config)):
-        print(f"verifier: reusing {path}")
-        return path
-    if config.rl.threads:
-        torch.set_num_threads(config.rl.threads)
-    t0 = time.perf_counter()
-    env = make_env(config)
-    policy = agents.load(imitation, device=config.rl.device)
-    new_tokens = max_new_tokens(config, env)
-    sampling = {"temperature": vc.temperature, "max_new_tokens": new_tokens, "stop": env.stop}
-    tasks = TaskSampler(env, held_out_ids(config, env), seed=[vc.seed, 31])(vc.tasks)
-    data = V.label_completions(
-        policy,
-        [env.prompt_for(t) for t in tasks],
-        lambda i, c: env.score(tasks[i], c),
-        vc.samples,
-        seed=vc.seed,
-        **sampling,
-    )
-    if vc.with_expert:
-        data += [V.Labelled(env.prompt_for(t), env.expert(t), 1.0, f"expert, task {t.id}") for t in tasks]
-    verifier = initial_verifier(config, policy, run_dir, progress=progress)
-    writer = SummaryWriter(str(run_dir / "tb" / "verifier"))
-    pairs = V.make_pairs(data, max_per_prompt=vc.pairs, seed=vc.seed) if vc.pairs else []
-    result = V.train(
-        verifier,
-        pointwise=data,
-        pairwise=pairs,
-        steps=vc.steps,
-        batch_size=vc.batch_size,
-        lr=vc.lr,
-        lm_weight=vc.lm_weight,
-        val_fraction=vc.val_fraction,
-        seed=vc.seed,
-        writer=writer,
-        progress=progress,
-    )
-    # held out: tasks no stage trains on, completions sampled afresh from the imitation policy
-    held = held_out_tasks(config, env, vc.eval_tasks)
-    n = max(vc.samples, vc.best_of)
-    held_data = V.label_completions(
-        policy,
-        [env.prompt_for(t) for t in held],
-        lambda i, c: env.score(held[i], c),
-        n,
-        seed=vc.seed + 1,
-        **sampling,
-    )
-    heldout = V.evaluate(verifier, pointwise=held_data)
-    k = vc.best_of
-    if vc.best_of_temperature is not None:  # best-of-N candidates at their own temperature
-        cands = V.label_completions(
-            policy,
-            [env.prompt_for(t) for t in held],
-            lambda i, c: env.score(held[i], c),
-            k,
-            seed=vc.seed + 2,
-            **{**sampling, "temperature": vc.best_of_temperature},
-        )
-    else:
-        cands = [r for i, r in enumerate(held_data) if i % n < k]
-    scores = verifier.score([r.prompt for r in cands], [r.completion for r in cands]).reshape(len(held), k)
-    labels = np.array([r.label for r in cands]).reshape(len(held), k)
-    comps = np.array([r.completion for r in cands], dtype=object).reshape(len(held), k)
-    picked = scores.argmax(1)
-    majority = [collections.Counter(row).most_common(1)[0][0] for row in comps]
-    measured = {
-        "heldout_roc_auc": heldout.roc_auc,
-        "heldout_accuracy": heldout.accuracy,
-        "greedy_accuracy": accuracy(policy, env, held, max_new_tokens=new_tokens),
-        "best_of_n_accuracy": float(labels[np.arange(len(held)), picked].mean()),
-        "majority_of_n_accuracy": float(
-            np.mean([env.score(t, c) for t, c in zip(held, majority, strict=True)])
-        ),
-        "sample_accuracy": float(labels.mean()),
-        "pass_at_n": float((labels >= 0.5).any(1).mean()),
-        "best_of_temperature": vc.best_of_temperature or vc.temperature,
-    }
-    for key, value in measured.items():
-        writer.add_scalar(f"verifier/{key}", value, vc.steps)
-    writer.close()
-    summary = {
-        "checkpoint": rel(path, run_dir),
-        "train_completions": len(data),
-        "train_positive_rate": float(np.mean([r.label for r in data])),
-        "train_pairs": len(pairs),
-        "heldout_tasks": len(held),
-        "heldout_completions": len(held_data),
-        "best_of": k,
-        **measured,
-        "val": asdict(result.final),
-        "kept_step": result.best_step,  # the weights with the best validation ROC-AUC
-        "seconds": round(time.perf_counter() - t0, 1),
-    }
-    meta = {
-        "stage": "verifier",
-        "game": config.game,
-        "parent": rel(imitation, run_dir),
-        "config_hash": verifier_hash(config),
-    }
-    save_verifier(verifier, path, meta={**meta, "metrics": measured})
-    atomic_write_text(run_dir / "verifier.json", json.dumps(summary, indent=2) + "\n")
-    print(
-        f"verifier: held-out ROC-AUC {measured['heldout_roc_auc']:.3f} on {len(held_data)} completions; "
-        f"best-of-{k} {measured['best_of_n_accuracy']:.3f} vs greedy {measured['greedy_accuracy']:.3f} "
-        f"(majority {measured['majority_of_n_accuracy']:.3f}, pass@{k} {measured['pass_at_n']:.3f})"
-    )
-    return path
-
-
-# --- the pipeline --------------------------------------------------------------------------------
-def outputs(config: Config, run_dir: Path, resume: bool) -> list[rundir.Output]:
-    """Everything the text pipeline writes that an earlier run may have left, and when it may stay."""
-    out = []
-    if config.transcripts.path is None:
-        meta, wanted = run_dir / "transcripts.meta.json", transcripts_wanted(config)
-        out.append(
-            rundir.Output(
-                "transcripts", run_dir / "transcripts.jsonl", lambda: rundir.same_json(meta, wanted)
-            )
-        )
-    ckpt, h = run_dir / "checkpoints" / "imitation", config_hash(config)
-    out.append(rundir.Output("an imitation checkpoint", ckpt, lambda: rundir.made_with(ckpt, h)))
-    if config.rl.algorithm != "none" and config.rl.reward != "programmatic":
-        base, bh = run_dir / "verifier_base" / "checkpoints" / "imitation", config_hash(_base_config(config))
-        out.append(rundir.Output("the verifier's base model", base, lambda: rundir.made_with(base, bh)))
-        ver, vh = run_dir / VERIFIER_DIR, verifier_hash(config)
-        out.append(rundir.Output("a verifier", ver, lambda: rundir.made_with(ver, vh)))
-    return [*out, *rundir.stage2_outputs(run_dir, STATE_DIR, what="an RL run", keep=resume)]
-
-
-def run(config: Config, run_dir: Path, *, resume: bool = False, progress: bool = True) -> Path | None:
-    """Every text stage: expert transcripts, imitation, the verifier (when the reward needs it), RL."""
-    data = transcripts_stage(config, run_dir)
-    start = imitation_stage(config, data, run_dir, progress=progress)
-    if config.rl.algorithm == "none":
-        return start
-    if config.rl.reward != "programmatic":
-        verifier_stage(config, run_dir, start, progress=progress)
-    final = train(config, run_dir, start, resume=resume, progress=progress)
-    s = json.loads((run_dir / "rl.json").read_text())
-    print(
-        f"rl: final checkpoint {final}: held-out true accuracy {s['final_accuracy']:.3f} "
-        f"(imitation {s['start_accuracy']:.3f}, best {s['best_accuracy']:.3f}) after {s['steps']} steps"
-    )
-    return final

@@ -1,4 +1,6 @@
-"""Expert transcripts: games written as JSONL, one game a line, for imitation.
+"""Expert transcripts, the data of imitation: games, and reward-environment episodes, as JSONL.
+
+Games (`FORMAT`), one game a line:
 
 Generate:
 
@@ -11,6 +13,18 @@ Load (every line validated by replaying it through the rules):
     >>> games = load_transcripts("games.jsonl", game="connect_four")  # doctest: +SKIP
 
 The schema (`FORMAT` = "selfplay.transcript/1") is documented in the README.
+
+Episodes of a reward environment (`TEXT_FORMAT` = "selfplay.text/1"), one episode a line:
+
+    records = expert_transcripts(envs.make("sort"), 1000, seed=0)   # list of dicts
+    Path("sort.jsonl").write_text("".join(json.dumps(r) + "\\n" for r in records))
+    records = load_text_transcripts("sort.jsonl", env="sort")       # validated; errors name FILE:LINE
+
+A record is `{"format", "env", "options", "task": {"id", "prompt", "data"}, "turns": [{"prompt",
+"completion"}, ...], "score"}`: the policy reads each turn's `prompt` and writes its `completion` (then
+the first stop string).
+
+`transcripts_stage` gives a run its data (the user's file, checked, or generated once per setting).
 """
 
 from __future__ import annotations
@@ -33,7 +47,8 @@ from tqdm import tqdm
 import envs
 from envs.experts import ExpertSpecError, make_expert
 from envs.jsonl import iter_jsonl
-from selfplay.io import atomic_open
+from envs.reward import run_episode, sample_tasks
+from selfplay.io import atomic_open, atomic_write_text
 
 FORMAT = "selfplay.transcript/1"
 
@@ -273,6 +288,164 @@ def generate(
             if pool is not None:
                 pool.terminate()
     return Summary(games, len(seen), wins, draws, moves, time.perf_counter() - start)
+
+
+# --- text transcripts (reward environments) ---------------------------------------------------
+TEXT_FORMAT = "selfplay.text/1"
+
+
+def expert_transcripts(env: envs.RewardEnv, n: int, *, seed: int = 0) -> list[dict[str, Any]]:
+    """`n` expert episodes as "selfplay.text/1" records (see the module docstring)."""
+    records = []
+    for task in sample_tasks(env, n, seed=seed):
+        episode = run_episode(env, task)
+        records.append(
+            {
+                "format": TEXT_FORMAT,
+                "env": env.name,
+                "options": dict(env.options),
+                "task": {"id": task.id, "prompt": task.prompt, "data": task.data},
+                "turns": episode.turns,
+                "score": episode.score.value,
+            }
+        )
+    return records
+
+
+class TextTranscriptError(TranscriptError):
+    """A malformed text transcript file; the message names the file and line."""
+
+
+_RECORD_KEYS = {"format", "env", "options", "task", "turns", "score"}
+
+
+def _check_record(r: object, envs_by_key: dict[str, envs.RewardEnv]) -> None:
+    if not isinstance(r, dict) or set(r) != _RECORD_KEYS:
+        got = sorted(r) if isinstance(r, dict) else type(r).__name__
+        raise ValueError(f"a record is an object with keys {sorted(_RECORD_KEYS)}, got {got}")
+    if r["format"] != TEXT_FORMAT:
+        raise ValueError(f"format must be {TEXT_FORMAT!r}, got {r['format']!r}")
+    if not isinstance(r["options"], dict):
+        raise ValueError("options must be an object")
+    if isinstance(r["env"], str) and r["env"] in envs.names(kind="game"):
+        raise ValueError(f"{r['env']!r} is a game, not a reward environment")
+    key = json.dumps([r["env"], r["options"]], sort_keys=True)
+    if key not in envs_by_key:
+        try:
+            envs_by_key[key] = envs.make(r["env"], **r["options"])
+        except (envs.UnknownEnvError, TypeError, ValueError) as e:
+            raise ValueError(str(e)) from None
+    env = envs_by_key[key]
+    t = r["task"]
+    if not isinstance(t, dict) or set(t) != {"id", "prompt", "data"}:
+        raise ValueError("task must be an object with keys id, prompt, data")
+    if not isinstance(t["id"], str) or not isinstance(t["prompt"], str) or not isinstance(t["data"], dict):
+        raise ValueError("task id and prompt must be strings and data an object")
+    task = envs.Task(env.name, t["id"], t["prompt"], t["data"])
+    turns = r["turns"]
+    if not isinstance(turns, list) or not turns:
+        raise ValueError("turns must be a non-empty list")
+    completions: list[object] = []
+    for i, turn in enumerate(turns, 1):
+        if not isinstance(turn, dict) or set(turn) != {"prompt", "completion"}:
+            raise ValueError(f"turn {i} must be an object with keys prompt, completion")
+        expected = env.prompt_for(task, completions)
+        if expected is None:
+            raise ValueError(f"turn {i} comes after the end of the episode")
+        if turn["prompt"] != expected:
+            raise ValueError(f"turn {i}: prompt does not match the task and the turns before it")
+        completions.append(turn["completion"])
+    score = env.score_episode(task, completions).value
+    if not isinstance(r["score"], (int, float)) or abs(r["score"] - score) > 1e-9:
+        raise ValueError(f"score {r['score']!r} does not match the episode's score {score}")
+
+
+def load_text_transcripts(path: str | os.PathLike, *, env: str | None = None) -> list[dict[str, Any]]:
+    """The records of a JSONL file, each validated by replaying its turns and rescoring them.
+
+    Raises `TextTranscriptError` naming FILE:LINE of the first bad line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise TextTranscriptError(f"{path}: no such transcript file")
+    records: list[dict[str, Any]] = []
+    envs_by_key: dict[str, envs.RewardEnv] = {}
+    for where, r in iter_jsonl(path, TextTranscriptError):
+        try:
+            _check_record(r, envs_by_key)
+        except ValueError as e:
+            raise TextTranscriptError(f"{where}: {e}") from None
+        if env is not None and r["env"] != env:
+            raise TextTranscriptError(
+                f"{where}: transcript is for environment {r['env']!r}, expected {env!r}"
+            )
+        records.append(r)
+    if not records:
+        raise TextTranscriptError(f"{path}: the file holds no transcripts")
+    return records
+
+
+# --- the transcripts stage -----------------------------------------------------------------------
+def wanted(config) -> dict:
+    """What generated transcripts depend on, as their meta file `RUN/transcripts.meta.json` records it."""
+    tc = config.transcripts
+    if config.is_reward_env:
+        options = envs.make(config.game, **config.env_options).options
+        return {"game": config.game, "options": options, "episodes": tc.games, "seed": tc.seed}
+    return {"game": config.game, **tc.model_dump(exclude={"workers", "path"})}
+
+
+def transcripts_output(config, run_dir: Path) -> list:
+    """The generated transcripts as an output of the run directory (`selfplay.rundir.Output`), allowed to
+    stay if this config made them; none when the config names its own file."""
+    from selfplay import rundir
+
+    if config.transcripts.path is not None:
+        return []
+    meta, want = run_dir / "transcripts.meta.json", wanted(config)
+    made = lambda: rundir.same_json(meta, want)  # noqa: E731
+    return [rundir.Output("transcripts", run_dir / "transcripts.jsonl", made)]
+
+
+def load_for(config, path: str | os.PathLike) -> list:
+    """The transcripts at `path`, checked against the config: its game, or its environment and options."""
+    if not config.is_reward_env:
+        return load_transcripts(path, game=config.game)
+    records = load_text_transcripts(path, env=config.game)
+    options = envs.make(config.game, **config.env_options).options
+    for i, r in enumerate(records, 1):
+        if r["options"] != options:
+            raise TextTranscriptError(
+                f"{path}: record {i} has options {r['options']}, the config's env_options give {options}"
+            )
+    return records
+
+
+def transcripts_stage(config, run_dir: Path, *, progress: bool = True) -> Path:
+    """The imitation data: the user's file if configured (checked), else generated into the run directory
+    once per setting (`wanted`)."""
+    from selfplay.rundir import same_json
+
+    tc, what = config.transcripts, f"{config.game} episodes" if config.is_reward_env else "games"
+    if tc.path is not None:
+        n = len(load_for(config, tc.path))
+        print(f"transcripts: {n} {what} from {tc.path}")
+        return Path(tc.path)
+    out, meta_path, want = run_dir / "transcripts.jsonl", run_dir / "transcripts.meta.json", wanted(config)
+    if out.exists() and same_json(meta_path, want):
+        n = len(load_for(config, out))
+        print(f"transcripts: reusing {n} {what} in {out}")
+        return out
+    atomic_write_text(meta_path, json.dumps(want, indent=2) + "\n")  # first: a kill leaves no stray file
+    if config.is_reward_env:
+        print(f"transcripts: {tc.games} expert {config.game} episodes")
+        records = expert_transcripts(envs.make(config.game, **config.env_options), tc.games, seed=tc.seed)
+        atomic_write_text(out, "".join(json.dumps(r) + "\n" for r in records))
+        return out
+    print(f"transcripts: generating {tc.games} {config.game} games with {tc.expert}")
+    kw = {"seed": tc.seed, "workers": tc.workers, "opening_plies": tc.opening_plies, "progress": progress}
+    print(f"transcripts: {generate(config.game, tc.expert, tc.games, out, **kw)}")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

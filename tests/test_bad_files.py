@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 
 import envs
-from envs.reward import TextTranscriptError, expert_transcripts, load_text_transcripts
 from selfplay import arena, imitate, play, run, verifier
-from selfplay.transcripts import generate
+from selfplay.transcripts import TextTranscriptError, expert_transcripts, generate, load_text_transcripts
 
 ROOT = Path(__file__).resolve().parents[1]
 DEEP = "[" * 100000 + "]" * 100000

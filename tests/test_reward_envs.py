@@ -11,16 +11,9 @@ from gymnasium.utils.env_checker import check_env
 
 import envs
 from envs import registry
-from envs.reward import (
-    TEXT_FORMAT,
-    RewardEnv,
-    TextTranscriptError,
-    expert_transcripts,
-    load_text_transcripts,
-    run_episode,
-    sample_tasks,
-)
+from envs.reward import RewardEnv, run_episode, sample_tasks
 from envs.tasks.countdown import evaluate, solve
+from selfplay.transcripts import TEXT_FORMAT, TextTranscriptError, expert_transcripts, load_text_transcripts
 
 REWARD_ENVS = envs.names(kind="reward")
 

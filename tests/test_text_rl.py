@@ -13,6 +13,7 @@ import envs
 from selfplay import text, text_actor, text_imitate, text_rl
 from selfplay.config import ConfigError, load_config
 from selfplay.run import main
+from selfplay.transcripts import transcripts_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,7 +61,7 @@ def test_text_imitation_beats_an_untrained_model(tmp_path):
     )
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    ckpt = text_imitate.imitation_stage(config, text_imitate.transcripts_stage(config, run_dir), run_dir)
+    ckpt = text_imitate.imitation_stage(config, transcripts_stage(config, run_dir), run_dir)
     summary = json.loads((run_dir / "imitation.json").read_text())
     assert summary["untrained_accuracy"] == 0.0
     assert summary["held_out_accuracy"] >= 0.5
@@ -245,7 +246,7 @@ def test_config_accepts_reward_envs_and_checks_them(tmp_path):
 def test_verifier_init_policy_scratch_or_a_checkpoint(tmp_path, nano_policy, ttt_nano):
     import torch
 
-    from selfplay.text_rl import initial_verifier
+    from selfplay.verifier_stage import initial_verifier
 
     def first_weight(v):
         return v.model.state_dict()["tok_emb.weight"]
@@ -268,8 +269,8 @@ def test_verifier_init_policy_scratch_or_a_checkpoint(tmp_path, nano_policy, ttt
 
 
 def test_verifier_init_from_a_longer_imitation_run(tmp_path, nano_policy, capsys):
-    from selfplay.text_imitate import transcripts_stage
-    from selfplay.text_rl import initial_verifier
+    from selfplay.transcripts import transcripts_stage
+    from selfplay.verifier_stage import initial_verifier
 
     config = tiny_config(tmp_path, "verifier.init=imitation:25")
     run_dir = tmp_path / "run"
@@ -286,8 +287,8 @@ def test_verifier_init_from_a_longer_imitation_run(tmp_path, nano_policy, capsys
 
 
 def test_verifier_size_sets_a_larger_verifier_than_the_policy(tmp_path, nano_policy):
-    from selfplay.text_imitate import transcripts_stage
-    from selfplay.text_rl import initial_verifier
+    from selfplay.transcripts import transcripts_stage
+    from selfplay.verifier_stage import initial_verifier
 
     v = initial_verifier(tiny_config(tmp_path, "verifier.init=scratch", "verifier.size=micro"), nano_policy)
     assert v.model.cfg.n_embd == agents.PRESETS["micro"]["n_embd"] != nano_policy.model.cfg.n_embd

@@ -1,0 +1,212 @@
+"""The verifier stage of a reward environment (when `rl.reward` is `verifier` or `mixed`): an outcome
+verifier trained on the imitation policy's own samples, each labelled by the environment's score, then
+measured on held-out tasks: ROC-AUC, and best-of-N against greedy decoding.
+
+Files: `RUN/checkpoints/verifier` (meta `stage: verifier`, with its metrics), `RUN/verifier.json`, and with
+`verifier.init: imitation:STEPS` the verifier's own imitation run in `RUN/verifier_base/`.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.tensorboard import SummaryWriter
+
+import agents
+from selfplay import rundir
+from selfplay import verifier as V
+from selfplay.config import Config
+from selfplay.imitate import config_hash
+from selfplay.io import atomic_write_text
+from selfplay.rundir import rel
+from selfplay.text import TaskSampler, accuracy, held_out_ids, held_out_tasks, make_env, max_new_tokens
+from selfplay.text_actor import VERIFIER_DIR
+from selfplay.text_imitate import imitation_stage
+
+
+def verifier_hash(config: Config) -> str:
+    relevant = {"imitation": config_hash(config), "verifier": config.verifier.model_dump()}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def initial_verifier(
+    config: Config, policy: agents.Policy, run_dir: Path | None = None, *, progress: bool = True
+):
+    """The verifier before training, per `verifier.init` (see the config reference); `imitation:STEPS`
+    trains (or reuses) its base in `run_dir/verifier_base` on the run's transcripts."""
+    from agents.verifier import Verifier, new_verifier
+
+    vc = config.verifier
+    likelihood = 0.0 if vc.likelihood else None
+    if vc.init == "policy":
+        return Verifier.from_policy(policy, seed=vc.seed, likelihood=likelihood)
+    if vc.init == "scratch":
+        cfg = policy.model.cfg
+        if vc.size is not None:
+            cfg = agents.ModelConfig.preset(
+                vc.size, vocab_size=cfg.vocab_size, block_size=cfg.block_size, positions=cfg.positions
+            )
+        return new_verifier(
+            cfg, tokenizer=policy.tokenizer, device=str(policy.device), seed=vc.seed, likelihood=likelihood
+        )
+    if vc.init.startswith("imitation:"):
+        if run_dir is None:
+            raise ValueError("verifier.init: imitation:STEPS needs the run directory")
+        base_dir = run_dir / "verifier_base"
+        base_dir.mkdir(parents=True, exist_ok=True)
+        data = Path(config.transcripts.path) if config.transcripts.path else run_dir / "transcripts.jsonl"
+        path = imitation_stage(_base_config(config), data, base_dir, progress=progress)
+        base = agents.load(path, device=str(policy.device))
+        return Verifier.from_policy(base, seed=vc.seed, likelihood=likelihood)
+    try:
+        base = agents.load(vc.init, device=str(policy.device))
+    except agents.CheckpointError as e:
+        raise agents.CheckpointError(f"verifier.init: {e}") from None
+    if base.meta.get("game") != config.game or base.tokenizer.to_dict() != policy.tokenizer.to_dict():
+        raise agents.CheckpointError(
+            f"verifier.init: {vc.init} is a {base.meta.get('game')!r} checkpoint with its own tokenizer; "
+            f"it must be a {config.game!r} policy with the policy's tokenizer"
+        )
+    return Verifier.from_policy(base, seed=vc.seed, likelihood=likelihood)
+
+
+def _base_config(config: Config) -> Config:
+    """The config of the verifier's own imitation run (`verifier.init: imitation:STEPS`)."""
+    vc = config.verifier
+    if not vc.init.startswith("imitation:"):
+        return config
+    update: dict[str, Any] = {
+        "imitation": config.imitation.model_copy(update={"max_steps": int(vc.init.split(":", 1)[1])})
+    }
+    if vc.size is not None:
+        update["model"] = config.model.model_copy(update={"size": vc.size})
+    return config.model_copy(update=update)
+
+
+def verifier_outputs(config: Config, run_dir: Path) -> list[rundir.Output]:
+    """What this stage writes (the verifier's base model, the verifier), each allowed to stay if this
+    config made it."""
+    base, ver = run_dir / "verifier_base" / "checkpoints" / "imitation", run_dir / VERIFIER_DIR
+    return [
+        rundir.made_output("the verifier's base model", base, config_hash(_base_config(config))),
+        rundir.made_output("a verifier", ver, verifier_hash(config)),
+    ]
+
+
+def verifier_stage(config: Config, run_dir: Path, imitation: Path, *, progress: bool = True) -> Path:
+    """The verifier of the imitation checkpoint `imitation`: trained and measured once per configuration."""
+    path, summary = run_dir / VERIFIER_DIR, run_dir / "verifier.json"
+    make = lambda: _make(config, run_dir, imitation, progress=progress)  # noqa: E731
+    return rundir.reuse_or_make("verifier", path, summary, verifier_hash(config), make)
+
+
+def _make(config: Config, run_dir: Path, imitation: Path, *, progress: bool) -> Path:
+    from agents.verifier import save_verifier
+
+    vc, path = config.verifier, run_dir / VERIFIER_DIR
+    if config.rl.threads:
+        torch.set_num_threads(config.rl.threads)
+    t0 = time.perf_counter()
+    env = make_env(config)
+    policy = agents.load(imitation, device=config.rl.device)
+    sampling = {
+        "temperature": vc.temperature,
+        "max_new_tokens": max_new_tokens(config, env),
+        "stop": env.stop,
+    }
+    tasks = TaskSampler(env, held_out_ids(config, env), seed=[vc.seed, 31])(vc.tasks)
+    data = _labelled(policy, env, tasks, vc.samples, seed=vc.seed, **sampling)
+    if vc.with_expert:
+        data += [V.Labelled(env.prompt_for(t), env.expert(t), 1.0, f"expert, task {t.id}") for t in tasks]
+    verifier = initial_verifier(config, policy, run_dir, progress=progress)
+    writer = SummaryWriter(str(run_dir / "tb" / "verifier"))
+    pairs = V.make_pairs(data, max_per_prompt=vc.pairs, seed=vc.seed) if vc.pairs else []
+    result = V.train(
+        verifier,
+        pointwise=data,
+        pairwise=pairs,
+        steps=vc.steps,
+        batch_size=vc.batch_size,
+        lr=vc.lr,
+        lm_weight=vc.lm_weight,
+        val_fraction=vc.val_fraction,
+        seed=vc.seed,
+        writer=writer,
+        progress=progress,
+    )
+    measured, held_data = _measure(config, env, policy, verifier, sampling)
+    for key, value in measured.items():
+        writer.add_scalar(f"verifier/{key}", value, vc.steps)
+    writer.close()
+    summary = {
+        "checkpoint": rel(path, run_dir),
+        "train_completions": len(data),
+        "train_positive_rate": float(np.mean([r.label for r in data])),
+        "train_pairs": len(pairs),
+        "heldout_tasks": vc.eval_tasks,
+        "heldout_completions": len(held_data),
+        "best_of": vc.best_of,
+        **measured,
+        "val": asdict(result.final),
+        "kept_step": result.best_step,  # the weights with the best validation ROC-AUC
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    meta = {"stage": "verifier", "game": config.game, "parent": rel(imitation, run_dir)}
+    meta["config_hash"] = verifier_hash(config)
+    save_verifier(verifier, path, meta={**meta, "metrics": measured})
+    atomic_write_text(run_dir / "verifier.json", json.dumps(summary, indent=2) + "\n")
+    k = vc.best_of
+    print(
+        f"verifier: held-out ROC-AUC {measured['heldout_roc_auc']:.3f} on {len(held_data)} completions; "
+        f"best-of-{k} {measured['best_of_n_accuracy']:.3f} vs greedy {measured['greedy_accuracy']:.3f} "
+        f"(majority {measured['majority_of_n_accuracy']:.3f}, pass@{k} {measured['pass_at_n']:.3f})"
+    )
+    return path
+
+
+def _labelled(policy, env, tasks, n: int, *, seed: int, **sampling) -> list[V.Labelled]:
+    """`n` sampled completions of each task, labelled by the env's score."""
+    prompts = [env.prompt_for(t) for t in tasks]
+    return V.label_completions(policy, prompts, lambda i, c: env.score(tasks[i], c), n, seed=seed, **sampling)
+
+
+def _measure(config: Config, env, policy, verifier, sampling: dict) -> tuple[dict[str, Any], list]:
+    """The verifier on held-out tasks (no stage trains on them), completions sampled afresh from the
+    imitation policy: ROC-AUC and accuracy, and best-of-N, majority-of-N and pass@N against greedy."""
+    vc = config.verifier
+    held = held_out_tasks(config, env, vc.eval_tasks)
+    n, k = max(vc.samples, vc.best_of), vc.best_of
+    held_data = _labelled(policy, env, held, n, seed=vc.seed + 1, **sampling)
+    heldout = V.evaluate(verifier, pointwise=held_data)
+    if vc.best_of_temperature is not None:  # best-of-N candidates at their own temperature
+        cands = _labelled(
+            policy, env, held, k, seed=vc.seed + 2, **{**sampling, "temperature": vc.best_of_temperature}
+        )
+    else:
+        cands = [r for i, r in enumerate(held_data) if i % n < k]
+    scores = verifier.score([r.prompt for r in cands], [r.completion for r in cands]).reshape(len(held), k)
+    labels = np.array([r.label for r in cands]).reshape(len(held), k)
+    comps = np.array([r.completion for r in cands], dtype=object).reshape(len(held), k)
+    picked = scores.argmax(1)
+    majority = [collections.Counter(row).most_common(1)[0][0] for row in comps]
+    measured = {
+        "heldout_roc_auc": heldout.roc_auc,
+        "heldout_accuracy": heldout.accuracy,
+        "greedy_accuracy": accuracy(policy, env, held, max_new_tokens=sampling["max_new_tokens"]),
+        "best_of_n_accuracy": float(labels[np.arange(len(held)), picked].mean()),
+        "majority_of_n_accuracy": float(
+            np.mean([env.score(t, c) for t, c in zip(held, majority, strict=True)])
+        ),
+        "sample_accuracy": float(labels.mean()),
+        "pass_at_n": float((labels >= 0.5).any(1).mean()),
+        "best_of_temperature": vc.best_of_temperature or vc.temperature,
+    }
+    return measured, held_data
