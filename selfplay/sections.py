@@ -143,7 +143,23 @@ class ImitationConfig(Section):
     threads: int = Field(default=0, ge=0, description="torch CPU threads; 0 leaves torch's default.")
 
 
-class SelfPlayConfig(Section):
+class Stage2Section(Section):
+    """What both stage-2 sections (`selfplay` on games, `rl` on reward environments) declare alike: the
+    budget in minutes, the gradient clip, checkpoints, the seed, devices and threads. Pydantic lists a
+    base's fields first, so these lead each section in dumps and in the reference."""
+
+    max_minutes: float | None = Field(
+        default=None, gt=0, description="Wall-clock budget for this stage, summed over resumed runs."
+    )
+    grad_clip: float = Field(default=1.0, gt=0, description="Gradient norm clip.")
+    checkpoint_every: int = Field(default=100, ge=1, description="Learner steps between checkpoints.")
+    seed: int = Field(default=0, description="Seed of the learner and (offset per actor) of the actors.")
+    device: str = Field(default="auto", description="Learner device: `auto`, `cpu` or `cuda[:N]`.")
+    actor_device: str = Field(default="auto", description="Actor device: `auto`, `cpu` or `cuda[:N]`.")
+    threads: int = Field(default=1, ge=0, description="torch threads per process; 0 leaves torch's default.")
+
+
+class SelfPlayConfig(Stage2Section):
     """Stage 2: beyond imitation. Actors play with the latest weights; the learner trains on their games."""
 
     algorithm: Literal["alphazero", "pg", "none"] = Field(
@@ -155,9 +171,6 @@ class SelfPlayConfig(Section):
         default="imitation", description="Initial weights: the imitation checkpoint, or a fresh network."
     )
     steps: int = Field(default=400, ge=1, description="Learner steps (the budget), unless minutes run out.")
-    max_minutes: float | None = Field(
-        default=None, gt=0, description="Wall-clock budget for this stage, summed over resumed runs."
-    )
     actors: int = Field(default=2, ge=0, description="Actor processes; 0 plays in the learner's process.")
     games_per_actor: int = Field(default=32, ge=1, description="Games each actor plays at once (one batch).")
     simulations: int = Field(
@@ -188,7 +201,6 @@ class SelfPlayConfig(Section):
     lr: float = Field(default=3e-4, gt=0, description="Learning rate (AdamW, constant after warm-up).")
     warmup_steps: int = Field(default=20, ge=0, description="Linear learning-rate warm-up steps.")
     weight_decay: float = Field(default=0.01, ge=0, description="AdamW weight decay (matrices only).")
-    grad_clip: float = Field(default=1.0, gt=0, description="Gradient norm clip.")
     value_weight: float = Field(default=1.0, ge=0, description="Weight of the value loss.")
     kl_weight: float = Field(
         default=0.0, ge=0, description="Weight of KL(policy || start checkpoint); 0 skips the reference."
@@ -200,14 +212,9 @@ class SelfPlayConfig(Section):
         default=True, description="Sample `pg` opponents near the learner's Elo (else uniformly)."
     )
     publish_every: int = Field(default=5, ge=1, description="Learner steps between weight publications.")
-    checkpoint_every: int = Field(default=100, ge=1, description="Learner steps between checkpoints.")
-    seed: int = Field(default=0, description="Seed of the learner and (offset per actor) of the actors.")
-    device: str = Field(default="auto", description="Learner device: `auto`, `cpu` or `cuda[:N]`.")
-    actor_device: str = Field(default="auto", description="Actor device: `auto`, `cpu` or `cuda[:N]`.")
-    threads: int = Field(default=1, ge=0, description="torch threads per process; 0 leaves torch's default.")
 
 
-class RLConfig(Section):
+class RLConfig(Stage2Section):
     """Stage 2 on a reward environment: group-relative PPO (GRPO-style) with a KL penalty toward the
     imitation policy. Actors sample `group_size` completions of each prompt and score them with the reward;
     the learner trains on the group-relative advantages (reward - group mean) / (group std + eps)."""
@@ -224,9 +231,6 @@ class RLConfig(Section):
         default=0.5, ge=0, le=1, description="Weight of the verifier in the `mixed` reward."
     )
     steps: int = Field(default=300, ge=1, description="Learner steps (the budget), unless minutes run out.")
-    max_minutes: float | None = Field(
-        default=None, gt=0, description="Wall-clock budget for this stage, summed over resumed runs."
-    )
     actors: int = Field(default=1, ge=0, description="Actor processes; 0 samples in the learner's process.")
     prompts_per_step: int = Field(default=32, ge=1, description="Prompts each actor samples per step.")
     group_size: int = Field(default=8, ge=2, description="Completions sampled per prompt (G).")
@@ -246,7 +250,6 @@ class RLConfig(Section):
     lr: float = Field(default=1e-4, gt=0, description="Learning rate (AdamW, constant after warm-up).")
     warmup_steps: int = Field(default=10, ge=0, description="Linear learning-rate warm-up steps.")
     weight_decay: float = Field(default=0.0, ge=0, description="AdamW weight decay (matrices only).")
-    grad_clip: float = Field(default=1.0, gt=0, description="Gradient norm clip.")
     clip: float = Field(default=0.2, gt=0, description="PPO ratio clip, per token.")
     kl_weight: float = Field(
         default=0.05, ge=0, description="Weight of KL(policy || imitation policy) per token; 0 skips it."
@@ -260,11 +263,6 @@ class RLConfig(Section):
     eval_tasks: int = Field(
         default=500, ge=1, description="Held-out tasks for true accuracy (greedy, the env's own score)."
     )
-    checkpoint_every: int = Field(default=100, ge=1, description="Learner steps between checkpoints.")
-    seed: int = Field(default=0, description="Seed of the learner and (offset per actor) of the actors.")
-    device: str = Field(default="auto", description="Learner device: `auto`, `cpu` or `cuda[:N]`.")
-    actor_device: str = Field(default="auto", description="Actor device: `auto`, `cpu` or `cuda[:N]`.")
-    threads: int = Field(default=1, ge=0, description="torch threads per process; 0 leaves torch's default.")
 
 
 class VerifierSection(Section):
