@@ -47,7 +47,7 @@ __all__ = [
 
 
 # --- the command ------------------------------------------------------------------------------------------
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m selfplay.arena",
         description=__doc__.split("\n\n")[0],
@@ -80,7 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--anchor-elo", type=float, default=0.0, help="the anchor's Elo (default 0)")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the intervals")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     knobs = dict(
         games=args.games,
         seed=args.seed,
