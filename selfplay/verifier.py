@@ -356,7 +356,7 @@ def _describe(m: Metrics) -> str:
     return "; ".join(parts)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m selfplay.verifier", description="Train or evaluate a verifier."
     )
@@ -392,6 +392,11 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--pairs", help="comparisons JSONL")
     e.add_argument("--device", default="auto")
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = _parser()
     args = p.parse_args(argv)
     if not args.data and not args.pairs:
         p.error("give --data, --pairs or both")
