@@ -1,9 +1,12 @@
-"""The run configuration: one frozen, documented model per component, nested in `Config`, read from YAML.
+"""The run configuration: the sections (`selfplay.sections`) nested in one `Config`, read from YAML.
 
 Unknown keys, wrong types and out-of-range values are errors naming the key and the file, raised before
 anything runs. `key=value` overrides (dotted keys, YAML values) come from the command line:
 
     python -m selfplay.run configs/game.yaml transcripts.games=200 run_dir=runs/quick
+
+Here also: the checks that need more than one section, the fingerprint by which a stage's output is
+reused, and the README's config reference (`python -m selfplay.config` prints it).
 """
 
 from __future__ import annotations
@@ -12,406 +15,52 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 import envs
 from envs.experts import ExpertSpecError, make_expert
+from selfplay.sections import (
+    EvaluationConfig,
+    ImitationConfig,
+    ModelSection,
+    RLConfig,
+    RuntimeConfig,
+    Section,
+    SelfPlayConfig,
+    TranscriptsConfig,
+    VerifierSection,
+)
+
+__all__ = [
+    "ADDED_LATER",
+    "Config",
+    "ConfigError",
+    "EvaluationConfig",
+    "ImitationConfig",
+    "ModelSection",
+    "RLConfig",
+    "RuntimeConfig",
+    "Section",
+    "SelfPlayConfig",
+    "TranscriptsConfig",
+    "VerifierSection",
+    "check_device",
+    "dump_config",
+    "fingerprint",
+    "load_config",
+    "parse_overrides",
+    "reference_markdown",
+]
 
 
 class ConfigError(ValueError):
     """A configuration that cannot be run; the message names the file and the key."""
 
 
-class _Section(BaseModel):
-    # strict: `true` is not an integer nor `"3"` a number; no inf or nan anywhere (a learning rate of .inf)
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, validate_default=True, strict=True, allow_inf_nan=False
-    )
-
-
-class TranscriptsConfig(_Section):
-    """Stage 1 data: expert games to imitate."""
-
-    path: str | None = Field(
-        default=None,
-        description="Existing transcript JSONL to use instead of generating; relative to the config file.",
-    )
-    expert: str = Field(
-        default="alphabeta:depth=4", description="Expert spec, e.g. `alphabeta:depth=4`, `minimax`."
-    )
-    games: int = Field(default=2000, ge=1, description="Number of expert games to generate.")
-    opening_plies: int = Field(default=2, ge=0, description="Random opening moves per game, for variety.")
-    seed: int = Field(default=0, description="Base seed; game i is reproducible from (seed, i).")
-    workers: int = Field(default=0, ge=0, description="Processes for generation; 0 uses every core.")
-
-
-class ModelSection(_Section):
-    """The policy network (`agents.model`)."""
-
-    size: Literal["nano", "micro", "small", "medium"] = Field(
-        default="small", description="Preset: nano (2x64), micro (3x96), small (4x128), medium (6x192)."
-    )
-    tokenizer: Literal["char", "bpe"] = Field(
-        default="bpe",
-        description="`char`: one token per character; `bpe`: characters plus tokens learned from the "
-        "transcripts (a cell, a move, `X to move`), never crossing a space.",
-    )
-    merges: int = Field(default=200, ge=0, description="Learned tokens at most (`bpe`).")
-    block_size: int = Field(default=256, ge=8, description="Context length in tokens.")
-    dropout: float = Field(default=0.0, ge=0.0, lt=1.0, description="Dropout in every block.")
-    positions: Literal["learned", "rope"] = Field(
-        default="learned",
-        description="`learned`: an embedding per position (GPT-2); `rope`: rotary positions (Llama), which "
-        "let attention read offsets between tokens the same way at every position.",
-    )
-    face: Literal["text", "board"] = Field(
-        default="text",
-        description="How the policy reads a position (games): `text`, the game's prompt; `board`, the "
-        "board's planes through a convolutional stem as one prefix token per cell or patch (with row and "
-        "column embeddings), then the prompt's last line (whose turn). Recorded in the checkpoint.",
-    )
-    stem_channels: int = Field(default=64, ge=1, description="Channels of the board stem (`face: board`).")
-    stem_layers: int = Field(default=4, ge=1, description="Convolutions of the board stem (`face: board`).")
-    stem_patch: int = Field(
-        default=2,
-        ge=1,
-        description="Cells per stem token along each side (`face: board`): 2 gives the LM one token per "
-        "2 x 2 patch (a 6 x 7 board as 12 tokens instead of 42), as a vision transformer's patches.",
-    )
-    prefix: Literal["causal", "bidirectional"] = Field(
-        default="causal",
-        description="Attention over the prompt: `bidirectional` lets every prompt token see the whole prompt "
-        "(a prefix LM); the move is read causally either way.",
-    )
-    scoring: Literal["sequence", "first_token"] = Field(
-        default="sequence",
-        description="How a legal move is scored: `sequence`, the likelihood of its text and end of move; "
-        "`first_token`, of its first token, read at the prompt's last position (every move one token: "
-        "the moves need not ride along in the sequence).",
-    )
-
-    def build(self, vocab_size: int, game: str):
-        """The network's `agents.ModelConfig` for `game` (the board stem sized by its planes)."""
-        import agents  # lazily: loading a config needs no torch
-
-        board = {}
-        if self.face == "board":
-            height, width, planes = envs.make(game).observation_shape()
-            board = dict(planes=planes, board_height=height, board_width=width)
-            board.update(
-                stem_channels=self.stem_channels, stem_layers=self.stem_layers, stem_patch=self.stem_patch
-            )
-        return agents.ModelConfig.preset(
-            self.size,
-            vocab_size=vocab_size,
-            block_size=self.block_size,
-            dropout=self.dropout,
-            positions=self.positions,
-            prefix=self.prefix,
-            scoring=self.scoring,
-            **board,
-        )
-
-
-class ImitationConfig(_Section):
-    """Stage 1: supervised fine-tuning on the transcripts (loss on the move tokens only)."""
-
-    loss: Literal["legal", "tokens"] = Field(
-        default="legal",
-        description="`legal`: cross-entropy of the expert's move among the legal moves, each scored by its "
-        "text's likelihood (as at inference); `tokens`: plain next-token loss on the move's text.",
-    )
-    dedupe: bool = Field(
-        default=True,
-        description="Merge repeated positions of the training split into one example whose target is the "
-        "expert's move distribution there (`legal` loss).",
-    )
-    symmetries: bool = Field(
-        default=False,
-        description="Also train on every symmetric image of each training game (the game's symmetries: "
-        "Connect Four's mirror, the 8 of tic-tac-toe, 4 of Othello); held-out games stay as played.",
-    )
-    max_steps: int = Field(default=3000, ge=1, description="Optimizer steps at most.")
-    max_minutes: float | None = Field(default=None, gt=0, description="Wall-clock budget; stops early.")
-    batch_size: int = Field(default=64, ge=1, description="Positions per step.")
-    lr: float = Field(default=2e-3, gt=0, description="Peak learning rate (AdamW).")
-    min_lr_ratio: float = Field(default=0.1, ge=0, le=1, description="Final LR as a fraction of `lr`.")
-    warmup_steps: int = Field(default=100, ge=0, description="Linear warm-up steps, then cosine decay.")
-    weight_decay: float = Field(default=0.01, ge=0, description="AdamW weight decay (matrices only).")
-    grad_clip: float = Field(default=1.0, gt=0, description="Gradient norm clip.")
-    value_weight: float = Field(default=0.5, ge=0, description="Weight of the value loss; 0 trains no value.")
-    val_fraction: float = Field(default=0.1, gt=0, lt=1, description="Share of games held out.")
-    eval_every: int = Field(default=200, ge=1, description="Steps between held-out evaluations.")
-    eval_positions: int = Field(default=1000, ge=1, description="Held-out positions per evaluation.")
-    patience: int = Field(default=5, ge=1, description="Evaluations without improvement before stopping.")
-    seed: int = Field(default=0, description="Seed for initialisation, split and batches.")
-    device: str = Field(default="auto", description="`auto` (CUDA if present), `cpu` or `cuda[:N]`.")
-    threads: int = Field(default=0, ge=0, description="torch CPU threads; 0 leaves torch's default.")
-
-
-class SelfPlayConfig(_Section):
-    """Stage 2: beyond imitation. Actors play with the latest weights; the learner trains on their games."""
-
-    algorithm: Literal["alphazero", "pg", "none"] = Field(
-        default="alphazero",
-        description="`alphazero`: expert iteration (targets = search visits, value = outcome); `pg`: "
-        "PPO-clip against a pool of past checkpoints with a value baseline; `none`: stop after imitation.",
-    )
-    start: Literal["imitation", "scratch"] = Field(
-        default="imitation", description="Initial weights: the imitation checkpoint, or a fresh network."
-    )
-    steps: int = Field(default=400, ge=1, description="Learner steps (the budget), unless minutes run out.")
-    max_minutes: float | None = Field(
-        default=None, gt=0, description="Wall-clock budget for this stage, summed over resumed runs."
-    )
-    actors: int = Field(default=2, ge=0, description="Actor processes; 0 plays in the learner's process.")
-    games_per_actor: int = Field(default=32, ge=1, description="Games each actor plays at once (one batch).")
-    simulations: int = Field(
-        default=32, ge=0, description="PUCT simulations per move (`alphazero`); 0 samples the raw policy."
-    )
-    leaves_per_tree: int = Field(
-        default=1, ge=1, description="Leaves per tree per network call (virtual loss)."
-    )
-    c_puct: float = Field(default=1.25, gt=0, description="Exploration constant of PUCT.")
-    dirichlet_alpha: float = Field(default=0.5, gt=0, description="Root Dirichlet noise concentration.")
-    dirichlet_frac: float = Field(default=0.25, ge=0, le=1, description="Share of root prior that is noise.")
-    temperature: float = Field(default=1.0, ge=0, description="Move-selection temperature early in a game.")
-    temperature_moves: int = Field(
-        default=8, ge=0, description="Moves per game played at `temperature`; greedy after (`alphazero`)."
-    )
-    opening_plies: int = Field(default=0, ge=0, description="Random opening moves per game, for variety.")
-    symmetries: bool = Field(
-        default=False,
-        description="`alphazero`: also learn from every symmetric image of each finished game (the game's "
-        "symmetries; search targets and moves mapped with the board); each image counts as positions.",
-    )
-    replay_size: int = Field(default=20000, ge=1, description="Positions kept in the replay buffer.")
-    min_replay: int = Field(default=512, ge=1, description="Positions to collect before the first step.")
-    replay_ratio: float = Field(
-        default=4.0, gt=0, description="Times each collected position is trained on, on average, at most."
-    )
-    batch_size: int = Field(default=64, ge=1, description="Positions per learner step.")
-    lr: float = Field(default=3e-4, gt=0, description="Learning rate (AdamW, constant after warm-up).")
-    warmup_steps: int = Field(default=20, ge=0, description="Linear learning-rate warm-up steps.")
-    weight_decay: float = Field(default=0.01, ge=0, description="AdamW weight decay (matrices only).")
-    grad_clip: float = Field(default=1.0, gt=0, description="Gradient norm clip.")
-    value_weight: float = Field(default=1.0, ge=0, description="Weight of the value loss.")
-    kl_weight: float = Field(
-        default=0.0, ge=0, description="Weight of KL(policy || start checkpoint); 0 skips the reference."
-    )
-    clip: float = Field(default=0.2, gt=0, description="PPO ratio clip (`pg`).")
-    entropy_weight: float = Field(default=0.01, ge=0, description="Entropy bonus (`pg`).")
-    pool_size: int = Field(default=8, ge=1, description="Past checkpoints kept as opponents (`pg`).")
-    pool_by_rating: bool = Field(
-        default=True, description="Sample `pg` opponents near the learner's Elo (else uniformly)."
-    )
-    publish_every: int = Field(default=5, ge=1, description="Learner steps between weight publications.")
-    checkpoint_every: int = Field(default=100, ge=1, description="Learner steps between checkpoints.")
-    seed: int = Field(default=0, description="Seed of the learner and (offset per actor) of the actors.")
-    device: str = Field(default="auto", description="Learner device: `auto`, `cpu` or `cuda[:N]`.")
-    actor_device: str = Field(default="auto", description="Actor device: `auto`, `cpu` or `cuda[:N]`.")
-    threads: int = Field(default=1, ge=0, description="torch threads per process; 0 leaves torch's default.")
-
-
-class RLConfig(_Section):
-    """Stage 2 on a reward environment: group-relative PPO (GRPO-style) with a KL penalty toward the
-    imitation policy. Actors sample `group_size` completions of each prompt and score them with the reward;
-    the learner trains on the group-relative advantages (reward - group mean) / (group std + eps)."""
-
-    algorithm: Literal["grpo", "none"] = Field(
-        default="grpo", description="`grpo`: group-relative PPO-clip; `none`: stop after imitation."
-    )
-    reward: Literal["programmatic", "verifier", "mixed"] = Field(
-        default="programmatic",
-        description="`programmatic`: the environment's own score; `verifier`: the learned verifier's "
-        "probability (trained first, in the verifier stage); `mixed`: a weighted sum of the two.",
-    )
-    verifier_weight: float = Field(
-        default=0.5, ge=0, le=1, description="Weight of the verifier in the `mixed` reward."
-    )
-    steps: int = Field(default=300, ge=1, description="Learner steps (the budget), unless minutes run out.")
-    max_minutes: float | None = Field(
-        default=None, gt=0, description="Wall-clock budget for this stage, summed over resumed runs."
-    )
-    actors: int = Field(default=1, ge=0, description="Actor processes; 0 samples in the learner's process.")
-    prompts_per_step: int = Field(default=32, ge=1, description="Prompts each actor samples per step.")
-    group_size: int = Field(default=8, ge=2, description="Completions sampled per prompt (G).")
-    temperature: float = Field(default=1.0, gt=0, description="Sampling temperature of the actors.")
-    top_k: int | None = Field(default=None, ge=1, description="Sample among the k likeliest tokens only.")
-    max_new_tokens: int | None = Field(
-        default=None, ge=1, description="Tokens per completion at most; None: the env's max_completion_chars."
-    )
-    batch_size: int = Field(default=256, ge=1, description="Completions per learner step.")
-    replay_size: int = Field(
-        default=1024, ge=1, description="Newest completions kept for the learner (keep it near on-policy)."
-    )
-    min_replay: int = Field(default=256, ge=1, description="Completions to collect before the first step.")
-    replay_ratio: float = Field(
-        default=2.0, gt=0, description="Times each collected completion is trained on, on average, at most."
-    )
-    lr: float = Field(default=1e-4, gt=0, description="Learning rate (AdamW, constant after warm-up).")
-    warmup_steps: int = Field(default=10, ge=0, description="Linear learning-rate warm-up steps.")
-    weight_decay: float = Field(default=0.0, ge=0, description="AdamW weight decay (matrices only).")
-    grad_clip: float = Field(default=1.0, gt=0, description="Gradient norm clip.")
-    clip: float = Field(default=0.2, gt=0, description="PPO ratio clip, per token.")
-    kl_weight: float = Field(
-        default=0.05, ge=0, description="Weight of KL(policy || imitation policy) per token; 0 skips it."
-    )
-    entropy_weight: float = Field(default=0.0, ge=0, description="Entropy bonus per token.")
-    skip_uniform_groups: bool = Field(
-        default=True, description="Drop groups whose rewards are all equal (zero advantage) before training."
-    )
-    publish_every: int = Field(default=2, ge=1, description="Learner steps between weight publications.")
-    eval_every: int = Field(default=25, ge=1, description="Learner steps between held-out evaluations.")
-    eval_tasks: int = Field(
-        default=500, ge=1, description="Held-out tasks for true accuracy (greedy, the env's own score)."
-    )
-    checkpoint_every: int = Field(default=100, ge=1, description="Learner steps between checkpoints.")
-    seed: int = Field(default=0, description="Seed of the learner and (offset per actor) of the actors.")
-    device: str = Field(default="auto", description="Learner device: `auto`, `cpu` or `cuda[:N]`.")
-    actor_device: str = Field(default="auto", description="Actor device: `auto`, `cpu` or `cuda[:N]`.")
-    threads: int = Field(default=1, ge=0, description="torch threads per process; 0 leaves torch's default.")
-
-
-class VerifierSection(_Section):
-    """The verifier stage (reward environments, when `rl.reward` is `verifier` or `mixed`): an outcome
-    verifier trained on the imitation policy's own samples, each labelled by the environment's score."""
-
-    init: str = Field(
-        default="policy",
-        description="The verifier's starting weights: `policy` (the imitation checkpoint it judges); "
-        "`imitation:STEPS`, a separate, longer imitation run on the same transcripts (`RUN/verifier_base`: "
-        "a reward model usually starts from a stronger fine-tuned model than the policy it judges); "
-        "`scratch`; or the path of a policy checkpoint of the same environment and tokenizer.",
-    )
-    size: Literal["nano", "micro", "small", "medium"] | None = Field(
-        default=None,
-        description="Model preset of the verifier when `init` is `imitation:STEPS` or `scratch` (a verifier "
-        "larger than the policy); None: `model.size`.",
-    )
-    tasks: int = Field(default=2000, ge=2, description="Training tasks to sample completions for.")
-    samples: int = Field(default=8, ge=1, description="Completions sampled per task (and per held-out task).")
-    temperature: float = Field(default=1.0, gt=0, description="Sampling temperature for its data.")
-    with_expert: bool = Field(
-        default=True,
-        description="Also label the env expert's completion of each training task: a right answer for "
-        "every prompt, so that the verifier must judge answers, not how hard a prompt is.",
-    )
-    pairs: int = Field(
-        default=8,
-        ge=0,
-        description="Comparisons per task (a right and a wrong completion of it) trained with the pairwise "
-        "Bradley-Terry loss beside the pointwise one; 0: pointwise only.",
-    )
-    likelihood: bool = Field(
-        default=False,
-        description="Add to the verifier's logit its own language model's log-likelihood of the completion, "
-        "times a learned weight (starting at 0): what the network knows of the right answer reaches the "
-        "score without the head having to learn the comparison. Pair it with `lm_weight` > 0.",
-    )
-    lm_weight: float = Field(
-        default=0.0,
-        ge=0,
-        description="Weight of a language-modelling loss on the right completions beside the verifier's "
-        "own (the joint objective of Cobbe et al. 2021): it keeps what the network knows of right answers.",
-    )
-    steps: int = Field(default=600, ge=1, description="Optimizer steps.")
-    batch_size: int = Field(default=128, ge=1, description="Labelled completions (and comparisons) per step.")
-    lr: float = Field(default=5e-4, gt=0, description="Peak learning rate (AdamW, warm-up then cosine).")
-    val_fraction: float = Field(default=0.1, gt=0, lt=1, description="Share of training prompts held out.")
-    eval_tasks: int = Field(
-        default=500, ge=1, description="Held-out tasks for ROC-AUC and best-of-N against greedy decoding."
-    )
-    best_of: int = Field(default=8, ge=1, description="N of the best-of-N measurement.")
-    best_of_temperature: float | None = Field(
-        default=None,
-        gt=0,
-        description="Sampling temperature of the best-of-N candidates; None: `temperature` (the same "
-        "held-out samples as the ROC-AUC).",
-    )
-    seed: int = Field(default=0, description="Seed of sampling, initialisation and batches.")
-
-    @field_validator("init")
-    @classmethod
-    def _init_form(cls, v: str) -> str:
-        if v.startswith("imitation:"):
-            steps = v.split(":", 1)[1]
-            if not steps.isdigit() or int(steps) < 1:
-                raise ValueError(f"imitation:STEPS needs a positive whole number of steps, got {v!r}")
-        return v
-
-
-class EvaluationConfig(_Section):
-    """Matches of every new checkpoint (gauntlet) against baselines and recent checkpoints."""
-
-    games: int = Field(
-        default=40, ge=0, description="Games per opponent, even (half with each colour); 0 disables."
-    )
-    baselines: list[str] = Field(
-        default_factory=lambda: ["random"], description="Fixed opponents by spec, e.g. `alphabeta:2`."
-    )
-    recent: int = Field(default=2, ge=0, description="Also play this many of the previous checkpoints.")
-    simulations: int = Field(default=0, ge=0, description="Search budget of checkpoints in evaluation.")
-    workers: int = Field(default=1, ge=1, description="Processes for evaluation matches.")
-
-    @field_validator("games")
-    @classmethod
-    def _pairs(cls, v: int) -> int:
-        if v % 2:
-            raise ValueError(f"games come in colour-swapped pairs: an even number, got {v}")
-        return v
-
-
-class RuntimeConfig(_Section):
-    """Where actors (and the learner) run. Every backend runs the same training code."""
-
-    backend: Literal["local", "ray"] = Field(
-        default="local",
-        description="`local`: actor processes on this machine; `ray`: Ray actors, locally or on a cluster "
-        "(`pip install .[ray]`).",
-    )
-    ray_address: str | None = Field(
-        default=None,
-        description="Ray cluster to join (`auto`, `ray://host:10001`); None starts Ray on this machine.",
-    )
-    inference_server: Literal["auto", "on", "off"] = Field(
-        default="auto",
-        description="Game actors send positions to one batched inference server instead of each running "
-        "the network; `auto`: on when there are 2+ actors and the actor device is CUDA.",
-    )
-
-    server_batch: int = Field(default=2048, ge=1, description="Positions per server forward pass, at most.")
-    server_wait_ms: float = Field(
-        default=2.0, ge=0, description="How long the server waits for more requests to fill a batch."
-    )
-    actor_cpus: float = Field(default=1.0, gt=0, description="`ray`: CPUs reserved per actor.")
-    actor_gpus: float = Field(
-        default=0.0, ge=0, description="`ray`: GPU fraction per actor (when actors run the network)."
-    )
-    server_gpus: float = Field(default=0.0, ge=0, description="`ray`: GPU fraction of the inference server.")
-    learner_gpus: float = Field(
-        default=0.0,
-        ge=0,
-        description="`ray`: above 0, the learner runs as a Ray task holding this many GPUs (for a driver "
-        "without a GPU); 0: in the driver process.",
-    )
-    max_restarts: int = Field(
-        default=3,
-        ge=0,
-        description="Restarts of each dead actor (and of the inference server) before the run fails; the "
-        "games a dead actor had in flight are lost and counted (`stats.json`: `games_lost`).",
-    )
-
-    @field_validator("inference_server", mode="before")
-    @classmethod
-    def _yaml_on_off(cls, v: Any) -> Any:
-        return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v  # YAML reads on as true
-
-
-class Config(_Section):
+class Config(Section):
     """A whole run."""
 
     game: str = Field(

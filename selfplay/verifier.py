@@ -1,4 +1,4 @@
-"""The learned verifier: its data, training, metrics, best-of-N selection and command line.
+"""The learned verifier: training, evaluation, best-of-N selection and the command line.
 
 A verifier (`agents.Verifier`) scores (prompt, completion) with a logit r; trained here on either or both of
 
@@ -15,14 +15,9 @@ Used three ways: as the reward for RL where no programmatic score is given or tr
 to pick the best of N samples at inference (`best_of_n`), and as a monitor of how often it disagrees with
 a true score (`disagreement`).
 
-Data files are JSONL, one JSON object a line (blank lines skipped, other keys ignored):
-
-    labelled completions   {"prompt": "2+3=", "completion": "5", "label": 1.0}    label: a number in [0, 1]
-    comparisons            {"prompt": "2+3=", "chosen": "5", "rejected": "6"}
-
-Loading checks every line; a bad one is a `VerifierDataError` naming FILE:LINE and what is wrong.
-`label_completions` makes labelled data from a policy's own samples and a scorer; `make_pairs` turns
-labelled data into comparisons.
+Its data (labelled completions and comparisons, their JSONL files, and making them from a policy's
+samples) lives in `selfplay.verifier_data`; ROC-AUC, disagreement and `Metrics` in
+`selfplay.verifier_metrics`. Every public name of the two is importable from here too.
 
     python -m selfplay.verifier train --data labelled.jsonl [--pairs comparisons.jsonl] --out DIR \
         [--policy CKPT] [--steps 500] [--lm-weight 0] [--likelihood] [--tb DIR]
@@ -34,14 +29,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import random
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Protocol
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -49,227 +41,45 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import agents
-from envs.jsonl import iter_jsonl
-from selfplay.io import atomic_open
+from selfplay.verifier_data import (
+    Comparison,
+    Labelled,
+    Sampler,
+    VerifierDataError,
+    label_completions,
+    load_comparisons,
+    load_labelled,
+    make_pairs,
+    sample,
+    save_records,
+)
+from selfplay.verifier_metrics import Disagreement, Metrics, disagreement, roc_auc
+
+__all__ = [
+    "Comparison",
+    "Disagreement",
+    "Labelled",
+    "Metrics",
+    "Sampler",
+    "TrainResult",
+    "VerifierDataError",
+    "best_of_n",
+    "disagreement",
+    "evaluate",
+    "label_completions",
+    "load_comparisons",
+    "load_labelled",
+    "main",
+    "make_pairs",
+    "roc_auc",
+    "sample",
+    "save_records",
+    "split_prompts",
+    "train",
+]
 
 
-class VerifierDataError(ValueError):
-    """Verifier data that cannot be used; the message names FILE:LINE (or the record) at fault."""
-
-
-@dataclass(frozen=True)
-class Labelled:
-    """A completion of a prompt with its true score."""
-
-    prompt: str
-    completion: str
-    label: float  # in [0, 1]: the environment's score
-    where: str = field(default="", compare=False)  # FILE:LINE (or a description) for error messages
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """Two completions of one prompt, the first better than the second."""
-
-    prompt: str
-    chosen: str
-    rejected: str
-    where: str = field(default="", compare=False)
-
-
-# --- files ---------------------------------------------------------------------------------------
-def _records(path: str | os.PathLike, keys: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(FILE:LINE, object) for each non-blank line, each a JSON object whose `keys` are strings."""
-    path = Path(path)
-    if not path.is_file():
-        raise VerifierDataError(f"{path}: no such file")
-    count = 0
-    for where, obj in iter_jsonl(path, VerifierDataError):
-        if not isinstance(obj, dict):
-            raise VerifierDataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-        for key in keys:
-            if key not in obj:
-                raise VerifierDataError(f"{where}: missing key {key!r} (a line needs {', '.join(keys)})")
-            if key != "label" and not isinstance(obj[key], str):
-                raise VerifierDataError(f"{where}: {key!r} must be a string, got {type(obj[key]).__name__}")
-        count += 1
-        yield where, obj
-    if count == 0:
-        raise VerifierDataError(f"{path}: the file holds no records")
-
-
-def load_labelled(path: str | os.PathLike) -> list[Labelled]:
-    """Labelled completions from a JSONL file (see the module docstring), every line checked."""
-    out = []
-    for where, obj in _records(path, ("prompt", "completion", "label")):
-        label = obj["label"]
-        if isinstance(label, bool) or not isinstance(label, int | float) or not 0.0 <= label <= 1.0:
-            raise VerifierDataError(f"{where}: 'label' must be a number in [0, 1], got {label!r}")
-        out.append(Labelled(obj["prompt"], obj["completion"], float(label), where))
-    return out
-
-
-def load_comparisons(path: str | os.PathLike) -> list[Comparison]:
-    """Comparisons from a JSONL file (see the module docstring), every line checked."""
-    return [
-        Comparison(obj["prompt"], obj["chosen"], obj["rejected"], where)
-        for where, obj in _records(path, ("prompt", "chosen", "rejected"))
-    ]
-
-
-def save_records(path: str | os.PathLike, records: Sequence[Labelled | Comparison]) -> None:
-    """Write labelled completions or comparisons as JSONL (atomically), in the format the loaders read."""
-    with atomic_open(path) as f:
-        for r in records:
-            obj = asdict(r)
-            obj.pop("where")
-            f.write(json.dumps(obj, ensure_ascii=False) + "\n")
-
-
-# --- making data ---------------------------------------------------------------------------------
-class Sampler(Protocol):
-    """What sampling needs of a policy (`agents.Policy` is one)."""
-
-    def generate(self, prompts: Sequence[str], **kwargs) -> list[str]: ...
-
-
-def sample(
-    policy: Sampler,
-    prompts: Sequence[str],
-    n: int,
-    *,
-    temperature: float = 1.0,
-    max_new_tokens: int = 64,
-    top_k: int | None = None,
-    stop: Sequence[str] = (),
-    seed: int | None = None,
-    batch_size: int = 512,
-) -> list[list[str]]:
-    """`n` sampled completions of each prompt, shape (len(prompts), n); batched over all of them."""
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    flat = [p for p in prompts for _ in range(n)]
-    texts: list[str] = []
-    for start in range(0, len(flat), batch_size):
-        texts += policy.generate(
-            flat[start : start + batch_size],
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            top_k=top_k,
-            stop=stop,
-            seed=None if seed is None else seed + start,
-        )
-    return [texts[i * n : (i + 1) * n] for i in range(len(prompts))]
-
-
-def label_completions(
-    policy: Sampler,
-    prompts: Sequence[str],
-    scorer: Callable[[int, str], float],
-    n: int,
-    **sampling,
-) -> list[Labelled]:
-    """Sample `n` completions of each prompt (keywords as for `sample`) and label each with
-    `scorer(prompt_index, completion)`, a number in [0, 1] (an environment's score of that task)."""
-    out = []
-    for i, (prompt, completions) in enumerate(
-        zip(prompts, sample(policy, prompts, n, **sampling), strict=True)
-    ):
-        for j, c in enumerate(completions):
-            label = scorer(i, c)
-            if isinstance(label, bool) or not isinstance(label, int | float) or not 0.0 <= label <= 1.0:
-                raise ValueError(
-                    f"scorer gave {label!r} for prompt {i}, sample {j}; expected a number in [0, 1]"
-                )
-            out.append(Labelled(prompt, c, float(label), f"prompt {i}, sample {j}"))
-    return out
-
-
-def make_pairs(
-    records: Sequence[Labelled], *, max_per_prompt: int | None = None, seed: int = 0
-) -> list[Comparison]:
-    """Comparisons from labelled completions: every pair of one prompt's completions with different
-    labels, the higher one chosen (at most `max_per_prompt` pairs a prompt, drawn at random)."""
-    by_prompt: dict[str, list[Labelled]] = {}
-    for r in records:
-        by_prompt.setdefault(r.prompt, []).append(r)
-    rng = random.Random(seed)
-    out = []
-    for prompt, rs in by_prompt.items():
-        pairs = [
-            Comparison(prompt, a.completion, b.completion, f"{a.where} > {b.where}" if a.where else "")
-            for a in rs
-            for b in rs
-            if a.label > b.label
-        ]
-        if max_per_prompt is not None and len(pairs) > max_per_prompt:
-            pairs = rng.sample(pairs, max_per_prompt)
-        out += pairs
-    return out
-
-
-# --- metrics -------------------------------------------------------------------------------------
-def roc_auc(labels: Sequence[float], scores: Sequence[float]) -> float:
-    """Area under the ROC curve: the chance that a random positive (label >= 0.5) scores above a random
-    negative, ties counting half (Mann-Whitney U from average ranks). NaN when a class is absent.
-
-    >>> roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
-    0.75
-    """
-    y = np.asarray(labels, dtype=np.float64) >= 0.5
-    s = np.asarray(scores, dtype=np.float64)
-    if y.shape != s.shape or y.ndim != 1:
-        raise ValueError(f"labels {y.shape} and scores {s.shape} must be two vectors of one length")
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
-        return math.nan
-    order = np.argsort(s, kind="stable")
-    _, first, counts = np.unique(s[order], return_index=True, return_counts=True)
-    ranks = np.empty(len(s))
-    ranks[order] = np.repeat(first + (counts + 1) / 2, counts)  # 1-based, averaged over ties
-    u = ranks[y].sum() - n_pos * (n_pos + 1) / 2
-    return float(u / (n_pos * n_neg))
-
-
-@dataclass(frozen=True)
-class Disagreement:
-    """How often the verifier's verdict (score >= threshold) differs from the true one."""
-
-    rate: float  # over all completions
-    false_accept: float  # among truly wrong completions, the fraction the verifier accepts
-    false_reject: float  # among truly right completions, the fraction the verifier rejects
-    n: int
-
-
-def disagreement(
-    verifier_scores: Sequence[float], true_scores: Sequence[float], threshold: float = 0.5
-) -> Disagreement:
-    """Monitor a verifier against a true score (NaN for a rate over no completions)."""
-    v = np.asarray(verifier_scores, dtype=np.float64) >= threshold
-    t = np.asarray(true_scores, dtype=np.float64) >= threshold
-    if v.shape != t.shape:
-        raise ValueError(f"{v.size} verifier scores but {t.size} true scores")
-
-    def mean(x: np.ndarray) -> float:
-        return float(x.mean()) if x.size else math.nan
-
-    return Disagreement(mean(v != t), mean(v[~t]), mean(~v[t]), int(v.size))
-
-
-@dataclass(frozen=True)
-class Metrics:
-    """A verifier on labelled completions and comparisons (NaN where there are none)."""
-
-    loss: float  # pointwise_loss + pairwise_loss, over the kinds present
-    pointwise_loss: float  # binary cross-entropy, mean over labelled completions
-    pairwise_loss: float  # Bradley-Terry -log sigmoid(r_chosen - r_rejected), mean over comparisons
-    roc_auc: float  # of the scores against labels >= 0.5
-    accuracy: float  # (score >= 0.5) == (label >= 0.5)
-    pairwise_accuracy: float  # r_chosen > r_rejected, ties counting half
-    n_labelled: int
-    n_pairs: int
-
-
+# --- encoding, losses and evaluation -------------------------------------------------------------
 Pair = tuple[agents.Encoded, agents.Encoded]  # encoded (chosen, rejected)
 
 
@@ -546,7 +356,7 @@ def _describe(m: Metrics) -> str:
     return "; ".join(parts)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m selfplay.verifier", description="Train or evaluate a verifier."
     )
@@ -582,6 +392,11 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--pairs", help="comparisons JSONL")
     e.add_argument("--device", default="auto")
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = _parser()
     args = p.parse_args(argv)
     if not args.data and not args.pairs:
         p.error("give --data, --pairs or both")
