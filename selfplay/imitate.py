@@ -218,12 +218,12 @@ def evaluate_examples(
     }
 
 
-def train(config: Config, transcripts_path: str | Path, run_dir: Path, *, progress: bool = True) -> Path:
-    """Train the imitation policy; returns its checkpoint directory (the best held-out one)."""
-    cfg = config.imitation
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    game = envs.make(config.game)
+def _prepare(
+    config: Config, transcripts_path: str | Path
+) -> tuple[agents.Policy, list[Example], list[Example]]:
+    """A new policy (its tokenizer learned from the transcripts) and the training and held-out examples;
+    data that cannot be trained on is refused here, before any training."""
+    cfg, game = config.imitation, envs.make(config.game)
     try:
         transcripts = load_transcripts(transcripts_path, game=config.game)
     except TranscriptError as e:
@@ -242,7 +242,7 @@ def train(config: Config, transcripts_path: str | Path, run_dir: Path, *, progre
         tokenizer = agents.CharTokenizer()
     mcfg = config.model.build(tokenizer.vocab_size, config.game)
     if mcfg.scoring == "first_token":  # refused now, not at the first evaluation
-        state = envs.make(config.game).new_initial_state()
+        state = game.new_initial_state()
         for a in range(state.game.num_distinct_actions()):
             if len(ids := tokenizer.encode(text := state.action_to_text(a))) != 1:
                 raise ImitationError(
@@ -264,6 +264,15 @@ def train(config: Config, transcripts_path: str | Path, run_dir: Path, *, progre
         raise ImitationError(
             f"{transcripts_path}: no expert (non-explored) moves to imitate in the training split"
         )
+    return policy, train_ex, val_ex
+
+
+def train(config: Config, transcripts_path: str | Path, run_dir: Path, *, progress: bool = True) -> Path:
+    """Train the imitation policy; returns its checkpoint directory (the best held-out one)."""
+    cfg = config.imitation
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    policy, train_ex, val_ex = _prepare(config, transcripts_path)
     rng = random.Random(cfg.seed)
     val_sample = rng.sample(val_ex, min(cfg.eval_positions, len(val_ex)))
 
@@ -275,8 +284,7 @@ def train(config: Config, transcripts_path: str | Path, run_dir: Path, *, progre
     order: list[int] = []
     start = time.perf_counter()
     tokens_seen, tok_t0 = 0, time.perf_counter()
-    bar = tqdm(total=cfg.max_steps, desc="imitation", unit="step", disable=not progress)
-    step = 0
+    bar, step = tqdm(total=cfg.max_steps, desc="imitation", unit="step", disable=not progress), 0
     for step in range(cfg.max_steps):
         if cfg.max_minutes is not None and time.perf_counter() - start > 60 * cfg.max_minutes:
             break

@@ -117,11 +117,15 @@ class Stage:
 
 @dataclass
 class Learner:
-    """The learner's side of a stage-2 run: what the stage hooks may read."""
+    """The learner's side of a stage-2 run, which the stage's hooks may read."""
 
     stage: Stage
     start: Path  # the checkpoint stage 2 began from
     policy: agents.Policy
+    ref: agents.Policy | None  # the start, frozen, for the KL penalty
+    opt: torch.optim.Optimizer
+    replay: Replay
+    rng: random.Random
     writer: SummaryWriter
     bar: Any  # tqdm
     step: int = 0
@@ -136,6 +140,12 @@ class Learner:
     @property
     def run_dir(self) -> Path:
         return self.stage.run_dir
+
+    def ready(self) -> bool:
+        """Whether to train now: enough samples, and none used more than `replay_ratio` times on average."""
+        cfg = self.stage.cfg
+        fresh = self.step * cfg.batch_size < cfg.replay_ratio * self.samples
+        return len(self.replay) >= cfg.min_replay and fresh
 
 
 def load_state(stage: type[Stage] | Stage, run_dir: Path) -> dict[str, Any] | None:
@@ -158,7 +168,53 @@ def load_state(stage: type[Stage] | Stage, run_dir: Path) -> dict[str, Any] | No
 
 def train(stage: Stage, start: Path, *, resume: bool = False, progress: bool = True) -> Path:
     """Stage 2 from the checkpoint `start`; returns the final checkpoint."""
-    cfg, run_dir, name = stage.cfg, stage.run_dir, stage.name
+    cfg, name = stage.cfg, stage.name
+    learner = _open(stage, start, resume=resume, progress=progress)
+    saved_at = learner.step  # the step of the newest checkpoint (the start's, or the resumed one's)
+    stage.started(learner)
+    current = learner.history[-1]
+    learner.runtime = runtime = stage.make_runtime(current, learner.policy.model, learner.version)
+    runtime.start()
+    t_start = time.perf_counter() - learner.elapsed
+    try:
+        while learner.step < cfg.steps:
+            if cfg.max_minutes is not None and time.perf_counter() - t_start > 60 * cfg.max_minutes:
+                print(f"{name}: {cfg.max_minutes} minute budget used at step {learner.step}")
+                break
+            if not learner.ready():  # say what the learner waits for, or a stalled run looks like a hung one
+                learner.bar.set_postfix_str(_waiting(stage, learner))
+            for _, items, stats in runtime.collect(timeout=0.0 if learner.ready() else 1.0):
+                samples, episodes = stage.ingest(items, stats, learner.version)
+                learner.replay.add(samples)
+                learner.samples += len(samples)
+                learner.episodes += episodes
+            if not learner.ready():
+                continue
+            metrics = _learn(learner)
+            if learner.step % cfg.publish_every == 0:
+                learner.version += 1
+                runtime.publish(learner.policy.model, learner.version)
+            if learner.step % 10 == 0:
+                stage.log(learner, metrics)
+            stage.stepped(learner)
+            if learner.step % cfg.checkpoint_every == 0 or learner.step == cfg.steps:
+                learner.elapsed = time.perf_counter() - t_start
+                _save(learner)
+                saved_at = learner.step
+    finally:
+        runtime.close()
+    learner.elapsed = time.perf_counter() - t_start
+    if learner.step != saved_at:  # minutes ran out between checkpoints
+        _save(learner)
+    learner.bar.close()
+    stage.finished(learner)
+    learner.writer.close()
+    return learner.history[-1]
+
+
+def _open(stage: Stage, start: Path, *, resume: bool, progress: bool) -> Learner:
+    """The learner of a new run from `start`, or of the run the resume state describes."""
+    cfg, run_dir = stage.cfg, stage.run_dir
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     state = load_state(stage, run_dir) if resume else None
@@ -169,118 +225,87 @@ def train(stage: Stage, start: Path, *, resume: bool = False, progress: bool = T
         )
     current = state["checkpoint"] if state else start
     policy = agents.load(current, device=cfg.device)
-    ref = agents.load(start, device=cfg.device) if cfg.kl_weight > 0 else None
-    opt = agents.adamw(policy.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    replay = Replay(cfg.replay_size)
-    rng = random.Random(cfg.seed)
-    writer = SummaryWriter(str(run_dir / "tb" / name))
-    bar = tqdm(total=cfg.steps, desc=stage.label, unit="step", disable=not progress)
-    learner = Learner(stage, start, policy, writer, bar, history=[start])
+    learner = Learner(
+        stage,
+        start,
+        policy,
+        ref=agents.load(start, device=cfg.device) if cfg.kl_weight > 0 else None,
+        opt=agents.adamw(policy.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay),
+        replay=Replay(cfg.replay_size),
+        rng=random.Random(cfg.seed),
+        writer=SummaryWriter(str(run_dir / "tb" / stage.name)),
+        bar=tqdm(total=cfg.steps, desc=stage.label, unit="step", disable=not progress),
+        history=[start],
+    )
     if state:
-        opt.load_state_dict(state["optimizer"])
-        replay.add(state["replay"])
-        resume_state.set_rng_state(rng, state["rng"])
+        learner.opt.load_state_dict(state["optimizer"])
+        learner.replay.add(state["replay"])
+        resume_state.set_rng_state(learner.rng, state["rng"])
         learner.samples, learner.episodes = (state[k] for k in stage.state_keys)
         learner.step, learner.version, learner.elapsed = state["step"], state["version"], state["elapsed"]
         learner.history, learner.earlier = state["history"], state["runtime"]
         stage.restore(state)
-        bar.update(learner.step)
-        print(f"{name}: resuming at step {learner.step} from {current}")
-    saved_at = learner.step  # the step of the newest checkpoint (the start's, or the resumed one's)
-    stage.started(learner)
-    learner.runtime = runtime = stage.make_runtime(current, policy.model, learner.version)
-    runtime.start()
-    t_start = time.perf_counter() - learner.elapsed
-
-    def ready() -> bool:
-        return (
-            len(replay) >= cfg.min_replay
-            and learner.step * cfg.batch_size < cfg.replay_ratio * learner.samples
-        )
-
-    def save() -> None:
-        """Checkpoint, then the resume state that points at it, then what the runtime delivered."""
-        learner.elapsed = time.perf_counter() - t_start
-        meta = {**stage.meta(), "step": learner.step, "version": learner.version}
-        meta["parent"] = rel(learner.history[-1], run_dir)
-        ckpt = agents.save(policy, run_dir / "checkpoints" / checkpoint_name(learner.step), meta=meta)
-        learner.history.append(ckpt)
-        counters = add_counters(learner.earlier, runtime.stats())
-        samples, episodes = stage.state_keys
-        resume_state.save(
-            run_dir / stage.state_dir,
-            opt.state_dict(),
-            {
-                "checkpoint": rel(ckpt, run_dir),
-                "replay": [s.to_json() for s in replay.items],
-                "rng": resume_state.rng_state(rng),
-                "step": learner.step,
-                "version": learner.version,
-                samples: learner.samples,
-                episodes: learner.episodes,
-                "elapsed": learner.elapsed,
-                "history": [rel(p, run_dir) for p in learner.history],
-                **stage.state(),
-                "runtime": counters,
-            },
-        )
-        samples, episodes = stage.stats_keys
-        stats = {"step": learner.step, episodes: learner.episodes, samples: learner.samples}
-        stats["learner"] = f"{socket.gethostname()}:{os.getpid()}"  # where it ran (a Ray node?)
-        stats.update(counters, pids=runtime.pids())  # the processes of this run, for ps, py-spy or kill
-        atomic_write_text(run_dir / name / "stats.json", json.dumps(stats, indent=2) + "\n")
-        stage.saved(learner, ckpt)
-
-    metrics: dict[str, float] = {}
-    try:
-        while learner.step < cfg.steps:
-            if cfg.max_minutes is not None and time.perf_counter() - t_start > 60 * cfg.max_minutes:
-                print(f"{name}: {cfg.max_minutes} minute budget used at step {learner.step}")
-                break
-            if not ready():  # say what the learner waits for, or a stalled run looks like a hung one
-                bar.set_postfix_str(_waiting(stage, len(replay), learner))
-            for _, items, stats in runtime.collect(timeout=0.0 if ready() else 1.0):
-                samples, episodes = stage.ingest(items, stats, learner.version)
-                replay.add(samples)
-                learner.samples += len(samples)
-                learner.episodes += episodes
-            if not ready():
-                continue
-            policy.model.train()
-            for group in opt.param_groups:
-                group["lr"] = agents.lr_at(learner.step, lr=cfg.lr, warmup_steps=cfg.warmup_steps)
-            with policy.autocast():
-                loss, metrics = stage.loss(policy, replay.sample(cfg.batch_size, rng), ref)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(policy.model.parameters(), cfg.grad_clip)
-            opt.step()
-            policy.model.eval()
-            learner.step += 1
-            bar.set_postfix_str("", refresh=False)
-            bar.update()
-            if learner.step % cfg.publish_every == 0:
-                learner.version += 1
-                runtime.publish(policy.model, learner.version)
-            if learner.step % 10 == 0:
-                stage.log(learner, metrics)
-            stage.stepped(learner)
-            if learner.step % cfg.checkpoint_every == 0 or learner.step == cfg.steps:
-                save()
-                saved_at = learner.step
-    finally:
-        runtime.close()
-    if learner.step != saved_at:  # minutes ran out between checkpoints
-        save()
-    bar.close()
-    learner.elapsed = time.perf_counter() - t_start
-    stage.finished(learner)
-    writer.close()
-    return learner.history[-1]
+        learner.bar.update(learner.step)
+        print(f"{stage.name}: resuming at step {learner.step} from {current}")
+    return learner
 
 
-def _waiting(stage: Stage, replay: int, learner: Learner) -> str:
-    cfg, (samples, episodes) = stage.cfg, stage.stats_keys
+def _learn(learner: Learner) -> dict[str, float]:
+    """One optimizer step on a batch from the replay; its metrics."""
+    cfg, policy, opt = learner.stage.cfg, learner.policy, learner.opt
+    policy.model.train()
+    for group in opt.param_groups:
+        group["lr"] = agents.lr_at(learner.step, lr=cfg.lr, warmup_steps=cfg.warmup_steps)
+    with policy.autocast():
+        batch = learner.replay.sample(cfg.batch_size, learner.rng)
+        loss, metrics = learner.stage.loss(policy, batch, learner.ref)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(policy.model.parameters(), cfg.grad_clip)
+    opt.step()
+    policy.model.eval()
+    learner.step += 1
+    learner.bar.set_postfix_str("", refresh=False)
+    learner.bar.update()
+    return metrics
+
+
+def _save(learner: Learner) -> None:
+    """Checkpoint, then the resume state that points at it, then what the runtime delivered."""
+    stage, run_dir, runtime = learner.stage, learner.run_dir, learner.runtime
+    meta = {**stage.meta(), "step": learner.step, "version": learner.version}
+    meta["parent"] = rel(learner.history[-1], run_dir)
+    ckpt = agents.save(learner.policy, run_dir / "checkpoints" / checkpoint_name(learner.step), meta=meta)
+    learner.history.append(ckpt)
+    counters = add_counters(learner.earlier, runtime.stats())
+    samples, episodes = stage.state_keys
+    resume_state.save(
+        run_dir / stage.state_dir,
+        learner.opt.state_dict(),
+        {
+            "checkpoint": rel(ckpt, run_dir),
+            "replay": [s.to_json() for s in learner.replay.items],
+            "rng": resume_state.rng_state(learner.rng),
+            "step": learner.step,
+            "version": learner.version,
+            samples: learner.samples,
+            episodes: learner.episodes,
+            "elapsed": learner.elapsed,
+            "history": [rel(p, run_dir) for p in learner.history],
+            **stage.state(),
+            "runtime": counters,
+        },
+    )
+    samples, episodes = stage.stats_keys
+    stats = {"step": learner.step, episodes: learner.episodes, samples: learner.samples}
+    stats["learner"] = f"{socket.gethostname()}:{os.getpid()}"  # where it ran (a Ray node?)
+    stats.update(counters, pids=runtime.pids())  # the processes of this run, for ps, py-spy or kill
+    atomic_write_text(run_dir / stage.name / "stats.json", json.dumps(stats, indent=2) + "\n")
+    stage.saved(learner, ckpt)
+
+
+def _waiting(stage: Stage, learner: Learner) -> str:
+    cfg, (samples, episodes), replay = stage.cfg, stage.stats_keys, len(learner.replay)
     what = f"waiting for {stage.waiting_for}"
     if replay < cfg.min_replay:
         return f"{what}: replay {replay}/{cfg.min_replay} {samples} ({learner.episodes} {episodes})"
