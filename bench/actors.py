@@ -29,12 +29,14 @@ import agents
 import envs
 from selfplay.actor import make_actor
 from selfplay.config import Config, ModelSection
-from selfplay.runtime import LocalRuntime
+from selfplay.runtime import Actors, LocalRuntime
 
 
 def measure(config: Config, ckpt: Path, seconds: float, warmup: float) -> dict[str, float]:
     policy = agents.load(ckpt, device="cpu")
-    runtime = LocalRuntime(config, config.selfplay, ckpt, policy.model, version=0, actor_factory=make_actor)
+    runtime = LocalRuntime(
+        Actors(config, make_actor, str(ckpt), config.selfplay.actors), policy.model, version=0
+    )
     runtime.start()
     try:
         t_end_warm = time.perf_counter() + warmup

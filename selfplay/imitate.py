@@ -267,6 +267,39 @@ def _prepare(
     return policy, train_ex, val_ex
 
 
+class Batches:
+    """Batches of `size` indices into `n` examples, epoch after shuffled epoch."""
+
+    def __init__(self, n: int, size: int, rng: random.Random) -> None:
+        self.n, self.size, self.rng, self.order = n, size, rng, []
+
+    def __call__(self) -> list[int]:
+        while len(self.order) < self.size:
+            self.order += self.rng.sample(range(self.n), self.n)
+        out, self.order = self.order[: self.size], self.order[self.size :]
+        return out
+
+
+class KeepBest:
+    """Early stopping on held-out evaluations: `improved(score, step)` says whether `score` (higher is
+    better) beats every earlier one, so the checkpoint is saved; `done` once `patience` evaluations in a
+    row did not."""
+
+    def __init__(self, patience: int) -> None:
+        self.patience, self.score, self.step, self.stale = patience, -math.inf, -1, 0
+
+    def improved(self, score: float, step: int) -> bool:
+        if score > self.score:
+            self.score, self.step, self.stale = score, step, 0
+            return True
+        self.stale += 1
+        return False
+
+    @property
+    def done(self) -> bool:
+        return self.stale >= self.patience
+
+
 def train(config: Config, transcripts_path: str | Path, run_dir: Path, *, progress: bool = True) -> Path:
     """Train the imitation policy; returns its checkpoint directory (the best held-out one)."""
     cfg = config.imitation
@@ -279,9 +312,7 @@ def train(config: Config, transcripts_path: str | Path, run_dir: Path, *, progre
     ckpt = run_dir / "checkpoints" / "imitation"
     writer = SummaryWriter(str(run_dir / "tb" / "imitation"))
     opt = agents.adamw(policy.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    best = (math.inf, -1)
-    stale = 0
-    order: list[int] = []
+    keep, batches = KeepBest(cfg.patience), Batches(len(train_ex), cfg.batch_size, rng)
     start = time.perf_counter()
     tokens_seen, tok_t0 = 0, time.perf_counter()
     bar, step = tqdm(total=cfg.max_steps, desc="imitation", unit="step", disable=not progress), 0
@@ -289,10 +320,7 @@ def train(config: Config, transcripts_path: str | Path, run_dir: Path, *, progre
         if cfg.max_minutes is not None and time.perf_counter() - start > 60 * cfg.max_minutes:
             break
         policy.model.train()
-        if len(order) < cfg.batch_size:
-            order += rng.sample(range(len(train_ex)), len(train_ex))
-        idx, order = order[: cfg.batch_size], order[cfg.batch_size :]
-        batch = [train_ex[i] for i in idx]
+        batch = [train_ex[i] for i in batches()]
         lr = agents.lr_at(
             step, lr=cfg.lr, warmup_steps=cfg.warmup_steps, steps=cfg.max_steps, min_lr_ratio=cfg.min_lr_ratio
         )
@@ -319,15 +347,12 @@ def train(config: Config, transcripts_path: str | Path, run_dir: Path, *, progre
             for k, v in m.items():
                 writer.add_scalar(f"val/{k}", v, step + 1)
             bar.set_postfix(loss=f"{m['policy_loss']:.3f}", acc=f"{m['action_accuracy']:.3f}")
-            if m["policy_loss"] < best[0]:
-                best, stale = (m["policy_loss"], step + 1), 0
+            if keep.improved(-m["policy_loss"], step + 1):
                 agents.save(policy, ckpt, meta=_meta(config, step + 1, m))
-            else:
-                stale += 1
-                if stale >= cfg.patience:
-                    break
+            elif keep.done:
+                break
     bar.close()
-    if best[1] < 0:  # stopped by the clock before the first evaluation
+    if keep.step < 0:  # stopped by the clock before the first evaluation
         m = evaluate_examples(policy, val_sample, loss=cfg.loss)
         agents.save(policy, ckpt, meta=_meta(config, step + 1, m))
     final = agents.load(ckpt, device=cfg.device)

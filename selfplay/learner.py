@@ -176,12 +176,12 @@ class SelfPlay(Stage):
 
     def make_runtime(self, current: Path, model, version: int):
         from selfplay.actor import make_actor
-        from selfplay.runtime import make_runtime
+        from selfplay.runtime import Actors, make_runtime
         from selfplay.runtime.inference import use_server
 
-        c, server = self.config, use_server(self.config, self.cfg.actors)
-        kw = {"actor_factory": make_actor, "pool": self.pool, "server": server}
-        return make_runtime(c, self.cfg, current, model, version=version, **kw)
+        n, pool = self.cfg.actors, str(self.pool) if self.pool else None
+        actors = Actors(self.config, make_actor, str(current), n, pool, use_server(self.config, n))
+        return make_runtime(actors, model, version=version)
 
     def ingest(self, items: list[Trajectory], stats, version: int) -> tuple[list[Sample], int]:
         out: list[Sample] = []

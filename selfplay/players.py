@@ -31,7 +31,6 @@ games were played beside it.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -198,16 +197,14 @@ def _path_name(path: Path, home: Path | None = None) -> str:
 
 def checkpoint_meta(path: str | os.PathLike) -> dict[str, Any]:
     """A checkpoint's `meta.json` (game, stage, step, ...), or a `PlayerSpecError` saying what is wrong."""
-    path = Path(path)
+    import agents  # lazily, as below
+
+    if not (Path(path) / "meta.json").is_file():
+        raise PlayerSpecError(f"{path}: not a complete checkpoint (no meta.json)")
     try:
-        meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PlayerSpecError(f"{path}: not a complete checkpoint (no meta.json)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise PlayerSpecError(f"{path}/meta.json: not valid JSON ({e})") from None
-    if not isinstance(meta, dict):
-        raise PlayerSpecError(f"{path}/meta.json: expected a JSON object")
-    return meta
+        return agents.read_meta(path)
+    except agents.CheckpointError as e:
+        raise PlayerSpecError(str(e)) from None
 
 
 _BUDGET_KNOBS = ("simulations", "depth")  # always named, so a table says how hard an expert thinks

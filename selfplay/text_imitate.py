@@ -31,7 +31,7 @@ from tqdm import tqdm
 import agents
 from selfplay import rundir
 from selfplay.config import Config
-from selfplay.imitate import ImitationError, config_hash
+from selfplay.imitate import Batches, ImitationError, KeepBest, config_hash
 from selfplay.io import atomic_write_text
 from selfplay.rundir import rel
 from selfplay.text import (
@@ -127,16 +127,14 @@ def train(config: Config, transcripts: Path, run_dir: Path, *, progress: bool = 
     writer = SummaryWriter(str(run_dir / "tb" / "imitation"))
     opt = agents.adamw(policy.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     untrained = accuracy(policy, env, tasks, max_new_tokens=new_tokens)
-    best, stale, order, step = (-1.0, -1), 0, [], 0
+    keep, batches, step = KeepBest(cfg.patience), Batches(len(examples), cfg.batch_size, rng), 0
     start = time.perf_counter()
     bar = tqdm(total=cfg.max_steps, desc="imitation", unit="step", disable=not progress)
     for step in range(cfg.max_steps):
         if cfg.max_minutes is not None and time.perf_counter() - start > 60 * cfg.max_minutes:
             break
         policy.model.train()
-        if len(order) < cfg.batch_size:
-            order += rng.sample(range(len(examples)), len(examples))
-        batch, order = [examples[i] for i in order[: cfg.batch_size]], order[cfg.batch_size :]
+        batch = [examples[i] for i in batches()]
         lr = agents.lr_at(
             step, lr=cfg.lr, warmup_steps=cfg.warmup_steps, steps=cfg.max_steps, min_lr_ratio=cfg.min_lr_ratio
         )
@@ -156,17 +154,15 @@ def train(config: Config, transcripts: Path, run_dir: Path, *, progress: bool = 
             acc = accuracy(policy, env, tasks, max_new_tokens=new_tokens)
             writer.add_scalar("val/true_accuracy", acc, step + 1)
             bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{acc:.3f}")
-            if acc > best[0]:
-                best, stale = (acc, step + 1), 0
+            if keep.improved(acc, step + 1):
                 agents.save(policy, ckpt, meta=_meta(config, step + 1, acc))
-            else:
-                stale += 1
-                if stale >= cfg.patience:
-                    break
+            elif keep.done:
+                break
     bar.close()
-    if best[1] < 0:  # the clock ran out before the first evaluation
-        best = (accuracy(policy, env, tasks, max_new_tokens=new_tokens), step + 1)
-        agents.save(policy, ckpt, meta=_meta(config, step + 1, best[0]))
+    if keep.step < 0:  # the clock ran out before the first evaluation
+        keep.improved(accuracy(policy, env, tasks, max_new_tokens=new_tokens), step + 1)
+        agents.save(policy, ckpt, meta=_meta(config, step + 1, keep.score))
+    best = (keep.score, keep.step)
     summary = {
         "checkpoint": rel(ckpt, run_dir),
         "step": best[1],

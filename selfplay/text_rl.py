@@ -153,11 +153,10 @@ class GroupRL(Stage):
         self.window = _Window()
 
     def make_runtime(self, current: Path, model, version: int):
-        from selfplay.runtime import make_runtime
+        from selfplay.runtime import Actors, make_runtime
 
-        return make_runtime(
-            self.config, self.cfg, current, model, version=version, actor_factory=make_text_actor
-        )
+        actors = Actors(self.config, make_text_actor, str(current), self.cfg.actors)
+        return make_runtime(actors, model, version=version)
 
     def ingest(self, items: list[Group], stats, version: int) -> tuple[list[Completion], int]:
         out: list[Completion] = []

@@ -34,6 +34,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -205,6 +206,15 @@ def _split(pointwise, pairwise, val_fraction: float, seed: int) -> tuple[tuple[l
     return out
 
 
+KNOBS = ("steps", "batch_size", "lr", "lm_weight", "val_fraction", "seed")
+"""`train`'s knobs that the `verifier` config section and the command line both set, by the same names."""
+
+
+def knobs(source: Any) -> dict[str, Any]:
+    """`train`'s `KNOBS` read from `source` (the `verifier` config section, or parsed arguments)."""
+    return {k: getattr(source, k) for k in KNOBS}
+
+
 def train(
     verifier: agents.Verifier,
     *,
@@ -322,28 +332,11 @@ def train(
 
 # --- using it ------------------------------------------------------------------------------------
 def best_of_n(
-    policy: Sampler,
-    verifier: agents.Verifier,
-    prompts: Sequence[str],
-    n: int,
-    *,
-    temperature: float = 1.0,
-    max_new_tokens: int = 64,
-    top_k: int | None = None,
-    stop: Sequence[str] = (),
-    seed: int | None = None,
+    policy: Sampler, verifier: agents.Verifier, prompts: Sequence[str], n: int, **sampling
 ) -> list[str]:
-    """For each prompt, the one of `n` sampled completions the verifier scores highest (first on a tie)."""
-    samples = sample(
-        policy,
-        prompts,
-        n,
-        temperature=temperature,
-        max_new_tokens=max_new_tokens,
-        top_k=top_k,
-        stop=stop,
-        seed=seed,
-    )
+    """For each prompt, the one of `n` sampled completions the verifier scores highest (first on a tie);
+    `sampling` as for `sample` (seed, temperature, max_new_tokens, top_k, stop)."""
+    samples = sample(policy, prompts, n, **sampling)
     flat = [c for cs in samples for c in cs]
     scores = verifier.score([p for p in prompts for _ in range(n)], flat).reshape(len(prompts), n)
     return [cs[int(np.argmax(s))] for cs, s in zip(samples, scores, strict=True)]
@@ -435,18 +428,9 @@ def main(argv: list[str] | None = None) -> int:
             from torch.utils.tensorboard import SummaryWriter
 
             writer = SummaryWriter(args.tb)
+        progress = not args.no_progress
         result = train(
-            verifier,
-            pointwise=pointwise,
-            pairwise=pairwise,
-            steps=args.steps,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            lm_weight=args.lm_weight,
-            val_fraction=args.val_fraction,
-            seed=args.seed,
-            writer=writer,
-            progress=not args.no_progress,
+            verifier, pointwise=pointwise, pairwise=pairwise, writer=writer, progress=progress, **knobs(args)
         )
         if writer is not None:
             writer.close()

@@ -109,27 +109,19 @@ def sample(
     prompts: Sequence[str],
     n: int,
     *,
-    temperature: float = 1.0,
-    max_new_tokens: int = 64,
-    top_k: int | None = None,
-    stop: Sequence[str] = (),
     seed: int | None = None,
     batch_size: int = 512,
+    **generate,
 ) -> list[list[str]]:
-    """`n` sampled completions of each prompt, shape (len(prompts), n); batched over all of them."""
+    """`n` sampled completions of each prompt, shape (len(prompts), n); batched over all of them.
+    `generate` holds `Policy.generate`'s knobs (temperature, max_new_tokens, top_k, stop)."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     flat = [p for p in prompts for _ in range(n)]
     texts: list[str] = []
     for start in range(0, len(flat), batch_size):
-        texts += policy.generate(
-            flat[start : start + batch_size],
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            top_k=top_k,
-            stop=stop,
-            seed=None if seed is None else seed + start,
-        )
+        batch_seed = None if seed is None else seed + start
+        texts += policy.generate(flat[start : start + batch_size], seed=batch_seed, **generate)
     return [texts[i * n : (i + 1) * n] for i in range(len(prompts))]
 
 

@@ -130,17 +130,7 @@ def _make(config: Config, run_dir: Path, imitation: Path, *, progress: bool) -> 
     writer = SummaryWriter(str(run_dir / "tb" / "verifier"))
     pairs = V.make_pairs(data, max_per_prompt=vc.pairs, seed=vc.seed) if vc.pairs else []
     result = V.train(
-        verifier,
-        pointwise=data,
-        pairwise=pairs,
-        steps=vc.steps,
-        batch_size=vc.batch_size,
-        lr=vc.lr,
-        lm_weight=vc.lm_weight,
-        val_fraction=vc.val_fraction,
-        seed=vc.seed,
-        writer=writer,
-        progress=progress,
+        verifier, pointwise=data, pairwise=pairs, writer=writer, progress=progress, **V.knobs(vc)
     )
     measured, held_data = _measure(config, env, policy, verifier, sampling)
     for key, value in measured.items():

@@ -9,7 +9,7 @@
 - `local.InProcessRuntime` plays in the learner's own process (`actors: 0`), for tests and debugging.
 - `ray_backend.RayRuntime` runs the same actors on Ray.
 
-What an actor plays is its factory's business (`selfplay.actor.make_actor` for games,
+What an actor plays is its factory's business (`Actors`: `selfplay.actor.make_actor` for games,
 `selfplay.text_actor.make_text_actor` for reward environments): the runtime only builds actors with it
 and steps them. Every finished item carries a unique id; the `Ledger` (`ledger`) drops any the learner
 was already given, so a retried or restarted actor can never make the learner count a game twice.
@@ -17,15 +17,14 @@ was already given, so a retried or restarted actor can never make the learner co
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
-from selfplay.config import Config
 from selfplay.runtime.ledger import Batch, Ledger, RuntimeFailure, Stamper, run_token
 from selfplay.runtime.local import InProcessRuntime, LocalRuntime, SharedWeights, actor_main
+from selfplay.runtime.spec import Actors
 
 __all__ = [
+    "Actors",
     "Batch",
     "InProcessRuntime",
     "Ledger",
@@ -39,33 +38,13 @@ __all__ = [
 ]
 
 
-def make_runtime(
-    config: Config,
-    section,
-    ckpt: Path,
-    model: torch.nn.Module,
-    *,
-    version: int,
-    actor_factory,
-    pool: Path | None = None,
-    server: bool = False,
-):
-    """The runtime of `config.runtime.backend` for a stage whose config `section` says how many actors
-    (`actors`; 0 plays in this process), and on which device and threads: Ray actors, local actor
-    processes, or one actor in this process.
-
-    `actor_factory(actor_id, config, ckpt, pool_path, *, policy=None)` builds each actor (a picklable,
-    module-level function; `policy` replaces loading `ckpt`). It returns an object with a `policy`, a
-    `version`, `started` (games or groups begun), `step() -> list[finished]` and `take_stats()`.
-    `server` sends every actor's evaluations to one batched inference server (game actors only, see
-    `selfplay.runtime.inference.use_server`).
-    """
-    if config.runtime.backend == "ray":
+def make_runtime(actors: Actors, model: torch.nn.Module, *, version: int):
+    """The runtime of `config.runtime.backend` for `actors`, whose weights start as `model`'s (published
+    as `version`): Ray actors, local actor processes, or (`actors.n == 0`) one actor in this process."""
+    if actors.config.runtime.backend == "ray":
         from selfplay.runtime.ray_backend import RayRuntime
 
         cls = RayRuntime
     else:
-        cls = LocalRuntime if section.actors > 0 else InProcessRuntime
-    return cls(
-        config, section, ckpt, model, version=version, actor_factory=actor_factory, pool=pool, server=server
-    )
+        cls = LocalRuntime if actors.n > 0 else InProcessRuntime
+    return cls(actors, model, version=version)

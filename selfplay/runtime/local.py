@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import time
 from multiprocessing.connection import wait
-from pathlib import Path
 
 import torch
 import torch.multiprocessing as mp
@@ -15,6 +14,7 @@ import agents
 from selfplay.config import Config
 from selfplay.runtime.inference import LocalServer, RemotePolicy, ServerGone
 from selfplay.runtime.ledger import Batch, Ledger, RuntimeFailure, Stamper, run_token
+from selfplay.runtime.spec import Actors
 
 
 class SharedWeights:
@@ -56,7 +56,7 @@ class SharedWeights:
 
 
 class LocalRuntime:
-    """`section.actors` actor processes on this machine, and with `server` one inference server process
+    """`actors.n` actor processes on this machine, and with `server` one inference server process
     that runs the network for all of them.
 
     Each actor has a pipe of its own to the learner, so an actor that dies, even mid-message, harms no
@@ -65,28 +65,19 @@ class LocalRuntime:
     `runtime.max_restarts` times per actor. A dead inference server is restarted the same way.
     """
 
-    def __init__(
-        self,
-        config: Config,
-        section,
-        ckpt: Path,
-        model: torch.nn.Module,
-        *,
-        version: int,
-        actor_factory,
-        pool: Path | None = None,
-        server: bool = False,
-    ):
-        self.config = config
-        self.n = section.actors
+    def __init__(self, actors: Actors, model: torch.nn.Module, *, version: int):
+        self.config, self.n = actors.config, actors.n
         self.ctx = mp.get_context("spawn")
         self.weights = SharedWeights(model, self.ctx)
         self.weights.version.value = version
         self.stop = self.ctx.RawValue("b", 0)  # a flag, not an Event: a killed actor must hold no lock
-        self.server = LocalServer(self.ctx, config, str(ckpt), self.weights, self.n) if server else None
+        server = (
+            LocalServer(self.ctx, self.config, actors.ckpt, self.weights, self.n) if actors.server else None
+        )
+        self.server = server
         self.token = run_token()
         self.ledger = Ledger()
-        self.args = (config, str(ckpt), self.weights, self.stop, str(pool) if pool else None, actor_factory)
+        self.args = (self.config, actors.ckpt, self.weights, self.stop, actors.pool, actors.factory)
         self.procs: list = [None] * self.n
         self.conns: list = [None] * self.n  # the learner's end of each actor's pipe
         self.started: list = [None] * self.n  # games each actor began (shared counters)
@@ -201,19 +192,8 @@ class LocalRuntime:
 class InProcessRuntime:
     """One actor stepped by the learner itself: `collect` plays until some game finishes."""
 
-    def __init__(
-        self,
-        config: Config,
-        section,
-        ckpt: Path,
-        model: torch.nn.Module,
-        *,
-        version: int,
-        actor_factory,
-        pool: Path | None = None,
-        server: bool = False,
-    ):
-        self.actor = actor_factory(0, config, str(ckpt), str(pool) if pool else None)
+    def __init__(self, actors: Actors, model: torch.nn.Module, *, version: int):
+        self.actor = actors.factory(0, actors.config, actors.ckpt, actors.pool)
         self.actor.policy.model.load_state_dict(model.state_dict())
         self.actor.version = version
         self.stamp = Stamper(f"{run_token()}.0.0")

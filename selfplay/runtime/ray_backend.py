@@ -27,6 +27,7 @@ import torch
 from selfplay.config import Config, RuntimeConfig
 from selfplay.runtime.inference import RemotePolicy, serve, server_stats
 from selfplay.runtime.ledger import Batch, Ledger, RuntimeFailure, Stamper, run_token
+from selfplay.runtime.spec import Actors
 
 IN_FLIGHT = 2
 
@@ -154,24 +155,14 @@ class InferenceServer:
 class RayRuntime:
     """`n` actors as Ray actors, and optionally one inference server, behind the runtime interface."""
 
-    def __init__(
-        self,
-        config: Config,
-        section,
-        ckpt: Path,
-        model: torch.nn.Module,
-        *,
-        version: int,
-        actor_factory,
-        pool: Path | None = None,
-        server: bool = False,
-    ) -> None:
-        self.n = section.actors
+    def __init__(self, actors: Actors, model: torch.nn.Module, *, version: int) -> None:
+        config, self.n = actors.config, actors.n
         if self.n < 1:
             raise ValueError("runtime.backend: ray needs at least 1 actor (selfplay.actors / rl.actors)")
         self.ray = init_ray(config.runtime)
         self.config, self.rt = config, config.runtime
-        self.ckpt, self.pool, self.factory = str(ckpt), str(pool) if pool else None, actor_factory
+        self.ckpt, self.pool, self.factory = actors.ckpt, actors.pool, actors.factory
+        server = actors.server
         self.weights = self.ray.put(cpu_state(model))
         self.version = version
         self.token = run_token()
