@@ -202,20 +202,13 @@ class Verifier:
         return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
 
 
-def new_verifier(
-    cfg: ModelConfig,
-    *,
-    tokenizer: CharTokenizer | None = None,
-    device: str = "auto",
-    seed: int | None = None,
-    meta=None,
-    likelihood: float | None = None,
-) -> Verifier:
-    """A freshly initialised verifier (seeded for reproducibility); characters unless `tokenizer` is given."""
-    tokenizer = tokenizer or CharTokenizer()
-    if seed is not None:
-        torch.manual_seed(seed)
-    return Verifier(GPT(cfg), tokenizer, device=device, meta=meta, likelihood=likelihood)
+def new_verifier(cfg: ModelConfig, *, likelihood: float | None = None, **kwargs) -> Verifier:
+    """A freshly initialised verifier: the network and tokenizer `new_policy` makes (same keywords:
+    tokenizer, device, seed, meta), judging with its scalar head."""
+    policy = checkpoint.new_policy(cfg, **kwargs)
+    return Verifier(
+        policy.model, policy.tokenizer, device=policy.device, meta=policy.meta, likelihood=likelihood
+    )
 
 
 # --- checkpoints: the layout of agents.checkpoint, with its own format and "kind" ------------------

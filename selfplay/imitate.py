@@ -16,6 +16,7 @@ import random
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from tqdm import tqdm
 import agents
 import envs
 from selfplay import rundir
-from selfplay.config import Config, ConfigError, fingerprint, load_config
+from selfplay.config import Config, ConfigError, ImitationConfig, fingerprint, load_config
 from selfplay.io import atomic_write_text
 from selfplay.resume import SELFPLAY_DIR
 from selfplay.rundir import rel
@@ -267,17 +268,38 @@ def _prepare(
     return policy, train_ex, val_ex
 
 
-class Batches:
-    """Batches of `size` indices into `n` examples, epoch after shuffled epoch."""
+class Steps:
+    """The steps of an imitation run, for both imitation stages: iterating yields (step, the indices of
+    its batch of `n` examples, epoch after shuffled epoch) with the step's learning rate set on `opt`
+    (warm-up, cosine to `max_steps`), until `max_steps` or `max_minutes`; `bar` is the progress bar."""
 
-    def __init__(self, n: int, size: int, rng: random.Random) -> None:
-        self.n, self.size, self.rng, self.order = n, size, rng, []
+    def __init__(self, cfg: ImitationConfig, opt, n: int, rng: random.Random, *, progress: bool) -> None:
+        self.cfg, self.opt, self.n, self.rng, self.order = cfg, opt, n, rng, []
+        self.bar = tqdm(total=cfg.max_steps, desc="imitation", unit="step", disable=not progress)
+        self.start, self.lr = time.perf_counter(), cfg.lr
 
-    def __call__(self) -> list[int]:
-        while len(self.order) < self.size:
-            self.order += self.rng.sample(range(self.n), self.n)
-        out, self.order = self.order[: self.size], self.order[self.size :]
-        return out
+    def __iter__(self) -> Iterator[tuple[int, list[int]]]:
+        cfg = self.cfg
+        try:
+            for step in range(cfg.max_steps):
+                if cfg.max_minutes is not None and time.perf_counter() - self.start > 60 * cfg.max_minutes:
+                    return
+                self.lr = agents.lr_at(
+                    step,
+                    lr=cfg.lr,
+                    warmup_steps=cfg.warmup_steps,
+                    steps=cfg.max_steps,
+                    min_lr_ratio=cfg.min_lr_ratio,
+                )
+                for group in self.opt.param_groups:
+                    group["lr"] = self.lr
+                while len(self.order) < cfg.batch_size:
+                    self.order += self.rng.sample(range(self.n), self.n)
+                batch, self.order = self.order[: cfg.batch_size], self.order[cfg.batch_size :]
+                yield step, batch
+                self.bar.update()
+        finally:
+            self.bar.close()
 
 
 class KeepBest:
@@ -312,20 +334,11 @@ def train(config: Config, transcripts_path: str | Path, run_dir: Path, *, progre
     ckpt = run_dir / "checkpoints" / "imitation"
     writer = SummaryWriter(str(run_dir / "tb" / "imitation"))
     opt = agents.adamw(policy.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    keep, batches = KeepBest(cfg.patience), Batches(len(train_ex), cfg.batch_size, rng)
-    start = time.perf_counter()
+    keep, steps, step = KeepBest(cfg.patience), Steps(cfg, opt, len(train_ex), rng, progress=progress), 0
     tokens_seen, tok_t0 = 0, time.perf_counter()
-    bar, step = tqdm(total=cfg.max_steps, desc="imitation", unit="step", disable=not progress), 0
-    for step in range(cfg.max_steps):
-        if cfg.max_minutes is not None and time.perf_counter() - start > 60 * cfg.max_minutes:
-            break
+    for step, idx in steps:
         policy.model.train()
-        batch = [train_ex[i] for i in batches()]
-        lr = agents.lr_at(
-            step, lr=cfg.lr, warmup_steps=cfg.warmup_steps, steps=cfg.max_steps, min_lr_ratio=cfg.min_lr_ratio
-        )
-        for group in opt.param_groups:
-            group["lr"] = lr
+        batch = [train_ex[i] for i in idx]
         with policy.autocast():
             pl, vl, _ = batch_losses(policy, batch, cfg.loss)
             loss = pl + cfg.value_weight * vl
@@ -334,24 +347,22 @@ def train(config: Config, transcripts_path: str | Path, run_dir: Path, *, progre
         torch.nn.utils.clip_grad_norm_(policy.model.parameters(), cfg.grad_clip)
         opt.step()
         tokens_seen += sum(len(e.prompt) + len(e.move) for e in batch)
-        bar.update()
         if step % 20 == 0:
             elapsed = time.perf_counter() - tok_t0
             writer.add_scalar("losses/policy", pl.item(), step)
             writer.add_scalar("losses/value", vl.item(), step)
-            writer.add_scalar("charts/learning_rate", lr, step)
+            writer.add_scalar("charts/learning_rate", steps.lr, step)
             writer.add_scalar("charts/tokens_per_second", tokens_seen / max(elapsed, 1e-9), step)
             tokens_seen, tok_t0 = 0, time.perf_counter()
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.max_steps:
             m = evaluate_examples(policy, val_sample, loss=cfg.loss)
             for k, v in m.items():
                 writer.add_scalar(f"val/{k}", v, step + 1)
-            bar.set_postfix(loss=f"{m['policy_loss']:.3f}", acc=f"{m['action_accuracy']:.3f}")
+            steps.bar.set_postfix(loss=f"{m['policy_loss']:.3f}", acc=f"{m['action_accuracy']:.3f}")
             if keep.improved(-m["policy_loss"], step + 1):
                 agents.save(policy, ckpt, meta=_meta(config, step + 1, m))
             elif keep.done:
                 break
-    bar.close()
     if keep.step < 0:  # stopped by the clock before the first evaluation
         m = evaluate_examples(policy, val_sample, loss=cfg.loss)
         agents.save(policy, ckpt, meta=_meta(config, step + 1, m))
@@ -361,7 +372,7 @@ def train(config: Config, transcripts_path: str | Path, run_dir: Path, *, progre
         "checkpoint": rel(ckpt, run_dir),
         "step": final.meta["step"],
         "steps_run": step + 1,
-        "seconds": round(time.perf_counter() - start, 1),
+        "seconds": round(time.perf_counter() - steps.start, 1),
         "train_positions": len(train_ex),
         "val_positions": len(val_ex),
         "parameters": final.model.num_parameters(),

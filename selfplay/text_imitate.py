@@ -26,12 +26,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
 
 import agents
 from selfplay import rundir
 from selfplay.config import Config
-from selfplay.imitate import Batches, ImitationError, KeepBest, config_hash
+from selfplay.imitate import ImitationError, KeepBest, Steps, config_hash
 from selfplay.io import atomic_write_text
 from selfplay.rundir import rel
 from selfplay.text import (
@@ -127,38 +126,27 @@ def train(config: Config, transcripts: Path, run_dir: Path, *, progress: bool = 
     writer = SummaryWriter(str(run_dir / "tb" / "imitation"))
     opt = agents.adamw(policy.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     untrained = accuracy(policy, env, tasks, max_new_tokens=new_tokens)
-    keep, batches, step = KeepBest(cfg.patience), Batches(len(examples), cfg.batch_size, rng), 0
-    start = time.perf_counter()
-    bar = tqdm(total=cfg.max_steps, desc="imitation", unit="step", disable=not progress)
-    for step in range(cfg.max_steps):
-        if cfg.max_minutes is not None and time.perf_counter() - start > 60 * cfg.max_minutes:
-            break
+    keep, steps, step = KeepBest(cfg.patience), Steps(cfg, opt, len(examples), rng, progress=progress), 0
+    for step, idx in steps:
         policy.model.train()
-        batch = [examples[i] for i in batches()]
-        lr = agents.lr_at(
-            step, lr=cfg.lr, warmup_steps=cfg.warmup_steps, steps=cfg.max_steps, min_lr_ratio=cfg.min_lr_ratio
-        )
-        for group in opt.param_groups:
-            group["lr"] = lr
+        batch = [examples[i] for i in idx]
         with policy.autocast():
             loss, _ = token_loss(policy, batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.model.parameters(), cfg.grad_clip)
         opt.step()
-        bar.update()
         if step % 20 == 0:
             writer.add_scalar("losses/policy", loss.item(), step)
-            writer.add_scalar("charts/learning_rate", lr, step)
+            writer.add_scalar("charts/learning_rate", steps.lr, step)
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.max_steps:
             acc = accuracy(policy, env, tasks, max_new_tokens=new_tokens)
             writer.add_scalar("val/true_accuracy", acc, step + 1)
-            bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{acc:.3f}")
+            steps.bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{acc:.3f}")
             if keep.improved(acc, step + 1):
                 agents.save(policy, ckpt, meta=_meta(config, step + 1, acc))
             elif keep.done:
                 break
-    bar.close()
     if keep.step < 0:  # the clock ran out before the first evaluation
         keep.improved(accuracy(policy, env, tasks, max_new_tokens=new_tokens), step + 1)
         agents.save(policy, ckpt, meta=_meta(config, step + 1, keep.score))
@@ -167,7 +155,7 @@ def train(config: Config, transcripts: Path, run_dir: Path, *, progress: bool = 
         "checkpoint": rel(ckpt, run_dir),
         "step": best[1],
         "steps_run": step + 1,
-        "seconds": round(time.perf_counter() - start, 1),
+        "seconds": round(time.perf_counter() - steps.start, 1),
         "train_examples": len(examples),
         "held_out_tasks": len(tasks),
         "untrained_accuracy": untrained,
