@@ -1,0 +1,145 @@
+"""Train a language-model policy by imitation, then beyond it: self-play on games, RL on reward
+environments. The command line is `python -m selfplay.run CONFIG`; this is the same as a library:
+
+>>> import selfplay, envs
+>>> config = selfplay.load_config("configs/tictactoe.yaml", ["transcripts.games=200"])  # doctest: +SKIP
+>>> run_dir = selfplay.run(config)  # every stage, into config.run_dir  # doctest: +SKIP
+>>> game = envs.make("tictactoe")
+>>> a, b = selfplay.make_player("random", game, seed=0), selfplay.make_player("minimax", game)
+>>> records = selfplay.play_matches("tictactoe", ["random", "minimax"], out_dir="arena")  # doctest: +SKIP
+>>> selfplay.league_table(selfplay.results_of(records))  # doctest: +SKIP
+
+Names load on first use (a module imports torch only when something of it is asked for), so that
+`python -m selfplay.transcripts` and the actor processes start fast. The stages each run one step of the
+pipeline (`selfplay.run` strings them together): the transcripts, imitation (games or text), self-play,
+the verifier, RL. A new kind of stage 2 subclasses `Stage` and runs in `train_stage2` (`selfplay.loop`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what the table below loads, for readers and type checkers
+    from selfplay.config import Config, ConfigError, load_config
+    from selfplay.imitate import imitation_stage
+    from selfplay.league import gauntlet, ratings_from
+    from selfplay.loop import Stage
+    from selfplay.loop import train as train_stage2
+    from selfplay.matches import MatchesError, load_matches, results_of
+    from selfplay.matchplay import play as play_matches
+    from selfplay.players import Player, PlayerSpecError
+    from selfplay.players import make as make_player
+    from selfplay.ratings import Result, bootstrap, league_table
+    from selfplay.ratings import fit as fit_ratings
+    from selfplay.run import run, selfplay_stage
+    from selfplay.runtime import Actors, RuntimeFailure, make_runtime
+    from selfplay.text_imitate import imitation_stage as text_imitation_stage
+    from selfplay.text_rl import train as rl_stage
+    from selfplay.transcripts import (
+        expert_transcripts,
+        load_text_transcripts,
+        load_transcripts,
+        transcripts_stage,
+    )
+    from selfplay.transcripts import generate as generate_transcripts
+    from selfplay.verifier import best_of_n
+    from selfplay.verifier import train as train_verifier
+    from selfplay.verifier_stage import verifier_stage
+
+_EXPORTS = {  # public name -> (module, name there)
+    # configuration
+    "Config": ("config", "Config"),
+    "ConfigError": ("config", "ConfigError"),
+    "load_config": ("config", "load_config"),
+    # the pipeline and its stages
+    "run": ("run", "run"),
+    "transcripts_stage": ("transcripts", "transcripts_stage"),
+    "imitation_stage": ("imitate", "imitation_stage"),
+    "text_imitation_stage": ("text_imitate", "imitation_stage"),
+    "selfplay_stage": ("run", "selfplay_stage"),
+    "verifier_stage": ("verifier_stage", "verifier_stage"),
+    "rl_stage": ("text_rl", "train"),
+    "Stage": ("loop", "Stage"),
+    "train_stage2": ("loop", "train"),
+    "Actors": ("runtime", "Actors"),
+    "make_runtime": ("runtime", "make_runtime"),
+    "RuntimeFailure": ("runtime", "RuntimeFailure"),
+    # data
+    "generate_transcripts": ("transcripts", "generate"),
+    "load_transcripts": ("transcripts", "load_transcripts"),
+    "expert_transcripts": ("transcripts", "expert_transcripts"),
+    "load_text_transcripts": ("transcripts", "load_text_transcripts"),
+    # players, the arena, ratings
+    "Player": ("players", "Player"),
+    "PlayerSpecError": ("players", "PlayerSpecError"),
+    "make_player": ("players", "make"),
+    "play_matches": ("matchplay", "play"),
+    "load_matches": ("matches", "load_matches"),
+    "MatchesError": ("matches", "MatchesError"),
+    "results_of": ("matches", "results_of"),
+    "gauntlet": ("league", "gauntlet"),
+    "ratings_from": ("league", "ratings_from"),
+    "Result": ("ratings", "Result"),
+    "fit_ratings": ("ratings", "fit"),
+    "bootstrap": ("ratings", "bootstrap"),
+    "league_table": ("ratings", "league_table"),
+    # the verifier
+    "train_verifier": ("verifier", "train"),
+    "best_of_n": ("verifier", "best_of_n"),
+}
+
+__all__ = [  # the keys of _EXPORTS, written out for tools that read `__all__` without running it
+    "Actors",
+    "Config",
+    "ConfigError",
+    "MatchesError",
+    "Player",
+    "PlayerSpecError",
+    "Result",
+    "RuntimeFailure",
+    "Stage",
+    "best_of_n",
+    "bootstrap",
+    "expert_transcripts",
+    "fit_ratings",
+    "gauntlet",
+    "generate_transcripts",
+    "imitation_stage",
+    "league_table",
+    "load_config",
+    "load_matches",
+    "load_text_transcripts",
+    "load_transcripts",
+    "make_player",
+    "make_runtime",
+    "play_matches",
+    "ratings_from",
+    "results_of",
+    "rl_stage",
+    "run",
+    "selfplay_stage",
+    "text_imitation_stage",
+    "train_stage2",
+    "train_verifier",
+    "transcripts_stage",
+    "verifier_stage",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        module, attr = _EXPORTS[name]
+        value = getattr(importlib.import_module(f"selfplay.{module}"), attr)
+        globals()[name] = value  # once
+        return value
+    try:  # a submodule: selfplay.arena, selfplay.ratings, ...
+        return importlib.import_module(f"selfplay.{name}")
+    except ModuleNotFoundError as e:
+        if e.name != f"selfplay.{name}":
+            raise
+        raise AttributeError(f"module 'selfplay' has no attribute {name!r}") from None
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -20,7 +20,8 @@ import sys
 from pathlib import Path
 
 import envs
-from selfplay import players, ratings
+import selfplay.players as players
+import selfplay.ratings as ratings
 from selfplay.league import gauntlet, ratings_from, sample_opponents, steps_of, thinking_longer, write_league
 from selfplay.matches import FORMAT, MATCHES, MatchesError, load_matches, results_of
 from selfplay.matchplay import OPENING_PLIES, Scheduled, default_out, home_of, play, play_games, schedule

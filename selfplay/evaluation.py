@@ -9,7 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import envs
-from selfplay import arena, players, ratings
+import selfplay.arena as arena
+import selfplay.players as players
+import selfplay.ratings as ratings
 from selfplay.config import Config
 
 ARENA_DIR = "arena"

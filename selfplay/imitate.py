@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 import agents
 import envs
-from selfplay import rundir
+import selfplay.rundir as rundir
 from selfplay.config import Config, ConfigError, ImitationConfig, fingerprint, load_config
 from selfplay.io import atomic_write_text
 from selfplay.resume import SELFPLAY_DIR

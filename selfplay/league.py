@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 import envs
-from selfplay import players, ratings
+import selfplay.players as players
+import selfplay.ratings as ratings
 from selfplay.io import atomic_write_text
 from selfplay.matches import MATCHES, load_matches, results_of
 from selfplay.matchplay import default_out, home_of, play

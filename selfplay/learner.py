@@ -22,8 +22,8 @@ import torch.nn.functional as F
 
 import agents
 import envs
-from selfplay import loop
-from selfplay import resume as resume_state
+import selfplay.loop as loop
+import selfplay.resume as resume_state
 from selfplay.actor import Trajectory, write_pool
 from selfplay.config import Config, SelfPlayConfig
 from selfplay.loop import Learner, Stage
@@ -218,7 +218,7 @@ class SelfPlay(Stage):
             _write_pool(self.pool, learner.history, self.cfg, run_dir=self.run_dir)
         results = {}
         if self.config.evaluation.games > 0:
-            from selfplay import evaluation
+            import selfplay.evaluation as evaluation
 
             results = evaluation.gauntlet(
                 self.config, self.run_dir, ckpt, learner.step, learner.history, learner.writer
@@ -245,7 +245,7 @@ def _write_pool(path: Path, history: list[Path], cfg: SelfPlayConfig, run_dir: P
     home = path.parent.parent
     weights = {rel(p, home): 1.0 for p in recent}
     if cfg.pool_by_rating and run_dir is not None and len(recent) > 1:
-        from selfplay import evaluation
+        import selfplay.evaluation as evaluation
 
         by_rating = evaluation.pool_weights(run_dir, [str(p) for p in recent])
         if by_rating:

@@ -28,7 +28,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 import agents
-from selfplay import resume as resume_state
+import selfplay.resume as resume_state
 from selfplay.io import atomic_write_text
 from selfplay.rundir import rel, resolve
 

@@ -18,8 +18,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import selfplay.ratings as ratings
 from envs import jsonl
-from selfplay import ratings
 
 FORMAT = "selfplay.match/1"
 MATCHES = "matches.jsonl"

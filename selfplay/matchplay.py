@@ -31,7 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 import envs
-from selfplay import players
+import selfplay.players as players
 from selfplay.matches import FORMAT, MATCHES, load_matches, record_key
 
 OPENING_PLIES = {"tictactoe": 1, "connect_four": 2, "othello": 4}  # othello's 4 first moves are symmetric

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TextIO
 
 import envs
-from selfplay import players
+import selfplay.players as players
 
 QUIT = ("quit", "exit", "q")
 LIST = ("moves", "help", "?")

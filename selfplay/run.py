@@ -20,7 +20,8 @@ import sys
 from pathlib import Path
 
 import agents
-from selfplay import imitate, rundir
+import selfplay.imitate as imitate
+import selfplay.rundir as rundir
 from selfplay.config import Config, ConfigError, load_config
 from selfplay.io import atomic_write_text
 from selfplay.resume import RL_DIR, SELFPLAY_DIR
@@ -44,7 +45,7 @@ def selfplay_stage(
     config: Config, run_dir: Path, start: Path, *, resume: bool = False, progress: bool = True
 ) -> Path | None:
     """Stage 2: self-play from `start` (or a fresh network) for the configured budget."""
-    from selfplay import learner
+    import selfplay.learner as learner
 
     if config.selfplay.algorithm == "none":
         return None
@@ -74,7 +75,7 @@ def scratch_checkpoint(config: Config, run_dir: Path, imitation: Path) -> Path:
 
 def write_report(config: Config, run_dir: Path, final: Path | None) -> Path:
     """RUN/report.md: what each stage produced, the league table and the Elo plot."""
-    from selfplay import learner
+    import selfplay.learner as learner
 
     lines = [
         f"# Run report: {config.game}",
@@ -112,7 +113,8 @@ def game_pipeline(config: Config, run_dir: Path, *, resume: bool, progress: bool
 
 
 def text_pipeline(config: Config, run_dir: Path, *, resume: bool, progress: bool) -> None:
-    from selfplay import text_imitate, text_rl
+    import selfplay.text_imitate as text_imitate
+    import selfplay.text_rl as text_rl
     from selfplay.verifier_stage import verifier_stage
 
     data = transcripts_stage(config, run_dir, progress=progress)

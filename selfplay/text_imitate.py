@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch.utils.tensorboard import SummaryWriter
 
 import agents
-from selfplay import rundir
+import selfplay.rundir as rundir
 from selfplay.config import Config
 from selfplay.imitate import ImitationError, KeepBest, Steps, config_hash
 from selfplay.io import atomic_write_text

@@ -34,8 +34,8 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 import agents
-from selfplay import loop
-from selfplay import resume as resume_state
+import selfplay.loop as loop
+import selfplay.resume as resume_state
 from selfplay.config import Config, RLConfig
 from selfplay.imitate import config_hash
 from selfplay.io import atomic_write_text

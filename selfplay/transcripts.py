@@ -398,7 +398,7 @@ def wanted(config) -> dict:
 def transcripts_output(config, run_dir: Path) -> list:
     """The generated transcripts as an output of the run directory (`selfplay.rundir.Output`), allowed to
     stay if this config made them; none when the config names its own file."""
-    from selfplay import rundir
+    import selfplay.rundir as rundir
 
     if config.transcripts.path is not None:
         return []

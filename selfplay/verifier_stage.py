@@ -21,8 +21,8 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 import agents
-from selfplay import rundir
-from selfplay import verifier as V
+import selfplay.rundir as rundir
+import selfplay.verifier as V
 from selfplay.config import Config
 from selfplay.imitate import config_hash
 from selfplay.io import atomic_write_text
