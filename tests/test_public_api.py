@@ -32,4 +32,4 @@ def test_players_and_ratings_through_the_package(tmp_path):
         "tictactoe", ["random", "minimax"], games=4, out_dir=tmp_path, progress=False
     )
     table = selfplay.league_table(selfplay.results_of(records), anchor="random", samples=20)
-    assert [r.name for r in table][0] == "minimax" and sum(r.games for r in table) == 8
+    assert table[0].name == "minimax" and sum(r.games for r in table) == 8
