@@ -3,7 +3,7 @@ environments. The command line is `python -m selfplay.run CONFIG`; this is the s
 
 >>> import selfplay, envs
 >>> config = selfplay.load_config("configs/tictactoe.yaml", ["transcripts.games=200"])  # doctest: +SKIP
->>> run_dir = selfplay.run(config)  # every stage, into config.run_dir  # doctest: +SKIP
+>>> run_dir = selfplay.run_pipeline(config)  # every stage, into config.run_dir  # doctest: +SKIP
 >>> game = envs.make("tictactoe")
 >>> a, b = selfplay.make_player("random", game, seed=0), selfplay.make_player("minimax", game)
 >>> records = selfplay.play_matches("tictactoe", ["random", "minimax"], out_dir="arena")  # doctest: +SKIP
@@ -32,7 +32,8 @@ if TYPE_CHECKING:  # what the table below loads, for readers and type checkers
     from selfplay.players import make as make_player
     from selfplay.ratings import Result, bootstrap, league_table
     from selfplay.ratings import fit as fit_ratings
-    from selfplay.run import run, selfplay_stage
+    from selfplay.run import run as run_pipeline
+    from selfplay.run import selfplay_stage
     from selfplay.runtime import Actors, RuntimeFailure, make_runtime
     from selfplay.text_imitate import imitation_stage as text_imitation_stage
     from selfplay.text_rl import train as rl_stage
@@ -45,7 +46,7 @@ if TYPE_CHECKING:  # what the table below loads, for readers and type checkers
     from selfplay.transcripts import generate as generate_transcripts
     from selfplay.verifier import best_of_n
     from selfplay.verifier import train as train_verifier
-    from selfplay.verifier_stage import verifier_stage
+    from selfplay.verify import verifier_stage
 
 _EXPORTS = {  # public name -> (module, name there)
     # configuration
@@ -53,12 +54,12 @@ _EXPORTS = {  # public name -> (module, name there)
     "ConfigError": ("config", "ConfigError"),
     "load_config": ("config", "load_config"),
     # the pipeline and its stages
-    "run": ("run", "run"),
+    "run_pipeline": ("run", "run"),
     "transcripts_stage": ("transcripts", "transcripts_stage"),
     "imitation_stage": ("imitate", "imitation_stage"),
     "text_imitation_stage": ("text_imitate", "imitation_stage"),
     "selfplay_stage": ("run", "selfplay_stage"),
-    "verifier_stage": ("verifier_stage", "verifier_stage"),
+    "verifier_stage": ("verify", "verifier_stage"),
     "rl_stage": ("text_rl", "train"),
     "Stage": ("loop", "Stage"),
     "train_stage2": ("loop", "train"),
@@ -117,7 +118,7 @@ __all__ = [  # the keys of _EXPORTS, written out for tools that read `__all__` w
     "ratings_from",
     "results_of",
     "rl_stage",
-    "run",
+    "run_pipeline",
     "selfplay_stage",
     "text_imitation_stage",
     "train_stage2",

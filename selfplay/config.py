@@ -12,6 +12,7 @@ reused, and the README's config reference (`python -m selfplay.config` prints it
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 from pathlib import Path
@@ -377,7 +378,8 @@ def reference_markdown() -> str:
     rows = ["| key | default | meaning |", "|---|---|---|"]
 
     def walk(model: type[BaseModel], prefix: str) -> None:
-        for name, field in model.model_fields.items():
+        own = inspect.get_annotations(model)  # a section's own keys first, then the shared ones
+        for name, field in sorted(model.model_fields.items(), key=lambda kv: kv[0] not in own):
             ann = field.annotation
             if isinstance(ann, type) and issubclass(ann, BaseModel):
                 walk(ann, f"{prefix}{name}.")

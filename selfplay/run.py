@@ -7,7 +7,7 @@ skips what is done):
     game                                         reward environment (`game` names one)
     transcripts   expert games                   transcripts   expert episodes
     imitation     selfplay.imitate               imitation     selfplay.text_imitate
-                                                 verifier      selfplay.verifier_stage (`rl.reward` needs it)
+                                                 verifier      selfplay.verify (`rl.reward` needs it)
     self-play     selfplay.learner (stage 2)     RL            selfplay.text_rl (stage 2)
     report        RUN/report.md
 """
@@ -34,7 +34,7 @@ def outputs(config: Config, run_dir: Path, resume: bool) -> list[rundir.Output]:
     out = imitate.stage1_outputs(config, run_dir)
     if config.is_reward_env:
         if config.rl.algorithm != "none" and config.rl.reward != "programmatic":
-            from selfplay.verifier_stage import verifier_outputs
+            from selfplay.verify import verifier_outputs
 
             out += verifier_outputs(config, run_dir)
         return [*out, *rundir.stage2_outputs(run_dir, RL_DIR, what="an RL run", keep=resume)]
@@ -115,7 +115,7 @@ def game_pipeline(config: Config, run_dir: Path, *, resume: bool, progress: bool
 def text_pipeline(config: Config, run_dir: Path, *, resume: bool, progress: bool) -> None:
     import selfplay.text_imitate as text_imitate
     import selfplay.text_rl as text_rl
-    from selfplay.verifier_stage import verifier_stage
+    from selfplay.verify import verifier_stage
 
     data = transcripts_stage(config, run_dir, progress=progress)
     start = text_imitate.imitation_stage(config, data, run_dir, progress=progress)

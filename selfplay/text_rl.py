@@ -1,4 +1,4 @@
-"""Stage 2 on a reward environment: group-relative PPO (the verifier it may use: `selfplay.verifier_stage`).
+"""Stage 2 on a reward environment: group-relative PPO (the verifier it may use: `selfplay.verify`).
 
 RL (`rl.algorithm: grpo`). Actors (`selfplay.text_actor`, run by the same runtimes as self-play) sample
 `group_size` completions of each prompt; each completion's advantage is its reward relative to its
@@ -49,7 +49,7 @@ from selfplay.text import (
     play,
 )
 from selfplay.text_actor import VERIFIER_DIR, Completion, Group, make_text_actor, well_formed
-from selfplay.verifier_stage import verifier_hash
+from selfplay.verify import verifier_hash
 
 STATE_DIR = resume_state.RL_DIR
 

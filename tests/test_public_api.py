@@ -3,6 +3,7 @@ needs, and the package import itself stays light (no torch) for the commands and
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,8 @@ import selfplay
 
 def test_every_public_name_resolves_to_its_module_object():
     assert sorted(selfplay._EXPORTS) == selfplay.__all__
+    modules = {p.stem for p in Path(selfplay.__file__).parent.iterdir()}
+    assert not modules & set(selfplay.__all__)  # `import selfplay.x` rebinds `selfplay.x` to the module
     for name, (module, attr) in selfplay._EXPORTS.items():
         assert getattr(selfplay, name) is getattr(__import__(f"selfplay.{module}", fromlist=[attr]), attr)
     assert selfplay.arena.__name__ == "selfplay.arena"  # submodules too

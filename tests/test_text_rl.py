@@ -246,7 +246,7 @@ def test_config_accepts_reward_envs_and_checks_them(tmp_path):
 def test_verifier_init_policy_scratch_or_a_checkpoint(tmp_path, nano_policy, ttt_nano):
     import torch
 
-    from selfplay.verifier_stage import initial_verifier
+    from selfplay.verify import initial_verifier
 
     def first_weight(v):
         return v.model.state_dict()["tok_emb.weight"]
@@ -270,7 +270,7 @@ def test_verifier_init_policy_scratch_or_a_checkpoint(tmp_path, nano_policy, ttt
 
 def test_verifier_init_from_a_longer_imitation_run(tmp_path, nano_policy, capsys):
     from selfplay.transcripts import transcripts_stage
-    from selfplay.verifier_stage import initial_verifier
+    from selfplay.verify import initial_verifier
 
     config = tiny_config(tmp_path, "verifier.init=imitation:25")
     run_dir = tmp_path / "run"
@@ -288,7 +288,7 @@ def test_verifier_init_from_a_longer_imitation_run(tmp_path, nano_policy, capsys
 
 def test_verifier_size_sets_a_larger_verifier_than_the_policy(tmp_path, nano_policy):
     from selfplay.transcripts import transcripts_stage
-    from selfplay.verifier_stage import initial_verifier
+    from selfplay.verify import initial_verifier
 
     v = initial_verifier(tiny_config(tmp_path, "verifier.init=scratch", "verifier.size=micro"), nano_policy)
     assert v.model.cfg.n_embd == agents.PRESETS["micro"]["n_embd"] != nano_policy.model.cfg.n_embd
