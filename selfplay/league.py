@@ -82,17 +82,19 @@ def gauntlet(
 
 
 def steps_of(names: Sequence[str], home: str | os.PathLike | None = None) -> dict[str, int]:
-    """Training step (from the checkpoint's meta) of every checkpoint player among `names` (those of the
-    run directory `home` named relative to it)."""
+    """The stage-2 step (self-play or RL, from the checkpoint's meta) of every checkpoint player among
+    `names` (those of the run directory `home` named relative to it): a stage-1 checkpoint (imitation,
+    corrections, fresh weights) is where stage 2 starts, step 0, whatever its own step count."""
     steps = {}
     for name in names:
         path = Path(name.rpartition("@")[0] if "@mcts" in name else name)
         if home is not None and (Path(home) / path / "meta.json").is_file():
             path = Path(home) / path
         if (path / "meta.json").is_file():
-            step = players.checkpoint_meta(path).get("step")
+            meta = players.checkpoint_meta(path)
+            step = meta.get("step")
             if isinstance(step, int):
-                steps[name] = step
+                steps[name] = step if str(meta.get("stage")).startswith(("selfplay", "rl")) else 0
     return steps
 
 

@@ -164,7 +164,7 @@ def test_checkpoints_play_over_worker_processes(run):
     assert len(records) == 6 * 2
     rows = arena.ratings_from(game_dir / "arena", samples=20)
     steps = arena.steps_of([r.name for r in rows], game_dir)
-    assert sorted(steps.values()) == [300, 300, 400]  # the search player keeps its checkpoint's step
+    assert sorted(steps.values()) == [0, 0, 400]  # imitation is stage 2's step 0; search keeps its step
     png = ratings.plot_elo_by_step(rows, steps, game_dir / "arena" / "elo.png")
     assert png.stat().st_size > 1000
 
