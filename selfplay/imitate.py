@@ -15,9 +15,7 @@ import math
 import random
 import sys
 import time
-from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,106 +25,39 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 import agents
-import envs
 import selfplay.rundir as rundir
 from selfplay.config import Config, ConfigError, ImitationConfig, fingerprint, load_config
+from selfplay.imitation_data import (
+    Example,
+    ImitationError,
+    build_examples,
+    merge_duplicates,
+    prepare,
+    split_games,
+)
 from selfplay.io import atomic_write_text
 from selfplay.resume import SELFPLAY_DIR
 from selfplay.rundir import rel
-from selfplay.transcripts import (
-    Transcript,
-    TranscriptError,
-    load_transcripts,
-    transcripts_output,
-    transcripts_stage,
-)
+from selfplay.transcripts import TranscriptError, transcripts_output, transcripts_stage
 
-
-class ImitationError(ValueError):
-    """Data or configuration that cannot be trained on; raised before training starts."""
-
-
-@dataclass(frozen=True)
-class Example:
-    prompt: list[int]  # <bos> + prompt tokens
-    move: list[int]  # move tokens + <eos>
-    value: float  # outcome for the player to move
-    imitate: bool  # False for explored (random) moves: no policy loss
-    game: int  # index of the transcript it came from
-    state: envs.State  # the position, for constrained evaluation
-    targets: tuple[tuple[tuple[int, ...], float], ...] = ()  # expert's move distribution (move tokens, p)
-
-
-def merge_duplicates(examples: list[Example]) -> list[Example]:
-    """One example per distinct position: the expert's moves there become a distribution, the outcomes a
-    mean. Rare positions then weigh as much as the opening, which every game repeats."""
-    groups: dict[tuple, list[Example]] = {}
-    for e in examples:
-        groups.setdefault((e.state.key(), tuple(e.prompt)), []).append(e)
-    merged = []
-    for group in groups.values():
-        moves = Counter(tuple(e.move) for e in group if e.imitate)
-        total = sum(moves.values())
-        first = group[0]
-        merged.append(
-            Example(
-                prompt=first.prompt,
-                move=list(moves.most_common(1)[0][0]) if moves else first.move,
-                value=float(np.mean([e.value for e in group])),
-                imitate=bool(moves),
-                game=first.game,
-                state=first.state,
-                targets=tuple(sorted((m, n / total) for m, n in moves.items())),
-            )
-        )
-    return merged
-
-
-def build_examples(
-    transcripts: list[Transcript],
-    game: envs.Game,
-    policy: agents.Policy,
-    *,
-    source: str = "transcripts",
-    games: set[int] | None = None,
-    symmetries: bool = False,
-) -> list[Example]:
-    """Positions of every game (those indexed in `games`, if given), tokenised, and with `symmetries`
-    those of each game's symmetric images too (`Game.symmetries`); checks they fit the model's context."""
-    examples = []
-    longest = (0, "")
-    perms = game.symmetries() if symmetries else game.symmetries()[:1]
-    for gi, t in enumerate(transcripts):
-        if games is not None and gi not in games:
-            continue
-        for k, perm in enumerate(perms):
-            state = game.new_initial_state()
-            for m in t.moves:
-                action = perm[m.action]
-                prompt = m.prompt if k == 0 else state.prompt()
-                text = m.text if k == 0 else state.action_to_text(action)
-                try:
-                    p, move = policy.encode_prompt(prompt), policy.encode_move(text)
-                except agents.TokenizerError as e:
-                    raise ImitationError(f"{source}: game {gi + 1}: {e}") from None
-                longest = max(longest, (len(p) + len(move), prompt))
-                examples.append(Example(p, move, t.returns[m.player], not m.explored, gi, state.clone()))
-                state.apply_action(action)
-    block = policy.model.cfg.block_size
-    if longest[0] > block:
-        raise ImitationError(
-            f"model.block_size = {block} is shorter than the longest prompt + move in {source} "
-            f"({longest[0]} tokens); raise model.block_size to at least {longest[0]}"
-        )
-    return examples
-
-
-def split_games(n_games: int, val_fraction: float, seed: int) -> tuple[set[int], set[int]]:
-    """Held-out split by game (not by position), so no game leaks into both sides."""
-    order = list(range(n_games))
-    random.Random(seed).shuffle(order)
-    n_val = max(1, round(n_games * val_fraction)) if n_games > 1 else 0
-    return set(order[n_val:]), set(order[:n_val])
+__all__ = [  # what other modules and tests take from here; the data side lives in imitation_data
+    "Example",
+    "ImitationError",
+    "KeepBest",
+    "Steps",
+    "batch_losses",
+    "build_examples",
+    "collate",
+    "config_hash",
+    "evaluate_examples",
+    "imitation_stage",
+    "legal_losses",
+    "main",
+    "merge_duplicates",
+    "split_games",
+    "token_losses",
+    "train",
+]
 
 
 def collate(batch: list[Example], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
@@ -219,55 +150,6 @@ def evaluate_examples(
     }
 
 
-def _prepare(
-    config: Config, transcripts_path: str | Path
-) -> tuple[agents.Policy, list[Example], list[Example]]:
-    """A new policy (its tokenizer learned from the transcripts) and the training and held-out examples;
-    data that cannot be trained on is refused here, before any training."""
-    cfg, game = config.imitation, envs.make(config.game)
-    try:
-        transcripts = load_transcripts(transcripts_path, game=config.game)
-    except TranscriptError as e:
-        raise ImitationError(str(e)) from None
-    if len(transcripts) < 2:
-        raise ImitationError(
-            f"{transcripts_path}: {len(transcripts)} game; imitation needs at least 2 "
-            "(one to train on, one held out)"
-        )
-    if config.model.tokenizer == "bpe":
-        texts = [m.prompt for t in transcripts for m in t.moves] + [
-            m.text for t in transcripts for m in t.moves
-        ]
-        tokenizer = agents.BPETokenizer.train(texts, merges=config.model.merges)
-    else:
-        tokenizer = agents.CharTokenizer()
-    mcfg = config.model.build(tokenizer.vocab_size, config.game)
-    if mcfg.scoring == "first_token":  # refused now, not at the first evaluation
-        state = game.new_initial_state()
-        for a in range(state.game.num_distinct_actions()):
-            if len(ids := tokenizer.encode(text := state.action_to_text(a))) != 1:
-                raise ImitationError(
-                    f"model.scoring: first_token needs every move to be one token; the tokenizer learned "
-                    f"from {transcripts_path} makes {text!r} {len(ids)} tokens (raise model.merges)"
-                )
-    policy = agents.new_policy(
-        mcfg, tokenizer=tokenizer, device=cfg.device, seed=cfg.seed, meta={"game": config.game}
-    )
-    train_games, val_games = split_games(len(transcripts), cfg.val_fraction, cfg.seed)
-    source = str(transcripts_path)
-    train_ex = build_examples(
-        transcripts, game, policy, source=source, games=train_games, symmetries=cfg.symmetries
-    )
-    if cfg.dedupe:
-        train_ex = merge_duplicates(train_ex)
-    val_ex = build_examples(transcripts, game, policy, source=source, games=val_games)
-    if not any(e.imitate for e in train_ex):
-        raise ImitationError(
-            f"{transcripts_path}: no expert (non-explored) moves to imitate in the training split"
-        )
-    return policy, train_ex, val_ex
-
-
 class Steps:
     """The steps of an imitation run, for both imitation stages: iterating yields (step, the indices of
     its batch of `n` examples, epoch after shuffled epoch) with the step's learning rate set on `opt`
@@ -322,17 +204,30 @@ class KeepBest:
         return self.stale >= self.patience
 
 
-def train(config: Config, transcripts_path: str | Path, run_dir: Path, *, progress: bool = True) -> Path:
-    """Train the imitation policy; returns its checkpoint directory (the best held-out one)."""
+def train(
+    config: Config,
+    transcripts_path: str | Path,
+    run_dir: Path,
+    *,
+    progress: bool = True,
+    start: Path | None = None,
+    more: Sequence[Path] = (),
+    name: str = "imitation",
+    meta: dict | None = None,
+) -> Path:
+    """Train the imitation policy; returns its checkpoint directory (the best held-out one). From the
+    checkpoint `start`, continue training it on the transcripts and the games of `more` (a correction
+    round, `selfplay.corrections`), into `RUN/checkpoints/NAME` and `RUN/NAME.json`, `meta` added to its
+    checkpoint's."""
     cfg = config.imitation
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    policy, train_ex, val_ex = _prepare(config, transcripts_path)
+    policy, train_ex, val_ex = prepare(config, transcripts_path, start, more)
     rng = random.Random(cfg.seed)
     val_sample = rng.sample(val_ex, min(cfg.eval_positions, len(val_ex)))
 
-    ckpt = run_dir / "checkpoints" / "imitation"
-    writer = SummaryWriter(str(run_dir / "tb" / "imitation"))
+    ckpt = run_dir / "checkpoints" / name
+    writer = SummaryWriter(str(run_dir / "tb" / name))
     opt = agents.adamw(policy.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     keep, steps, step = KeepBest(cfg.patience), Steps(cfg, opt, len(train_ex), rng, progress=progress), 0
     tokens_seen, tok_t0 = 0, time.perf_counter()
@@ -360,12 +255,12 @@ def train(config: Config, transcripts_path: str | Path, run_dir: Path, *, progre
                 writer.add_scalar(f"val/{k}", v, step + 1)
             steps.bar.set_postfix(loss=f"{m['policy_loss']:.3f}", acc=f"{m['action_accuracy']:.3f}")
             if keep.improved(-m["policy_loss"], step + 1):
-                agents.save(policy, ckpt, meta=_meta(config, step + 1, m))
+                agents.save(policy, ckpt, meta={**_meta(config, step + 1, m), **(meta or {})})
             elif keep.done:
                 break
     if keep.step < 0:  # stopped by the clock before the first evaluation
         m = evaluate_examples(policy, val_sample, loss=cfg.loss)
-        agents.save(policy, ckpt, meta=_meta(config, step + 1, m))
+        agents.save(policy, ckpt, meta={**_meta(config, step + 1, m), **(meta or {})})
     final = agents.load(ckpt, device=cfg.device)
     metrics = evaluate_examples(final, val_ex, loss=cfg.loss)
     summary = {
@@ -381,7 +276,7 @@ def train(config: Config, transcripts_path: str | Path, run_dir: Path, *, progre
     for k, v in metrics.items():
         writer.add_scalar(f"final/{k}", v, final.meta["step"])
     writer.close()
-    atomic_write_text(run_dir / "imitation.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(run_dir / f"{name}.json", json.dumps(summary, indent=2) + "\n")
     return ckpt
 
 

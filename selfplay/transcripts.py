@@ -63,7 +63,14 @@ class Move(BaseModel):
     action: int = Field(ge=0, description="The action id (OpenSpiel-style integer).")
     text: str = Field(min_length=1, description="`state.action_to_text(action)`: what the policy writes.")
     explored: bool = Field(
-        default=False, description="True for a random move (epsilon or opening), not the expert's choice."
+        default=False,
+        description="True for a move that is not the expert's choice (random, an opponent's, the policy's).",
+    )
+    expert_action: int | None = Field(
+        default=None,
+        ge=0,
+        description="A correction (`selfplay.corrections`): the expert's action here, where the policy "
+        "played `action`; imitation learns it instead of the move played.",
     )
 
 
@@ -106,6 +113,8 @@ def _check_replay(t: Transcript, game: envs.Game) -> None:
             raise ValueError(f"move {i}: {e}") from None
         if action != m.action:
             raise ValueError(f"move {i}: text {m.text!r} is action {action}, but the line says {m.action}")
+        if m.expert_action is not None and m.expert_action not in state.legal_actions():
+            raise ValueError(f"move {i}: expert_action {m.expert_action} is not a legal move there")
         state.apply_action(action)
     if not state.is_terminal():
         raise ValueError(f"the game is not finished after its {len(t.moves)} moves")
