@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 import envs
 from envs.experts import ExpertSpecError, make_expert
 from selfplay.sections import (
+    CorrectionsConfig,
     EvaluationConfig,
     ImitationConfig,
     ModelSection,
@@ -39,6 +40,7 @@ __all__ = [
     "ADDED_LATER",
     "Config",
     "ConfigError",
+    "CorrectionsConfig",
     "EvaluationConfig",
     "ImitationConfig",
     "ModelSection",
@@ -79,6 +81,7 @@ class Config(Section):
     transcripts: TranscriptsConfig = Field(default_factory=TranscriptsConfig)
     model: ModelSection = Field(default_factory=ModelSection)
     imitation: ImitationConfig = Field(default_factory=ImitationConfig)
+    corrections: CorrectionsConfig = Field(default_factory=CorrectionsConfig)
     selfplay: SelfPlayConfig = Field(default_factory=SelfPlayConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     rl: RLConfig = Field(default_factory=RLConfig)
@@ -126,6 +129,8 @@ class Config(Section):
         self._check_devices()
         self._check_face()
         if self.is_reward_env:
+            if self.corrections.rounds:
+                raise ValueError("corrections.rounds: rounds play games; a reward environment has none")
             if self.runtime.inference_server == "on":
                 raise ValueError(
                     "runtime.inference_server: 'on' serves game actors only; reward environments "
@@ -139,11 +144,30 @@ class Config(Section):
         specs = [("evaluation.baselines", b) for b in self.evaluation.baselines]
         if self.transcripts.path is None:
             specs.insert(0, ("transcripts.expert", self.transcripts.expert))
+        if self.corrections.rounds:
+            self._check_corrections(game)
+            if self.corrections.expert is not None:
+                specs.append(("corrections.expert", self.corrections.expert))
         for key, spec in specs:
             try:
                 make_expert(spec, game)
             except ExpertSpecError as e:
                 raise ValueError(f"{key}: {e}") from None
+
+    def _check_corrections(self, game: envs.Game) -> None:
+        from selfplay.players import PlayerSpecError, check
+
+        c = self.corrections
+        if c.expert is None and self.transcripts.path is not None:
+            raise ValueError(
+                "corrections.expert: name the expert that labels the positions (the transcripts come from "
+                "transcripts.path, so there is no transcripts.expert to default to)"
+            )
+        if c.opponent != "self":
+            try:
+                check(c.opponent, game)
+            except PlayerSpecError as e:
+                raise ValueError(f"corrections.opponent: {e}") from None
 
     def _check_face(self) -> None:
         m = self.model

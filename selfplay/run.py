@@ -7,7 +7,7 @@ skips what is done):
     game                                         reward environment (`game` names one)
     transcripts   expert games                   transcripts   expert episodes
     imitation     selfplay.imitate               imitation     selfplay.text_imitate
-                                                 verifier      selfplay.verify (`rl.reward` needs it)
+    corrections   selfplay.corrections (rounds)  verifier      selfplay.verify (`rl.reward` needs it)
     self-play     selfplay.learner (stage 2)     RL            selfplay.text_rl (stage 2)
     report        RUN/report.md
 """
@@ -38,6 +38,9 @@ def outputs(config: Config, run_dir: Path, resume: bool) -> list[rundir.Output]:
 
             out += verifier_outputs(config, run_dir)
         return [*out, *rundir.stage2_outputs(run_dir, RL_DIR, what="an RL run", keep=resume)]
+    from selfplay.corrections import corrections_outputs
+
+    out += corrections_outputs(config, run_dir)
     return [*out, *rundir.stage2_outputs(run_dir, SELFPLAY_DIR, what="a self-play run", keep=resume)]
 
 
@@ -85,6 +88,19 @@ def write_report(config: Config, run_dir: Path, final: Path | None) -> Path:
     ]
     if (run_dir / "imitation.json").exists():
         lines += ["## Imitation", "", imitate.describe(run_dir), ""]
+    rounds = [run_dir / f"corrections_{r}.json" for r in range(1, config.corrections.rounds + 1)]
+    if rounds and all(p.exists() for p in rounds):
+        lines += [
+            "## Correction rounds",
+            "",
+            "| round | games | labelled | policy = expert | held-out agreement |",
+        ]
+        lines += ["|---:|---:|---:|---:|---:|"]
+        for r, path in enumerate(rounds, 1):
+            s = json.loads(path.read_text())
+            p, agree = s["played"], s["val_action_accuracy"]
+            lines.append(f"| {r} | {p['games']} | {p['labels']} | {p['agreement']:.3f} | {agree:.3f} |")
+        lines.append("")
     state = learner.load_state(run_dir)
     if final is not None and state is not None:
         lines += [
@@ -106,8 +122,11 @@ def write_report(config: Config, run_dir: Path, final: Path | None) -> Path:
 
 
 def game_pipeline(config: Config, run_dir: Path, *, resume: bool, progress: bool) -> None:
+    from selfplay.corrections import corrections_stage
+
     data = transcripts_stage(config, run_dir, progress=progress)
     start = imitate.imitation_stage(config, data, run_dir, progress=progress)
+    start = corrections_stage(config, run_dir, data, start, progress=progress)
     final = selfplay_stage(config, run_dir, start, resume=resume, progress=progress)
     print(f"report: {write_report(config, run_dir, final)}")
 

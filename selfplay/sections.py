@@ -143,6 +143,35 @@ class ImitationConfig(Section):
     threads: int = Field(default=0, ge=0, description="torch CPU threads; 0 leaves torch's default.")
 
 
+class CorrectionsConfig(Section):
+    """Correction rounds (DAgger, `selfplay.corrections`) between imitation and self-play (games): the
+    policy plays, the expert labels every position it reached, imitation continues on all games so far."""
+
+    rounds: int = Field(default=0, ge=0, description="Correction rounds; 0 goes from imitation to self-play.")
+    games: int = Field(default=200, ge=2, description="Games the policy plays per round.")
+    opponent: str = Field(
+        default="self",
+        description="Whom the policy plays: `self`, or a player spec (`random`, `alphabeta:depth=2`, a "
+        "checkpoint); against an opponent it plays each colour in turn.",
+    )
+    expert: str | None = Field(
+        default=None,
+        description="Who labels the positions the policy reached (its own move, epsilon off): an expert "
+        "spec; None: `transcripts.expert`, the teacher.",
+    )
+    temperature: float = Field(
+        default=1.0, ge=0, description="The policy samples its moves at this temperature; 0 plays its best."
+    )
+    opening_plies: int = Field(default=2, ge=0, description="Random opening moves per game, for variety.")
+    steps: int = Field(
+        default=1000, ge=1, description="Imitation steps per round, continuing the previous round's weights."
+    )
+    lr: float | None = Field(
+        default=None, gt=0, description="Peak learning rate of a round; None: `imitation.lr`."
+    )
+    seed: int = Field(default=0, description="Seed of the rounds' games.")
+
+
 class Stage2Section(Section):
     """What both stage-2 sections (`selfplay` on games, `rl` on reward environments) declare alike: the
     budget in minutes, the gradient clip, checkpoints, the seed, devices and threads. Pydantic lists a
