@@ -43,40 +43,48 @@ def _spec(ckpt: Path, simulations: int) -> str:
 
 
 def gauntlet(config: Config, run_dir: Path, ckpt: Path, step: int, history: Sequence[Path], writer) -> dict:
-    """Play the gauntlet of `ckpt`; log its scores and Elo; return them (`score/OPPONENT`, `elo`)."""
+    """Play the gauntlet of `ckpt` once per search budget of `evaluation.simulations`; log its scores and
+    Elo; return them (`score/OPPONENT`, `elo` for the raw policy; `score@mcts:N/OPPONENT`, `elo@mcts:N`
+    with search)."""
     ev = config.evaluation
     game = envs.make(config.game)
     out = run_dir / ARENA_DIR
     earlier = [p for p in history if Path(p) != Path(ckpt)][-ev.recent :] if ev.recent else []
-    opponents = [*ev.baselines, *(_spec(p, ev.simulations) for p in earlier)]
-    candidate = players.check(_spec(ckpt, ev.simulations), game, home=run_dir)
-    records = arena.gauntlet(
-        _spec(ckpt, ev.simulations),
-        opponents,
-        config.game,
-        games=ev.games,
-        seed=config.selfplay.seed,
-        out_dir=out,
-        workers=ev.workers,
-        device=config.selfplay.actor_device,
-    )
     results: dict[str, float] = {}
-    for opponent in opponents:
-        name = players.check(opponent, game, home=run_dir)
-        mine = [r for r in records if candidate in r["players"] and name in r["players"]]
-        if not mine:
-            continue
-        score = sum(r["score"] if r["players"][0] == candidate else 1 - r["score"] for r in mine) / len(mine)
-        label = name if opponent in ev.baselines else Path(opponent.partition("@")[0]).name
-        results[f"score/{label}"] = score
-        if opponent in ev.baselines:
-            writer.add_scalar(f"eval/score_vs_{name}", score, step)
+    candidates = {}
+    for budget in ev.simulations:
+        tag = f"@mcts:{budget}" if budget else ""
+        opponents = [*ev.baselines, *(_spec(p, budget) for p in earlier)]
+        candidates[tag] = candidate = players.check(_spec(ckpt, budget), game, home=run_dir)
+        records = arena.gauntlet(
+            _spec(ckpt, budget),
+            opponents,
+            config.game,
+            games=ev.games,
+            seed=config.selfplay.seed,
+            out_dir=out,
+            workers=ev.workers,
+            device=config.selfplay.actor_device,
+        )
+        for opponent in opponents:
+            name = players.check(opponent, game, home=run_dir)
+            mine = [r for r in records if candidate in r["players"] and name in r["players"]]
+            if not mine:
+                continue
+            score = sum(r["score"] if r["players"][0] == candidate else 1 - r["score"] for r in mine) / len(
+                mine
+            )
+            label = name if opponent in ev.baselines else Path(opponent.partition("@")[0]).name
+            results[f"score{tag}/{label}"] = score
+            if opponent in ev.baselines:
+                writer.add_scalar(f"eval/score{tag}_vs_{name}", score, step)
     rows = arena.ratings_from(out, samples=100)
     arena.write_league(out, rows, anchor="random")
     elo = {r.name: r.elo for r in rows}
-    if candidate in elo:
-        results["elo"] = elo[candidate]
-        writer.add_scalar("eval/elo", elo[candidate], step)
+    for tag, candidate in candidates.items():
+        if candidate in elo:
+            results[f"elo{tag}"] = elo[candidate]
+            writer.add_scalar(f"eval/elo{tag}", elo[candidate], step)
     steps = arena.steps_of([r.name for r in rows], run_dir)
     if steps:
         ratings.plot_elo_by_step(rows, steps, out / "elo_by_step.png", title=f"{config.game}: Elo by step")

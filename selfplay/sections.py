@@ -372,8 +372,24 @@ class EvaluationConfig(Section):
         default_factory=lambda: ["random"], description="Fixed opponents by spec, e.g. `alphabeta:2`."
     )
     recent: int = Field(default=2, ge=0, description="Also play this many of the previous checkpoints.")
-    simulations: int = Field(default=0, ge=0, description="Search budget of checkpoints in evaluation.")
+    simulations: list[int] = Field(
+        default_factory=lambda: [0],
+        description="Search budgets a new checkpoint plays its gauntlet with, one gauntlet each: 0 is the "
+        "raw policy, N its PUCT search (`PATH@mcts:N`), e.g. `[0, 64]`; a single number is one budget.",
+    )
     workers: int = Field(default=1, ge=1, description="Processes for evaluation matches.")
+
+    @field_validator("simulations", mode="before")
+    @classmethod
+    def _budgets(cls, v: Any) -> Any:
+        return [v] if isinstance(v, int) and not isinstance(v, bool) else v
+
+    @field_validator("simulations")
+    @classmethod
+    def _some_budgets(cls, v: list[int]) -> list[int]:
+        if not v or any(b < 0 for b in v) or len(set(v)) != len(v):
+            raise ValueError(f"give one or more distinct budgets >= 0, got {v}")
+        return v
 
     @field_validator("games")
     @classmethod

@@ -189,3 +189,25 @@ def test_minutes_budget_ends_with_a_checkpoint_of_the_last_step(tmp_path, capsys
     state = learner.load_state(run_dir)
     assert 0 < state["step"] < 100000
     assert agents.read_meta(state["checkpoint"])["step"] == state["step"]
+
+
+def test_evaluation_plays_one_gauntlet_per_search_budget(tmp_path, ttt_nano):
+    from selfplay import evaluation
+
+    class Writer:
+        def __init__(self):
+            self.tags = []
+
+        def add_scalar(self, tag, value, step):
+            self.tags.append(tag)
+
+    config = tiny_config(
+        tmp_path, "evaluation.simulations=[0, 4]", "evaluation.games=2", "evaluation.recent=0"
+    )
+    writer = Writer()
+    results = evaluation.gauntlet(config, tmp_path, ttt_nano, 0, [ttt_nano], writer)
+    assert set(results) == {"score/random", "score@mcts:4/random", "elo", "elo@mcts:4"}
+    assert {"eval/elo", "eval/elo@mcts:4", "eval/score@mcts:4_vs_random"} <= set(writer.tags)
+    records = [json.loads(line) for line in (tmp_path / "arena/matches.jsonl").read_text().splitlines()]
+    assert len(records) == 4 and any("@mcts:4" in "".join(r["players"]) for r in records)
+    assert tiny_config(tmp_path, "evaluation.simulations=16").evaluation.simulations == [16]  # one number
