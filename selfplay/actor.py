@@ -178,30 +178,40 @@ class Actor:
     def _step_alphazero(self) -> None:
         cfg = self.cfg
         if cfg.simulations:
-            outs = mcts.search(
-                [s.tree for s in self.slots],
-                lambda states: self._evaluate(self.policy, states),
-                simulations=cfg.simulations,
-                c_puct=cfg.c_puct,
-                dirichlet_alpha=cfg.dirichlet_alpha if cfg.dirichlet_frac > 0 else None,
-                dirichlet_frac=cfg.dirichlet_frac,
-                leaves_per_tree=cfg.leaves_per_tree,
-                rng=self.rng,
-            )
-            for slot, out in zip(self.slots, outs, strict=True):
-                self.stats.simulations += out.simulations
-                action = mcts.select_action(out, temperature=self._temperature(slot), rng=self.rng)
-                k = out.actions.index(action)
-                self._record(
-                    slot, action, out.actions, np.log(max(out.prior[k], 1e-30)), out.value, out.policy
-                )
-                self._play(slot, action)
+            # playout-cap randomisation (KataGo): a share of moves get the full search, with root noise,
+            # and become training targets; the others a cheap one, only to move the game on
+            full = [cfg.fast_simulations == 0 or self.rng.random() < cfg.full_search_prob for _ in self.slots]
+            for wanted in (True, False):
+                slots = [s for s, f in zip(self.slots, full, strict=True) if f == wanted]
+                if slots:
+                    self._search_and_play(slots, record=wanted)
             return
         evals = self._evaluate(self.policy, [s.state for s in self.slots])
         for slot, ev in zip(self.slots, evals, strict=True):
             k = self._sample(ev.probs, self._temperature(slot))
             self._record(slot, ev.actions[k], ev.actions, np.log(ev.probs[k]), ev.value, ev.probs)
             self._play(slot, ev.actions[k])
+
+    def _search_and_play(self, slots: list[_Slot], *, record: bool) -> None:
+        cfg = self.cfg
+        outs = mcts.search(
+            [s.tree for s in slots],
+            lambda states: self._evaluate(self.policy, states),
+            simulations=cfg.simulations if record else cfg.fast_simulations,
+            c_puct=cfg.c_puct,
+            dirichlet_alpha=cfg.dirichlet_alpha if cfg.dirichlet_frac > 0 and record else None,
+            dirichlet_frac=cfg.dirichlet_frac if record else 0.0,
+            leaves_per_tree=cfg.leaves_per_tree,
+            rng=self.rng,
+        )
+        for slot, out in zip(slots, outs, strict=True):
+            self.stats.simulations += out.simulations
+            action = mcts.select_action(out, temperature=self._temperature(slot), rng=self.rng)
+            if record:
+                k = out.actions.index(action)
+                logprob = np.log(max(out.prior[k], 1e-30))
+                self._record(slot, action, out.actions, logprob, out.value, out.policy)
+            self._play(slot, action)
 
     def _step_pg(self) -> None:
         mine = [s for s in self.slots if s.state.current_player() == s.traj.seat]

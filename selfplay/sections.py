@@ -205,6 +205,16 @@ class SelfPlayConfig(Stage2Section):
     simulations: int = Field(
         default=32, ge=0, description="PUCT simulations per move (`alphazero`); 0 samples the raw policy."
     )
+    fast_simulations: int = Field(
+        default=0,
+        ge=0,
+        description="Playout-cap randomisation (KataGo): with N > 0 a move gets the full `simulations` "
+        "(root noise; a training target) only with probability `full_search_prob`, else a search of N "
+        "simulations that only moves the game on; 0: every move a full search.",
+    )
+    full_search_prob: float = Field(
+        default=0.25, gt=0, le=1, description="Share of moves searched in full (`fast_simulations` > 0)."
+    )
     leaves_per_tree: int = Field(
         default=1, ge=1, description="Leaves per tree per network call (virtual loss)."
     )

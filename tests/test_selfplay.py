@@ -69,6 +69,29 @@ def test_alphazero_actor_records_search_targets(tmp_path, ttt_nano):
     assert stats.simulations > 0 and 0 < stats.net_seconds < stats.seconds
 
 
+def test_playout_cap_randomisation_records_only_full_searches(tmp_path, ttt_nano):
+    extra = ("selfplay.fast_simulations=2", "selfplay.full_search_prob=0.3", "selfplay.opening_plies=0")
+    cfg = tiny_config(tmp_path, *extra).selfplay
+    actor = Actor(cfg, envs.make("tictactoe"), agents.load(ttt_nano, device="cpu"), seed=1)
+    finished: list[Trajectory] = []
+    while len(finished) < 16:
+        finished += actor.step()
+    recorded = sum(len(t.plies) for t in finished)
+    moves = sum(len(t.moves) for t in finished)
+    assert 0.1 * moves < recorded < 0.5 * moves  # about 30% of the moves, with their full-search targets
+    game = envs.make("tictactoe")
+    for t in finished:
+        state, at = game.new_initial_state(), dict(zip(t.plies, range(len(t.plies)), strict=True))
+        for ply, move in enumerate(t.moves):
+            if ply in at:
+                k = at[ply]
+                assert t.prompts[k] == state.prompt() and t.legal[k][t.chosen[k]] == move
+                assert abs(t.targets[k].sum() - 1) < 1e-5
+            state.apply_action(state.text_to_action(move))
+    stats = actor.take_stats()
+    assert stats.simulations < cfg.simulations * moves  # cheap searches in between
+
+
 def test_alphazero_loss_moves_policy_toward_visit_targets(tmp_path, ttt_nano):
     cfg = tiny_config(tmp_path).selfplay
     policy = agents.load(ttt_nano, device="cpu")
