@@ -186,3 +186,25 @@ def test_value_noise_bench_finds_no_noise_under_a_perfect_expert_and_some_under_
     # perfect play decides every outcome after the random opening (0.04-0.15 over three seeds); random
     # moves leave much of it to chance (0.70-1.02)
     assert ratio("minimax") < 0.35 < ratio("minimax:epsilon=0.5")
+
+
+def test_corrections_bench_runs_every_arm_and_rates_it(tmp_path):
+    data = tmp_path / "teacher.jsonl"
+    teacher = ["--game", "connect_four", "--expert", "alphabeta:depth=2", "--games", "40"]
+    make = [sys.executable, "-m", "selfplay.transcripts", *teacher, "--out", str(data), "--no-progress"]
+    subprocess.run(make, check=True, cwd=ROOT)
+    bench = [sys.executable, str(ROOT / "bench/corrections.py"), "--data", str(data), "--work", str(tmp_path)]
+    tiny = ["--steps", "20", "--rounds", "1", "--games", "4", "--round-steps", "10"]
+    proc = subprocess.run(
+        [*bench, *tiny, "--arena-games", "2", "--positions", "300"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    assert [r.split(" | ")[0] for r in rows] == [
+        "| arm",
+        "| imitation",
+        "| rounds against the teacher",
+        "| rounds against itself",
+        "| as many imitation steps",
+    ]
+    assert (tmp_path / "rounds_against_itself/checkpoints/corrections_1/model.safetensors").exists()
