@@ -3,10 +3,10 @@
     python bench/corrections.py [--steps 3000] [--rounds 4] [--games 400] [--round-steps 750]
     python bench/corrections.py --rate RUN/checkpoints/imitation RUN/checkpoints/corrections_4 ...
 
-Arms (each a real `selfplay.run` of `configs/game.yaml` with self-play off, on one shared file of the
-teacher's games): imitation for `--steps`; the same followed by `--rounds` correction rounds against the
-teacher and against itself (the teacher labels every position the policy reached); and imitation for as
-many steps as imitation and rounds together. Every checkpoint is then rated the same way: agreement with
+Arms (each a real `selfplay.run` of `configs/game.yaml` with self-play off and its own rounds, on one
+shared file of the teacher's games): imitation for `--steps`; the same followed by `--rounds` correction
+rounds against the teacher and against itself (the teacher labels every position the policy reached);
+and imitation for as many steps as imitation and rounds together. Every checkpoint is then rated the same way: agreement with
 the teacher on its held-out games (the imitation split), score (win 1, draw 1/2) of the greedy policy
 over `--games` games against the teacher (2 random opening plies, colours swapped per pair), and the
 share of immediate wins taken and single threats blocked on positions from random play, with the value
@@ -90,12 +90,15 @@ def main() -> None:
         rounds = [f"corrections.rounds={args.rounds}", f"corrections.games={args.games}"]
         rounds.append(f"corrections.steps={args.round_steps}")
         total = args.steps + args.rounds * args.round_steps
-        first = f"imitation.max_steps={args.steps}"
+        first, none = f"imitation.max_steps={args.steps}", ["corrections.rounds=0"]
         for name, extra in [
-            ("imitation", [first]),
+            ("imitation", [first, *none]),
             ("rounds against the teacher", [first, *rounds, f"corrections.opponent={TEACHER}"]),
             ("rounds against itself", [first, *rounds, "corrections.opponent=self"]),
-            ("as many imitation steps", [f"imitation.max_steps={total}", "imitation.patience=100"]),
+            (
+                "as many imitation steps",
+                [f"imitation.max_steps={total}", "imitation.patience=100", "corrections.rounds=0"],
+            ),
         ]:
             run_dir = work / name.replace(" ", "_")
             seconds = run(run_dir, data, *extra)
