@@ -6,11 +6,12 @@
 Arms (each a real `selfplay.run` of `configs/game.yaml` with self-play off and its own rounds, on one
 shared file of the teacher's games): imitation for `--steps`; the same followed by `--rounds` correction
 rounds against the teacher and against itself (the teacher labels every position the policy reached);
-and imitation for as many steps as imitation and rounds together. Every checkpoint is then rated the same way: agreement with
-the teacher on its held-out games (the imitation split), score (win 1, draw 1/2) of the greedy policy
-over `--games` games against the teacher (2 random opening plies, colours swapped per pair), and the
-share of immediate wins taken and single threats blocked on positions from random play, with the value
-head's ROC-AUC at telling the win positions (`bench/tactics.py`). Prints a Markdown table.
+and imitation for as many steps as imitation and rounds together. Every checkpoint is then rated the
+same way: agreement with the teacher on its held-out games (the imitation split), score (win 1, draw
+1/2) of the greedy policy over `--games` games against the teacher (2 random opening plies, colours
+swapped per pair), and the share of immediate wins taken and single threats blocked on positions from
+random play, with the value head's ROC-AUC at telling the win positions (`bench/tactics.py`). Prints
+a Markdown table.
 """
 
 from __future__ import annotations
