@@ -407,7 +407,7 @@ def wanted(config) -> dict:
 def transcripts_output(config, run_dir: Path) -> list:
     """The generated transcripts as an output of the run directory (`selfplay.rundir.Output`), allowed to
     stay if this config made them; none when the config names its own file."""
-    import selfplay.rundir as rundir
+    import selfplay.rundir as rundir  # lazily: it loads torch, which generating games never needs
 
     if config.transcripts.path is not None:
         return []
@@ -433,7 +433,7 @@ def load_for(config, path: str | os.PathLike) -> list:
 def transcripts_stage(config, run_dir: Path, *, progress: bool = True) -> Path:
     """The imitation data: the user's file if configured (checked), else generated into the run directory
     once per setting (`wanted`)."""
-    from selfplay.rundir import same_json
+    from selfplay.rundir import same_json  # lazily, as above
 
     tc, what = config.transcripts, f"{config.game} episodes" if config.is_reward_env else "games"
     if tc.path is not None:
