@@ -13,6 +13,7 @@ import selfplay.arena as arena
 import selfplay.players as players
 import selfplay.ratings as ratings
 from selfplay.config import Config
+from selfplay.io import atomic_write_text
 
 ARENA_DIR = "arena"
 
@@ -88,7 +89,43 @@ def gauntlet(config: Config, run_dir: Path, ckpt: Path, step: int, history: Sequ
     steps = arena.steps_of([r.name for r in rows], run_dir)
     if steps:
         ratings.plot_elo_by_step(rows, steps, out / "elo_by_step.png", title=f"{config.game}: Elo by step")
+        baselines = [players.check(b, game, home=run_dir) for b in ev.baselines]
+        write_scores_by_step(out, steps, baselines, title=f"{config.game}: score by step")
     return results
+
+
+def write_scores_by_step(
+    out: Path, steps: dict[str, int], baselines: Sequence[str], *, title: str = "score by step"
+) -> Path:
+    """OUT/scores_by_step.md and .png: each rated checkpoint's score against each baseline, raw and at
+    each search budget, by training step, from every game in OUT/matches.jsonl. Returns the table."""
+    sums: dict[tuple[str, str, str], list[float]] = {}  # (checkpoint, budget, baseline) -> scores
+    for a, b, s in arena.results_of(arena.load_matches(out / arena.MATCHES)):
+        for me, other, score in ((a, b, s), (b, a, 1 - s)):
+            if me in steps and other in baselines:
+                ckpt, _, budget = me.partition("@")
+                sums.setdefault((ckpt, f"@{budget}" if budget else "raw", other), []).append(score)
+    columns = sorted({(o, b) for _, b, o in sums}, key=lambda c: (c[0], c[1] != "raw", c[1]))
+    step_of = {name.partition("@")[0]: step for name, step in steps.items()}
+    rows = sorted({c for c, _, _ in sums}, key=lambda c: (step_of[c], c))
+    lines = [
+        "| step | checkpoint | " + " | ".join(f"vs {o} {b}" for o, b in columns) + " |",
+        "|---:|---|" + "---:|" * len(columns),
+    ]
+    curves: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    for c in rows:
+        cells = []
+        for o, b in columns:
+            got = sums.get((c, b, o))
+            cells.append(f"{sum(got) / len(got):.2f} ({len(got)})" if got else "")
+            if got:
+                curves.setdefault((o, b), []).append((step_of[c], sum(got) / len(got)))
+        lines.append(f"| {step_of[c]} | {c} | " + " | ".join(cells) + " |")
+    md = out / "scores_by_step.md"
+    note = "Score (win 1, draw 1/2) over the games in brackets; raw: the greedy policy; @mcts:N: with search."
+    atomic_write_text(md, f"# {title}\n\n" + "\n".join(lines) + f"\n\n{note}\n")
+    ratings.plot_scores_by_step(curves, out / "scores_by_step.png", title=title)
+    return md
 
 
 def pool_weights(run_dir: Path, paths: Sequence[str], *, scale: float = 200.0) -> dict[str, float] | None:

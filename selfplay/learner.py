@@ -42,7 +42,7 @@ class Sample:
     target: np.ndarray | None  # visit distribution over `legal` (alphazero)
     outcome: float  # final return of the mover
     logprob: float  # behaviour log-prob of `chosen`
-    value: float  # behaviour value estimate (the pg baseline)
+    value: float  # value seen when moving: the network's (the pg baseline), the search root's (alphazero)
     version: int
     planes: np.ndarray | None = None  # the board face's planes (C, H, W)
 
@@ -123,7 +123,11 @@ def losses(
     cand_lp, values = policy.forward_packed(policy.pack([s.query for s in batch]))
     logp = _rows(cand_lp, batch)
     outcome = torch.tensor([s.outcome for s in batch], dtype=torch.float32, device=values.device)
-    value_loss = F.mse_loss(values, outcome)
+    target = outcome
+    if cfg.value_mix and cfg.algorithm == "alphazero":  # `value` is the search's root value there
+        searched = torch.tensor([s.value for s in batch], dtype=torch.float32, device=values.device)
+        target = (1 - cfg.value_mix) * outcome + cfg.value_mix * searched
+    value_loss = F.mse_loss(values, target)
     entropy = torch.stack([-(lp.exp() * lp).sum() for lp in logp]).mean()
     if cfg.algorithm == "pg":
         new = torch.stack([lp[s.chosen] for lp, s in zip(logp, batch, strict=True)])
@@ -208,6 +212,22 @@ class SelfPlay(Stage):
         self.face = learner.policy.face
         if self.pool is not None:
             _write_pool(self.pool, learner.history, self.cfg)
+        if learner.step == 0 and self.config.evaluation.games > 0:
+            self._rate_stage1(learner)
+
+    def _rate_stage1(self, learner: Learner) -> None:
+        """The gauntlets of the stage-1 checkpoints (imitation, then the start if it is another, such as
+        the last correction round), at step 0: the league and the Elo curve begin where stage 2 does, and
+        every self-play checkpoint is rated against its imitation through one chain of games."""
+        import selfplay.evaluation as evaluation
+
+        start = learner.history[0]
+        imitation = self.run_dir / "checkpoints" / "imitation"
+        firsts = [imitation] if imitation.is_dir() and imitation.resolve() != start.resolve() else []
+        firsts.append(start)
+        for i, ckpt in enumerate(firsts):
+            results = evaluation.gauntlet(self.config, self.run_dir, ckpt, 0, firsts[:i], learner.writer)
+            self._said(learner, ckpt, results)
 
     def log(self, learner: Learner, metrics: dict[str, float]) -> None:
         self.window.log(learner.writer, learner.step, metrics, learner.runtime, learner.episodes)
@@ -223,6 +243,10 @@ class SelfPlay(Stage):
             results = evaluation.gauntlet(
                 self.config, self.run_dir, ckpt, learner.step, learner.history, learner.writer
             )
+        self._said(learner, ckpt, results)
+
+    @staticmethod
+    def _said(learner: Learner, ckpt: Path, results: dict) -> None:
         short = " ".join(f"{k.split('/')[-1]}={v:.2f}" for k, v in results.items())
         learner.bar.write(
             f"selfplay: step {learner.step}, {learner.episodes} games, checkpoint {ckpt.name} {short}"

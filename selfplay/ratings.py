@@ -385,3 +385,39 @@ def plot_elo_by_budget(
         return _save(fig, path)
     finally:
         plt.close(fig)
+
+
+def plot_scores_by_step(
+    curves: Mapping[tuple[str, str], Sequence[tuple[int, float]]],
+    path: str | os.PathLike,
+    *,
+    title: str = "Score by step",
+) -> Path:
+    """Score (win 1, draw 1/2) against each opponent by training step: `curves` maps (opponent, budget
+    label such as "raw" or "@mcts:64") to (step, score) points; a colour per opponent, a line style per
+    budget."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    opponents = sorted({o for o, _ in curves})
+    budgets = sorted({b for _, b in curves}, key=lambda b: (b != "raw", b))
+    styles = ["-", "--", ":", "-."]
+    for (opponent, budget), pts in sorted(curves.items()):
+        pts = sorted(pts)
+        ax.plot(
+            [p[0] for p in pts],
+            [p[1] for p in pts],
+            marker="o",
+            markersize=3,
+            color=f"C{opponents.index(opponent)}",
+            linestyle=styles[budgets.index(budget) % len(styles)],
+            label=f"vs {opponent}, {budget}",
+        )
+    ax.axhline(0.5, linestyle="--", linewidth=0.8, color="grey")
+    ax.set(xlabel="training step", ylabel="score", title=title, ylim=(-0.02, 1.02))
+    if curves:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    try:
+        return _save(fig, path)
+    finally:
+        plt.close(fig)

@@ -116,6 +116,11 @@ def write_report(config: Config, run_dir: Path, final: Path | None) -> Path:
         lines += ["## League table (evaluation gauntlets)", "", table.read_text().strip(), ""]
     if (run_dir / "arena" / "elo_by_step.png").exists():
         lines += ["![Elo by training step](arena/elo_by_step.png)", ""]
+    scores = run_dir / "arena" / "scores_by_step.md"
+    if scores.exists():
+        body = scores.read_text().strip().partition("\n\n")[2]  # without its own title
+        lines += ["## Scores against the baselines by step", "", body, ""]
+        lines += ["![Scores by training step](arena/scores_by_step.png)", ""]
     path = run_dir / "report.md"
     atomic_write_text(path, "\n".join(lines))
     return path

@@ -241,6 +241,13 @@ class SelfPlayConfig(Stage2Section):
     warmup_steps: int = Field(default=20, ge=0, description="Linear learning-rate warm-up steps.")
     weight_decay: float = Field(default=0.01, ge=0, description="AdamW weight decay (matrices only).")
     value_weight: float = Field(default=1.0, ge=0, description="Weight of the value loss.")
+    value_mix: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="`alphazero`: share of the search's root value in the value target, (1 - w) outcome + "
+        "w root value: less noise than the outcome of a game its later moves decided; 0: the outcome.",
+    )
     kl_weight: float = Field(
         default=0.0, ge=0, description="Weight of KL(policy || start checkpoint); 0 skips the reference."
     )

@@ -136,3 +136,28 @@ def test_selfplay_through_the_inference_server(tmp_path, ttt_nano):
     stats = json.loads((run_dir / "selfplay/stats.json").read_text())
     assert stats["games"] == stats["trajectories"] > 0 and stats["duplicates_dropped"] == 0
     assert stats["server_forwards"] > 0 and stats["server_positions"] >= stats["positions"]
+
+
+def test_actors_play_on_while_the_learner_is_busy(tmp_path, ttt_nano):
+    """A learner busy elsewhere (a checkpoint's evaluation gauntlet) does not hold the actors back: their
+    games wait in the runtime's inbox, far more than the pipe between the processes holds (64 KiB)."""
+    import pickle
+    import time
+
+    from selfplay.actor import make_actor
+    from selfplay.runtime import Actors, LocalRuntime
+
+    cfg = config(tmp_path, "selfplay.actors=1", "selfplay.games_per_actor=8", "selfplay.simulations=2")
+    runtime = LocalRuntime(Actors(cfg, make_actor, str(ttt_nano), 1), agents.load(ttt_nano).model, version=0)
+    runtime.start()
+    try:
+        deadline = time.monotonic() + 60
+        while runtime.started[0].value < 600 and time.monotonic() < deadline:  # nothing collected meanwhile
+            time.sleep(0.2)
+        time.sleep(0.5)
+        batch = runtime.collect(timeout=1.0)
+    finally:
+        runtime.close()
+    games = sum(len(items) for _, items, _ in batch)
+    size = sum(len(pickle.dumps(entry)) for entry in batch)
+    assert games >= 500 and size > 4 * 65536, (games, size)

@@ -111,6 +111,28 @@ def test_alphazero_loss_moves_policy_toward_visit_targets(tmp_path, ttt_nano):
     assert after.value > before.value and metrics["charts/value_accuracy"] == 1.0
 
 
+def test_value_mix_learns_the_search_value_beside_the_outcome(tmp_path, ttt_nano):
+    policy = agents.load(ttt_nano, device="cpu")
+    state = envs.make("tictactoe").new_initial_state()
+    target = np.full(9, 1 / 9, dtype=np.float32)
+    # the game was won (outcome 1) from a position the search judged lost (root value -1)
+    sample = learner.Sample(state.prompt(), tuple(state.legal_texts()), 4, target, 1.0, 0.0, -1.0, 0)
+    values = {}
+    for mix in (0.0, 0.75):
+        cfg = tiny_config(tmp_path, f"selfplay.value_mix={mix}").selfplay
+        policy = agents.load(ttt_nano, device="cpu")
+        opt = torch.optim.Adam(policy.model.parameters(), lr=3e-3)
+        for _ in range(40):
+            loss, _ = learner.losses(policy, [sample] * 4, cfg)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        values[mix] = policy.evaluate([state])[0].value
+    assert values[0.0] > 0.8 and -0.7 < values[0.75] < -0.2  # the target: 0.25 * 1 + 0.75 * -1 = -0.5
+    with pytest.raises(ValueError, match="value_mix"):
+        tiny_config(tmp_path, "selfplay.value_mix=0.5", "selfplay.algorithm=pg")
+
+
 def test_pg_loss_follows_the_advantage(tmp_path, ttt_nano):
     cfg = tiny_config(tmp_path, "selfplay.algorithm=pg", "selfplay.entropy_weight=0").selfplay
     policy = agents.load(ttt_nano, device="cpu")
@@ -143,10 +165,13 @@ def test_main_job_runs_every_stage(tmp_path, algorithm, capsys):
         assert meta["game"] == "tictactoe"
     assert agents.read_meta(run_dir / "checkpoints/step_000006")["parent"].endswith("imitation")
     records = [json.loads(line) for line in (run_dir / "arena/matches.jsonl").read_text().splitlines()]
-    assert len(records) == 2 * 4 + 2 * 4 + 4  # two gauntlets: random + imitation, then + step 6
+    # imitation's gauntlet at step 0 (random), then step 6's (random, imitation), step 12's (+ step 6)
+    assert len(records) == 4 + 2 * 4 + 3 * 4
     assert (run_dir / "arena/ratings.md").exists() and (run_dir / "arena/elo_by_step.png").exists()
+    assert "| checkpoints/imitation |" in (run_dir / "arena/ratings.md").read_text()
     report = (run_dir / "report.md").read_text()
     assert "## Imitation" in report and "12 learner steps" in report and "League table" in report
+    assert "## Scores against the baselines by step" in report and "vs random raw" in report
     tb = list((run_dir / "tb/selfplay").glob("events*"))
     assert tb and tb[0].stat().st_size > 0
     if algorithm == "pg":
@@ -233,4 +258,11 @@ def test_evaluation_plays_one_gauntlet_per_search_budget(tmp_path, ttt_nano):
     assert {"eval/elo", "eval/elo@mcts:4", "eval/score@mcts:4_vs_random"} <= set(writer.tags)
     records = [json.loads(line) for line in (tmp_path / "arena/matches.jsonl").read_text().splitlines()]
     assert len(records) == 4 and any("@mcts:4" in "".join(r["players"]) for r in records)
+    # the scores by step: the checkpoint (a stage-1 one: step 0) against random, raw and searched
+    table = (tmp_path / "arena/scores_by_step.md").read_text()
+    assert "| step | checkpoint | vs random raw | vs random @mcts:4 |" in table
+    row = next(line for line in table.splitlines() if line.startswith("| 0 |"))
+    raw, searched = (float(c.split()[0]) for c in row.strip("| ").split(" | ")[2:])
+    assert (raw, searched) == (results["score/random"], results["score@mcts:4/random"])
+    assert (tmp_path / "arena/scores_by_step.png").stat().st_size > 0
     assert tiny_config(tmp_path, "evaluation.simulations=16").evaluation.simulations == [16]  # one number

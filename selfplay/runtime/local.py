@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import os
+import queue
+import threading
 import time
 from multiprocessing.connection import wait
 
@@ -15,6 +17,8 @@ from selfplay.config import Config
 from selfplay.runtime.inference import LocalServer, RemotePolicy, ServerGone
 from selfplay.runtime.ledger import Batch, Ledger, RuntimeFailure, Stamper, run_token
 from selfplay.runtime.spec import Actors
+
+INBOX = 4096  # batches of finished games read from the actors and not yet collected, at most
 
 
 class SharedWeights:
@@ -63,6 +67,10 @@ class LocalRuntime:
     other: its pipe reads as ended, the games it had in flight are counted lost (`games_lost`: begun,
     never delivered) and a new actor takes its place with new trajectory ids, up to
     `runtime.max_restarts` times per actor. A dead inference server is restarted the same way.
+
+    A reader thread drains the pipes into an inbox as games arrive, so actors go on playing while the
+    learner is busy elsewhere (a checkpoint's evaluation gauntlet) instead of blocking on a full pipe (a
+    pipe holds a few games); `collect` takes from the inbox.
     """
 
     def __init__(self, actors: Actors, model: torch.nn.Module, *, version: int):
@@ -84,6 +92,9 @@ class LocalRuntime:
         self.delivered = [0] * self.n
         self.lives = [0] * self.n
         self.restarts = self.lost = 0
+        self.inbox: queue.Queue = queue.Queue(maxsize=INBOX)  # (actor, item), or (actor, None): it ended
+        self.closing = False
+        self.reader = threading.Thread(target=self._read, name="runtime-reader", daemon=True)
 
     def _spawn(self, i: int) -> None:
         reader, writer = self.ctx.Pipe(duplex=False)
@@ -104,26 +115,57 @@ class LocalRuntime:
             self.server.start()
         for i in range(self.n):
             self._spawn(i)
+        self.reader.start()
+
+    def _read(self) -> None:
+        """The reader thread: each message of each live pipe into the inbox, in order, then an end marker
+        when the pipe ends (the actor died), which `collect` answers by replacing the actor."""
+        ended: set = set()
+        while not self.closing:
+            live = [c for c in self.conns if c is not None and c not in ended]
+            try:
+                ready = wait(live, 0.1) if live else []
+            except (OSError, ValueError):  # a pipe closed under us: the runtime is closing
+                continue
+            if not live:
+                time.sleep(0.05)
+            for conn in ready:
+                try:
+                    item = conn.recv()
+                except (EOFError, OSError):  # the actor died (perhaps mid-message)
+                    ended.add(conn)
+                    item = None
+                self._put((self.conns.index(conn), item))
+
+    def _put(self, entry) -> None:
+        while not self.closing:  # a full inbox holds the actors back, as a full pipe did
+            try:
+                return self.inbox.put(entry, timeout=0.1)
+            except queue.Full:
+                continue
 
     def publish(self, model: torch.nn.Module, version: int) -> None:
         self.weights.publish(model, version)
 
     def depth(self) -> int:
-        return sum(c.poll() for c in self.conns)
+        return self.inbox.qsize()
 
     def collect(self, timeout: float) -> Batch:
         """Finished games waiting (blocking up to `timeout` for the first)."""
+        got = []
+        try:
+            got.append(self.inbox.get(timeout=timeout) if timeout > 0 else self.inbox.get_nowait())
+            while True:
+                got.append(self.inbox.get_nowait())
+        except queue.Empty:
+            pass
         out = []
-        for conn in wait(self.conns, timeout):
-            i = self.conns.index(conn)
-            while conn.poll():
-                try:
-                    item = conn.recv()
-                except (EOFError, OSError):  # the actor died (perhaps mid-message)
-                    self._replace(i)
-                    break
-                self.delivered[i] += len(item[1])
-                out.append(item)
+        for i, item in got:
+            if item is None:
+                self._replace(i)
+                continue
+            self.delivered[i] += len(item[1])
+            out.append(item)
         if self.server is not None and self.server.dead():
             self._check_restarts("the inference server", self.server.restarts, self.server.proc.exitcode)
             print(
@@ -170,9 +212,12 @@ class LocalRuntime:
         return out
 
     def close(self) -> None:
-        # Nothing is read from the pipes here: closing them makes an actor blocked on a full pipe fail its
-        # write and stop, and one stopping mid-write leaves only its own pipe half-written.
+        # The reader stops first; then nothing more is read from the pipes: closing them makes an actor
+        # blocked on a full pipe fail its write and stop, and one stopping mid-write harms no other pipe.
         self.stop.value = 1
+        self.closing = True
+        if self.reader.is_alive():
+            self.reader.join(timeout=5)
         for c in self.conns:
             if c is not None:
                 c.close()
