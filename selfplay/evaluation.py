@@ -43,10 +43,20 @@ def _spec(ckpt: Path, simulations: int) -> str:
     return f"{ckpt}@mcts:{simulations}" if simulations else str(ckpt)
 
 
-def gauntlet(config: Config, run_dir: Path, ckpt: Path, step: int, history: Sequence[Path], writer) -> dict:
-    """Play the gauntlet of `ckpt` once per search budget of `evaluation.simulations`; log its scores and
-    Elo; return them (`score/OPPONENT`, `elo` for the raw policy; `score@mcts:N/OPPONENT`, `elo@mcts:N`
-    with search)."""
+def gauntlet(
+    config: Config,
+    run_dir: Path,
+    ckpt: Path,
+    step: int,
+    history: Sequence[Path],
+    writer,
+    *,
+    games: int | None = None,
+) -> dict:
+    """Play the gauntlet of `ckpt` (the baselines and the `evaluation.recent` last of `history`, `games`
+    games each, by default `evaluation.games`) once per search budget of `evaluation.simulations`; log
+    its scores and Elo; return them (`score/OPPONENT`, `elo` for the raw policy; `score@mcts:N/OPPONENT`,
+    `elo@mcts:N` with search)."""
     ev = config.evaluation
     game = envs.make(config.game)
     out = run_dir / ARENA_DIR
@@ -61,7 +71,7 @@ def gauntlet(config: Config, run_dir: Path, ckpt: Path, step: int, history: Sequ
             _spec(ckpt, budget),
             opponents,
             config.game,
-            games=ev.games,
+            games=ev.games if games is None else games,
             seed=config.selfplay.seed,
             out_dir=out,
             workers=ev.workers,
@@ -92,6 +102,33 @@ def gauntlet(config: Config, run_dir: Path, ckpt: Path, step: int, history: Sequ
         baselines = [players.check(b, game, home=run_dir) for b in ev.baselines]
         write_scores_by_step(out, steps, baselines, title=f"{config.game}: score by step")
     return results
+
+
+def final_gauntlet(config: Config, run_dir: Path, final: Path, stage1: Path, step: int, writer) -> Path:
+    """The final checkpoint against the baselines and the stage-1 checkpoint `stage1`, raw and at each
+    search budget, `evaluation.final_games` games each (into the league); RUN/arena/final.md: its score,
+    wins, draws and losses against each. Returns that table."""
+    ev = config.evaluation
+    gauntlet(config, run_dir, final, step, [stage1], writer, games=ev.final_games)
+    game = envs.make(config.game)
+    out = run_dir / ARENA_DIR
+    records = arena.load_matches(out / arena.MATCHES)
+    lines = ["| player | opponent | games | W | D | L | score |", "|---|---|---:|---:|---:|---:|---:|"]
+    for budget in ev.simulations:
+        me = players.check(_spec(final, budget), game, home=run_dir)
+        for spec in [*ev.baselines, _spec(stage1, budget)]:
+            other = players.check(spec, game, home=run_dir)
+            mine = [r for r in records if set(r["players"]) == {me, other}]
+            scores = [r["score"] if r["players"][0] == me else 1 - r["score"] for r in mine]
+            w, d = sum(s == 1 for s in scores), sum(s == 0.5 for s in scores)
+            score = sum(scores) / len(scores) if scores else float("nan")
+            lines.append(
+                f"| {me} | {other} | {len(scores)} | {w} | {d} | {len(scores) - w - d} | {score:.3f} |"
+            )
+    md = out / "final.md"
+    note = "Score: win 1, draw 1/2; every game recorded between the two (colours swapped per pair)."
+    atomic_write_text(md, "\n".join(lines) + f"\n\n{note}\n")
+    return md
 
 
 def write_scores_by_step(

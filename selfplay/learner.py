@@ -222,9 +222,9 @@ class SelfPlay(Stage):
         import selfplay.evaluation as evaluation
 
         start = learner.history[0]
-        imitation = self.run_dir / "checkpoints" / "imitation"
-        firsts = [imitation] if imitation.is_dir() and imitation.resolve() != start.resolve() else []
-        firsts.append(start)
+        firsts = [self._imitation(learner)]
+        if firsts[0].resolve() != start.resolve():
+            firsts.append(start)
         for i, ckpt in enumerate(firsts):
             results = evaluation.gauntlet(self.config, self.run_dir, ckpt, 0, firsts[:i], learner.writer)
             self._said(learner, ckpt, results)
@@ -244,6 +244,24 @@ class SelfPlay(Stage):
                 self.config, self.run_dir, ckpt, learner.step, learner.history, learner.writer
             )
         self._said(learner, ckpt, results)
+
+    def _imitation(self, learner: Learner) -> Path:
+        """The run's imitation checkpoint, else the checkpoint stage 2 started from."""
+        imitation = self.run_dir / "checkpoints" / "imitation"
+        return imitation if imitation.is_dir() else learner.history[0]
+
+    def finished(self, learner: Learner) -> None:
+        """The final checkpoint's last word (`evaluation.final_games`)."""
+        if self.config.evaluation.final_games > 0:
+            import selfplay.evaluation as evaluation
+
+            final = learner.history[-1]
+            md = evaluation.final_gauntlet(
+                self.config, self.run_dir, final, self._imitation(learner), learner.step, learner.writer
+            )
+            learner.bar.write(
+                f"selfplay: final checkpoint {final.name} against its opponents:\n{md.read_text()}"
+            )
 
     @staticmethod
     def _said(learner: Learner, ckpt: Path, results: dict) -> None:

@@ -111,6 +111,9 @@ def write_report(config: Config, run_dir: Path, final: Path | None) -> Path:
             f"final checkpoint `{rundir.rel(final, run_dir)}`.",
             "",
         ]
+    final_md = run_dir / "arena" / "final.md"
+    if final_md.exists():
+        lines += ["## The final checkpoint", "", final_md.read_text().strip(), ""]
     table = run_dir / "arena" / "ratings.md"
     if table.exists():
         lines += ["## League table (evaluation gauntlets)", "", table.read_text().strip(), ""]

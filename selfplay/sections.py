@@ -395,6 +395,13 @@ class EvaluationConfig(Section):
         "raw policy, N its PUCT search (`PATH@mcts:N`), e.g. `[0, 64]`; a single number is one budget.",
     )
     workers: int = Field(default=1, ge=1, description="Processes for evaluation matches.")
+    final_games: int = Field(
+        default=0,
+        ge=0,
+        description="Games per opponent, even, that the final checkpoint plays when stage 2 ends, at each "
+        "budget of `simulations`: against the baselines and the imitation checkpoint, into the league "
+        "and `RUN/arena/final.md` (a last word with a tighter interval); 0: none.",
+    )
 
     @field_validator("simulations", mode="before")
     @classmethod
@@ -408,7 +415,7 @@ class EvaluationConfig(Section):
             raise ValueError(f"give one or more distinct budgets >= 0, got {v}")
         return v
 
-    @field_validator("games")
+    @field_validator("games", "final_games")
     @classmethod
     def _pairs(cls, v: int) -> int:
         if v % 2:

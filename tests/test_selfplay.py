@@ -155,7 +155,12 @@ def test_pg_loss_follows_the_advantage(tmp_path, ttt_nano):
 def test_main_job_runs_every_stage(tmp_path, algorithm, capsys):
     run_dir = tmp_path / "run"
     argv = [str(ROOT / "configs/tictactoe.yaml"), f"run_dir={run_dir}", *TINY]
-    argv += [f"selfplay.algorithm={algorithm}", "selfplay.actors=1", "--no-progress"]
+    argv += [
+        f"selfplay.algorithm={algorithm}",
+        "selfplay.actors=1",
+        "evaluation.final_games=6",
+        "--no-progress",
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "selfplay: final checkpoint" in out
@@ -165,13 +170,18 @@ def test_main_job_runs_every_stage(tmp_path, algorithm, capsys):
         assert meta["game"] == "tictactoe"
     assert agents.read_meta(run_dir / "checkpoints/step_000006")["parent"].endswith("imitation")
     records = [json.loads(line) for line in (run_dir / "arena/matches.jsonl").read_text().splitlines()]
-    # imitation's gauntlet at step 0 (random), then step 6's (random, imitation), step 12's (+ step 6)
-    assert len(records) == 4 + 2 * 4 + 3 * 4
+    # imitation's gauntlet at step 0 (random), then step 6's (random, imitation), step 12's (+ step 6),
+    # then the final word: 6 games against random and imitation, of which step 12 played 4 already
+    assert len(records) == 4 + 2 * 4 + 3 * 4 + 2 * 2
+    final = (run_dir / "arena/final.md").read_text()
+    for opponent in ("random", "checkpoints/imitation"):
+        assert f"| checkpoints/step_000012 | {opponent} | 6 |" in final
     assert (run_dir / "arena/ratings.md").exists() and (run_dir / "arena/elo_by_step.png").exists()
     assert "| checkpoints/imitation |" in (run_dir / "arena/ratings.md").read_text()
     report = (run_dir / "report.md").read_text()
     assert "## Imitation" in report and "12 learner steps" in report and "League table" in report
     assert "## Scores against the baselines by step" in report and "vs random raw" in report
+    assert "## The final checkpoint" in report
     tb = list((run_dir / "tb/selfplay").glob("events*"))
     assert tb and tb[0].stat().st_size > 0
     if algorithm == "pg":
