@@ -19,6 +19,14 @@ Selection is PUCT: argmax_a Q(a) + c_puct * P(a) * sqrt(n) / (1 + N(a)), with n 
 urgency). The root is evaluated before its simulations, which do not count it: a fresh tree searched with
 `simulations=k` ends with k root-child visits. Terminal leaves are scored by `state.returns()` and never
 reach the evaluator; a leaf reached twice in one wave is evaluated once and both paths back up its value.
+
+Proofs (MCTS-Solver, Winands et al. 2008). Expanding a node also makes its children, so a move that ends
+the game is seen at once, whatever its prior. A node is proven (its exact returns known) when it is
+terminal, when a proven child wins for its player to move (value 1, the best there is), or when every
+child is proven (the best of them). Selection always takes a proven win and never a proven loss (unless
+nothing else is left), proofs travel up with each backup, and the output's `policy` puts all its mass on
+a proven win or none on a proven loss: a small search never misses a move that wins at once, nor lets the
+opponent win at once when it can stop it, even against its network's prior. Values lie in [-1, 1].
 """
 
 from __future__ import annotations
@@ -47,7 +55,9 @@ class _Node:
         "n",
         "player",
         "prior",
+        "proven",
         "returns",
+        "solved",
         "state",
         "vsum",
         "waiting",
@@ -57,8 +67,10 @@ class _Node:
         self.state = state  # owned: never shared with another node or the caller
         self.player = state.current_player()
         self.returns = state.returns() if state.is_terminal() else None  # terminal <=> not None
+        self.proven: list[float] | None = self.returns  # exact returns, once known
         self.actions: list[int] | None = None  # set on expansion
         self.prior = self.N = self.W = None
+        self.solved: np.ndarray | None = None  # (A,) each proven child's value for `player`, else nan
         self.children: list[_Node | None] = []
         self.n = 0  # visits: its own evaluation plus every simulation through it
         self.vsum = 0.0  # value sum for `player`
@@ -71,6 +83,21 @@ class _Node:
         self.N = np.zeros(len(self.actions))
         self.W = np.zeros(len(self.actions))
         self.children = [None] * len(self.actions)
+        self.solved = np.full(len(self.actions), np.nan)
+        for i in range(len(self.actions)):  # a few microseconds each: every move that ends the game, now
+            c = self.child(i)
+            if c.proven is not None:
+                self.solved[i] = c.proven[self.player]
+        self.settle()
+
+    def settle(self) -> bool:
+        """Prove this node from its children's proofs, if they decide it; True if it is proven now."""
+        if self.proven is None and self.solved is not None:
+            known = ~np.isnan(self.solved)
+            if known.any() and (self.solved[known].max() >= 1 or known.all()):
+                i = int(np.where(known, self.solved, -np.inf).argmax())
+                self.proven = self.children[i].proven
+        return self.proven is not None
 
     def child(self, i: int) -> _Node:
         c = self.children[i]
@@ -115,7 +142,7 @@ class SearchOutput:
 
     actions: list[int]  # legal actions at the root (increasing)
     visits: np.ndarray  # (A,) visit counts per action, reused visits included
-    policy: np.ndarray  # (A,) visits normalised (the prior when there are none): the AlphaZero target
+    policy: np.ndarray  # (A,) visits normalised, proofs applied (the prior if none): the AlphaZero target
     prior: np.ndarray  # (A,) network prior at the root, before noise
     value: float  # root value for the player to move, in [-1, 1]: mean of every value backed up there
     simulations: int  # simulations run by this call (reused visits excluded)
@@ -171,8 +198,8 @@ def search(
             for _ in range(min(leaves_per_tree, remaining[t])):
                 remaining[t] -= 1
                 path, leaf = _descend(root, priors[t], c_puct, vloss)
-                if leaf.returns is not None:
-                    _backup(path, leaf, leaf.returns, vloss)
+                if leaf.proven is not None:
+                    _backup(path, leaf, leaf.proven, vloss)
                 elif leaf.waiting is None:
                     leaf.waiting = [path]
                     batch.append(leaf)
@@ -180,8 +207,8 @@ def search(
                     leaf.waiting.append(path)
         if batch:
             for leaf, e in zip(batch, evaluate([n.state for n in batch]), strict=True):
-                leaf.expand(e)
-                returns = _returns(leaf.player, float(e.value), leaf.state.num_players())
+                leaf.expand(e)  # which may prove it (a move that ends the game)
+                returns = leaf.proven or _returns(leaf.player, float(e.value), leaf.state.num_players())
                 for path in leaf.waiting:
                     _backup(path, leaf, returns, vloss)
                 leaf.waiting = None
@@ -189,13 +216,18 @@ def search(
 
 
 def _descend(root: _Node, root_prior: np.ndarray, c_puct: float, vloss: float):
-    """Walk from `root` to a leaf (unexpanded or terminal), adding a (virtual) visit to every edge."""
+    """Walk from `root` to a leaf (unexpanded or proven; the root itself always moves on unless it is
+    terminal), adding a (virtual) visit to every edge."""
     node, path = root, []
-    while node.actions is not None and node.returns is None:
+    while node.actions is not None and node.returns is None and (node.proven is None or node is root):
         N = node.N
         prior = root_prior if node is root else node.prior
         # Unvisited edges have W = 0, so Q = W / max(N, 1) is 0 there.
         score = node.W / np.maximum(N, 1.0) + (c_puct * math.sqrt(node.n)) * prior / (N + 1.0)
+        solved = node.solved
+        if not (solved <= -1).all():  # (every move lost: PUCT as if nothing were known)
+            score[solved >= 1] = np.inf  # a proven win: nothing else is worth a simulation
+            score[solved <= -1] = -np.inf  # a proven loss: never, while another move is left
         i = int(score.argmax())
         N[i] += 1
         node.W[i] -= vloss  # virtual loss: pending paths look lost, so the next descent goes elsewhere
@@ -213,6 +245,13 @@ def _backup(path: list[tuple[_Node, int]], leaf: _Node, returns: Sequence[float]
     leaf.n += 1
     if leaf.returns is None:
         leaf.vsum += returns[leaf.player]
+    child = leaf  # proofs travel up while each node on the path becomes proven
+    for node, i in reversed(path):
+        if child.proven is None or not np.isnan(node.solved[i]):
+            break
+        node.solved[i] = child.proven[node.player]
+        node.settle()
+        child = node
 
 
 def _returns(player: int, value: float, n_players: int) -> list[float]:
@@ -224,9 +263,17 @@ def _returns(player: int, value: float, n_players: int) -> list[float]:
 
 def _output(root: _Node, simulations: int) -> SearchOutput:
     visits = root.N.astype(np.int64)
-    total = visits.sum()
-    policy = visits / total if total else root.prior.copy()
-    value = root.vsum / root.n
+    weights = visits.astype(np.float64)
+    solved = root.solved
+    if (solved >= 1).any():  # a proven win: the only move
+        weights = (solved >= 1).astype(np.float64)
+    elif (solved <= -1).all():  # every move loses: nothing to prefer but the prior
+        weights = root.prior.copy()
+    else:  # proven losses out
+        weights[solved <= -1] = 0.0
+    total = weights.sum()
+    policy = weights / total if total else root.prior.copy()
+    value = root.proven[root.player] if root.proven is not None else root.vsum / root.n
     return SearchOutput(list(root.actions), visits, policy, root.prior.copy(), float(value), simulations)
 
 
@@ -236,13 +283,13 @@ def run(states: Sequence[State], evaluate: Evaluator, **knobs) -> list[SearchOut
 
 
 def select_action(out: SearchOutput, *, temperature: float, rng: np.random.Generator | None = None) -> int:
-    """The move to play: most visited at temperature 0 (ties: higher prior, then lower action),
-    else sampled in proportion to visits ** (1 / temperature) (to the prior when nothing was visited)."""
+    """The move to play: the search policy's most likely (most visited, proofs applied) at temperature 0
+    (ties: higher prior, then lower action), else sampled in proportion to policy ** (1 / temperature)."""
     if temperature <= 0:
-        # lexsort sorts by the last key first: visits, then prior, then -index.
-        order = np.lexsort((-np.arange(len(out.actions)), out.prior, out.visits))
+        # lexsort sorts by the last key first: policy, then prior, then -index.
+        order = np.lexsort((-np.arange(len(out.actions)), out.prior, out.policy))
         return out.actions[int(order[-1])]
-    weights = out.visits if out.visits.sum() else out.prior
+    weights = out.policy
     with np.errstate(divide="ignore"):
         logits = np.log(weights.astype(np.float64)) / temperature
     p = np.exp(logits - logits.max())

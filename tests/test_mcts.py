@@ -382,3 +382,47 @@ def test_search_bench_runs():
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| ")][1:]
     assert len(rows) == 9 and all(r.rstrip(" |").split("| ")[-1].strip() for r in rows)
     assert "| policy nano | batching gain |" in proc.stdout
+
+
+# --- proofs (MCTS-Solver) -------------------------------------------------------------------------
+def blind(*ignored):
+    """A fake network that all but ignores the moves `ignored` (prior 1e-6 against 1), value 0."""
+
+    def evaluate(states):
+        out = []
+        for s in states:
+            acts = s.legal_actions()
+            probs = np.array([1e-6 if s.action_to_text(a) in ignored else 1.0 for a in acts])
+            probs /= probs.sum()
+            out.append(agents.Evaluation(acts, probs, np.log(probs), 0.0))
+        return out
+
+    return evaluate
+
+
+def test_a_move_that_wins_at_once_is_played_whatever_the_prior():
+    s = position("connect_four", "a g a g a g")  # X wins with a, and the network all but ignores it
+    (out,) = run([s], blind("a"), simulations=4)
+    a = out.actions.index(s.text_to_action("a"))
+    assert best_text(s, out) == "a" and out.policy[a] == 1.0 and out.value == 1.0
+    assert out.visits[a] == 4  # the proof is there at the root's expansion: every simulation goes there
+
+
+def test_a_move_that_lets_the_opponent_win_at_once_is_never_chosen():
+    s = position("connect_four", "a g a f a")  # O must block a, which the network all but ignores
+    (out,) = run([s], blind("a"), simulations=16)
+    a = out.actions.index(s.text_to_action("a"))
+    assert best_text(s, out) == "a" and out.policy[a] == 1.0  # each other move refuted by one visit
+    assert out.visits.sum() == 16 and sorted(out.visits.tolist())[:-1] == [1] * 6
+
+
+def test_proofs_travel_up_the_tree():
+    uniform_net = lambda states: [uniform(s, 0.0) for s in states]  # noqa: E731
+    fork = position("tictactoe", "a1 b1 b2 c3")  # a2 or a3: O cannot stop both threats
+    (out,) = run([fork], uniform_net, simulations=100)
+    assert out.value == 1.0 and best_text(fork, out) in {"a2", "a3"}
+    assert out.policy.max() == 1.0  # a proven win is the whole target
+    lost = position("tictactoe", "a1 b1 b2 c3 a3")  # O to move against two threats: every move loses
+    (out,) = run([lost], uniform_net, simulations=50)
+    assert out.value == -1.0 and np.allclose(out.policy, out.prior)  # nothing to prefer but the prior
+    assert out.visits.min() > 1  # PUCT spreads the simulations, as if nothing were known
