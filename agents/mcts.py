@@ -20,8 +20,8 @@ urgency). The root is evaluated before its simulations, which do not count it: a
 `simulations=k` ends with k root-child visits. Terminal leaves are scored by `state.returns()` and never
 reach the evaluator; a leaf reached twice in one wave is evaluated once and both paths back up its value.
 
-Proofs (MCTS-Solver, Winands et al. 2008). Expanding a node also makes its children, so a move that ends
-the game is seen at once, whatever its prior. A node is proven (its exact returns known) when it is
+Proofs (MCTS-Solver, Winands et al. 2008). Expanding a node also asks its position which moves end the
+game (`State.terminal_moves`), so such a move is seen at once, whatever its prior. A node is proven (its exact returns known) when it is
 terminal, when a proven child wins for its player to move (value 1, the best there is), or when every
 child is proven (the best of them). Selection always takes a proven win and never a proven loss (unless
 nothing else is left), proofs travel up with each backup, and the output's `policy` puts all its mass on
@@ -52,6 +52,7 @@ class _Node:
         "W",
         "actions",
         "children",
+        "known",
         "n",
         "player",
         "prior",
@@ -71,6 +72,7 @@ class _Node:
         self.actions: list[int] | None = None  # set on expansion
         self.prior = self.N = self.W = None
         self.solved: np.ndarray | None = None  # (A,) each proven child's value for `player`, else nan
+        self.known = 0  # proven children
         self.children: list[_Node | None] = []
         self.n = 0  # visits: its own evaluation plus every simulation through it
         self.vsum = 0.0  # value sum for `player`
@@ -84,20 +86,19 @@ class _Node:
         self.W = np.zeros(len(self.actions))
         self.children = [None] * len(self.actions)
         self.solved = np.full(len(self.actions), np.nan)
-        for i in range(len(self.actions)):  # a few microseconds each: every move that ends the game, now
-            c = self.child(i)
-            if c.proven is not None:
-                self.solved[i] = c.proven[self.player]
-        self.settle()
+        ends = self.state.terminal_moves()  # every move that ends the game, whatever its prior
+        for i, a in enumerate(self.actions):
+            if a in ends:
+                self.prove(i, self.child(i).proven)
 
-    def settle(self) -> bool:
-        """Prove this node from its children's proofs, if they decide it; True if it is proven now."""
-        if self.proven is None and self.solved is not None:
-            known = ~np.isnan(self.solved)
-            if known.any() and (self.solved[known].max() >= 1 or known.all()):
-                i = int(np.where(known, self.solved, -np.inf).argmax())
-                self.proven = self.children[i].proven
-        return self.proven is not None
+    def prove(self, i: int, returns: Sequence[float]) -> None:
+        """Child `i` is proven (`returns`); prove this node too if that decides it: a child that wins for
+        the player to move, or every child proven (the best of them)."""
+        self.solved[i] = returns[self.player]
+        self.known += 1
+        if self.proven is None and (self.solved[i] >= 1 or self.known == len(self.actions)):
+            best = int(np.where(np.isnan(self.solved), -np.inf, self.solved).argmax())
+            self.proven = self.children[best].proven
 
     def child(self, i: int) -> _Node:
         c = self.children[i]
@@ -225,7 +226,7 @@ def _descend(root: _Node, root_prior: np.ndarray, c_puct: float, vloss: float):
         # Unvisited edges have W = 0, so Q = W / max(N, 1) is 0 there.
         score = node.W / np.maximum(N, 1.0) + (c_puct * math.sqrt(node.n)) * prior / (N + 1.0)
         solved = node.solved
-        if not (solved <= -1).all():  # (every move lost: PUCT as if nothing were known)
+        if node.known and not (solved <= -1).all():  # (every move lost: PUCT as if nothing were known)
             score[solved >= 1] = np.inf  # a proven win: nothing else is worth a simulation
             score[solved <= -1] = -np.inf  # a proven loss: never, while another move is left
         i = int(score.argmax())
@@ -249,8 +250,7 @@ def _backup(path: list[tuple[_Node, int]], leaf: _Node, returns: Sequence[float]
     for node, i in reversed(path):
         if child.proven is None or not np.isnan(node.solved[i]):
             break
-        node.solved[i] = child.proven[node.player]
-        node.settle()
+        node.prove(i, child.proven)
         child = node
 
 

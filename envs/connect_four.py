@@ -129,6 +129,17 @@ class ConnectFourState(State):
     def is_terminal(self) -> bool:
         return self._winner != _ONGOING
 
+    def terminal_moves(self) -> dict[int, list[float]]:
+        if self._winner != _ONGOING:
+            return {}
+        wins = winning_cells(self._cur, self._mask) & playable(self._mask)
+        if wins:
+            won = [1.0, -1.0] if self._player == 0 else [-1.0, 1.0]
+            return {c: won for c in range(WIDTH) if wins & COLUMN_MASKS[c]}
+        if (self._mask ^ BOARD_MASK).bit_count() == 1:  # the last empty cell: a draw
+            return {self.legal_actions()[0]: [0.0, 0.0]}
+        return {}
+
     def returns(self) -> list[float]:
         if self._winner == 0:
             return [1.0, -1.0]

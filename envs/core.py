@@ -130,6 +130,18 @@ class State(abc.ABC):
         """One value per player, summing to zero; all zeros before the end."""
         raise NotImplementedError
 
+    def terminal_moves(self) -> dict[int, list[float]]:
+        """The legal moves that end the game, each with the returns it ends with (the search proves
+        positions with them). This default plays every move on a clone; a game may answer from its
+        rules faster."""
+        out = {}
+        for a in self.legal_actions():
+            s = self.clone()
+            s._apply(a)
+            if s.is_terminal():
+                out[a] = s.returns()
+        return out
+
     @abc.abstractmethod
     def key(self) -> object:
         """A hashable identity of the position (not the path), for tables and counting.

@@ -280,3 +280,27 @@ def test_options_and_bad_knobs(game):
         make_expert("alphabeta:depht=3", game)
     with pytest.raises(ExpertSpecError, match="depth"):
         make_expert("alphabeta:depth=deep", game)
+
+
+def test_terminal_moves_match_playing_each_move(game):
+    """The bitboard answer equals the contract's default (play every move on a clone), over the positions
+    of random games, the last move of a full board included."""
+    rng, checked, wins = random.Random(0), 0, 0
+    for _ in range(300):
+        s = game.new_initial_state()
+        while not s.is_terminal():
+            fast = s.terminal_moves()
+            assert fast == envs.State.terminal_moves(s)
+            wins += any(r != [0.0, 0.0] for r in fast.values())
+            checked += 1
+            s.apply_action(rng.choice(s.legal_actions()))
+        assert s.terminal_moves() == {}
+    assert checked > 3000 and wins > 300
+
+
+def test_terminal_moves_see_the_draw_on_the_last_cell(game):
+    s = game.new_initial_state()
+    for m in "a b a b a b b a b a b a c d c d c d d c d c d c e f e f e f f e f e f e g g g g g".split():
+        s.apply_action(s.text_to_action(m))
+    assert s.legal_texts() == ["g"] and s.terminal_moves() == {s.text_to_action("g"): [0.0, 0.0]}
+    assert envs.State.terminal_moves(s) == s.terminal_moves()
