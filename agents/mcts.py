@@ -20,13 +20,13 @@ urgency). The root is evaluated before its simulations, which do not count it: a
 `simulations=k` ends with k root-child visits. Terminal leaves are scored by `state.returns()` and never
 reach the evaluator; a leaf reached twice in one wave is evaluated once and both paths back up its value.
 
-Proofs (MCTS-Solver, Winands et al. 2008). Expanding a node also asks its position which moves end the
-game (`State.terminal_moves`), so such a move is seen at once, whatever its prior. A node is proven (its exact returns known) when it is
-terminal, when a proven child wins for its player to move (value 1, the best there is), or when every
-child is proven (the best of them). Selection always takes a proven win and never a proven loss (unless
-nothing else is left), proofs travel up with each backup, and the output's `policy` puts all its mass on
-a proven win or none on a proven loss: a small search never misses a move that wins at once, nor lets the
-opponent win at once when it can stop it, even against its network's prior. Values lie in [-1, 1].
+Proofs (MCTS-Solver, Winands et al. 2008). Expanding a node also asks its position which moves end the game
+(`State.terminal_moves`), so such a move is seen at once, whatever its prior. A node is proven (its exact
+returns known) when it is terminal, when a proven child wins for its player to move (value 1, the best there
+is), or when every child is proven (the best of them). Selection always takes a proven win and never a proven
+loss (unless nothing else is left), proofs travel up with each backup, and the output's `policy` puts all its
+mass on a proven win or none on a proven loss: a small search never misses a move that wins at once, nor lets
+the opponent win at once when it can stop it, even against its network's prior. Values lie in [-1, 1].
 """
 
 from __future__ import annotations

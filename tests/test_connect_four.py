@@ -299,8 +299,7 @@ def test_terminal_moves_match_playing_each_move(game):
 
 
 def test_terminal_moves_see_the_draw_on_the_last_cell(game):
-    s = game.new_initial_state()
-    for m in "a b a b a b b a b a b a c d c d c d d c d c d c e f e f e f f e f e f e g g g g g".split():
-        s.apply_action(s.text_to_action(m))
-    assert s.legal_texts() == ["g"] and s.terminal_moves() == {s.text_to_action("g"): [0.0, 0.0]}
+    s = play(game, DRAW[:-1])
+    last = DRAW[-1]
+    assert s.legal_texts() == [last] and s.terminal_moves() == {s.text_to_action(last): [0.0, 0.0]}
     assert envs.State.terminal_moves(s) == s.terminal_moves()
