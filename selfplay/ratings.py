@@ -397,11 +397,11 @@ def plot_scores_by_step(
     label such as "raw" or "@mcts:64") to (step, score) points; a colour per opponent, a line style per
     budget."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(9, 4.5))
     opponents = sorted({o for o, _ in curves})
     budgets = sorted({b for _, b in curves}, key=lambda b: (b != "raw", b))
     styles = ["-", "--", ":", "-."]
-    for (opponent, budget), pts in sorted(curves.items()):
+    for (opponent, budget), pts in sorted(curves.items(), key=lambda c: (c[0][0], budgets.index(c[0][1]))):
         pts = sorted(pts)
         ax.plot(
             [p[0] for p in pts],
@@ -415,7 +415,7 @@ def plot_scores_by_step(
     ax.axhline(0.5, linestyle="--", linewidth=0.8, color="grey")
     ax.set(xlabel="training step", ylabel="score", title=title, ylim=(-0.02, 1.02))
     if curves:
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside, not over, the lines
     fig.tight_layout()
     try:
         return _save(fig, path)
