@@ -43,6 +43,12 @@ def _spec(ckpt: Path, simulations: int) -> str:
     return f"{ckpt}@mcts:{simulations}" if simulations else str(ckpt)
 
 
+def _scores(records: Sequence[dict], me: str, other: str) -> list[float]:
+    """`me`'s score in each recorded game between `me` and `other`."""
+    mine = [r for r in records if me in r["players"] and other in r["players"]]
+    return [r["score"] if r["players"][0] == me else 1 - r["score"] for r in mine]
+
+
 def gauntlet(
     config: Config,
     run_dir: Path,
@@ -79,12 +85,10 @@ def gauntlet(
         )
         for opponent in opponents:
             name = players.check(opponent, game, home=run_dir)
-            mine = [r for r in records if candidate in r["players"] and name in r["players"]]
-            if not mine:
+            scores = _scores(records, candidate, name)
+            if not scores:
                 continue
-            score = sum(r["score"] if r["players"][0] == candidate else 1 - r["score"] for r in mine) / len(
-                mine
-            )
+            score = sum(scores) / len(scores)
             label = name if opponent in ev.baselines else Path(opponent.partition("@")[0]).name
             results[f"score{tag}/{label}"] = score
             if opponent in ev.baselines:
@@ -118,8 +122,7 @@ def final_gauntlet(config: Config, run_dir: Path, final: Path, stage1: Path, ste
         me = players.check(_spec(final, budget), game, home=run_dir)
         for spec in [*ev.baselines, _spec(stage1, budget)]:
             other = players.check(spec, game, home=run_dir)
-            mine = [r for r in records if set(r["players"]) == {me, other}]
-            scores = [r["score"] if r["players"][0] == me else 1 - r["score"] for r in mine]
+            scores = _scores(records, me, other)
             w, d = sum(s == 1 for s in scores), sum(s == 0.5 for s in scores)
             score = sum(scores) / len(scores) if scores else float("nan")
             lines.append(

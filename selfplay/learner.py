@@ -124,7 +124,7 @@ def losses(
     logp = _rows(cand_lp, batch)
     outcome = torch.tensor([s.outcome for s in batch], dtype=torch.float32, device=values.device)
     target = outcome
-    if cfg.value_mix and cfg.algorithm == "alphazero":  # `value` is the search's root value there
+    if cfg.value_mix:  # alphazero only (the config says so): `value` is the search's root value there
         searched = torch.tensor([s.value for s in batch], dtype=torch.float32, device=values.device)
         target = (1 - cfg.value_mix) * outcome + cfg.value_mix * searched
     value_loss = F.mse_loss(values, target)
