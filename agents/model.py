@@ -43,6 +43,7 @@ class ModelConfig:
     stem_channels: int = 96
     stem_layers: int = 6
     stem_patch: int = 1  # cells per token along each side: 2 reads a 6 x 7 board as 3 x 4 tokens
+    features: tuple[str, ...] = ()  # the game's board features after the stones (`Game.board_features`)
     prefix: str = "causal"  # "bidirectional": the prompt's tokens see each other, the move stays causal
     scoring: str = "sequence"  # "first_token": a move scored by its first token, read after the prompt
 
@@ -76,6 +77,10 @@ class ModelConfig:
                 "model.planes > 0 needs board_height, board_width, stem_channels, stem_layers and "
                 "stem_patch >= 1"
             )
+        if not isinstance(self.features, tuple) or not all(isinstance(f, str) for f in self.features):
+            raise ValueError(f"model.features must be a list of feature names, got {self.features!r}")
+        if self.features and not self.planes:
+            raise ValueError(f"model.features {list(self.features)} need a board stem (model.planes > 0)")
         for name, allowed in (
             ("prefix", ("causal", "bidirectional")),
             ("scoring", ("sequence", "first_token")),
@@ -90,7 +95,7 @@ class ModelConfig:
             raise ValueError(f"unknown model size {name!r}; presets: {', '.join(PRESETS)}")
         return cls(**{**PRESETS[name], **overrides})
 
-    def to_dict(self) -> dict[str, int | float]:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
@@ -104,6 +109,8 @@ class ModelConfig:
         wrong += [f"model.{k}: missing" for k, f in known.items() if f.default is MISSING and k not in data]
         if wrong:
             raise ValueError("; ".join(wrong))
+        if isinstance(data.get("features"), list):  # JSON has no tuples
+            data = {**data, "features": tuple(data["features"])}
         return cls(**data)
 
 
@@ -353,13 +360,22 @@ def adamw(params, *, lr: float, weight_decay: float) -> torch.optim.AdamW:
 
 
 def lr_at(
-    step: int, *, lr: float, warmup_steps: int, steps: int | None = None, min_lr_ratio: float = 1.0
+    step: int,
+    *,
+    lr: float,
+    warmup_steps: int,
+    steps: int | None = None,
+    min_lr_ratio: float = 1.0,
+    progress: float | None = None,
 ) -> float:
     """The learning rate of every stage at `step`: linear warm-up to `lr` over `warmup_steps`, then cosine
-    decay to `lr * min_lr_ratio` at `steps` (constant after warm-up when `steps` is None)."""
+    decay to `lr * min_lr_ratio` at `steps`, or along `progress` (the share of a budget used, for budgets
+    in minutes); constant after warm-up when neither is given."""
     if step < warmup_steps:
         return lr * (step + 1) / warmup_steps
-    if steps is None:
-        return lr
-    progress = min(1.0, (step - warmup_steps) / max(1, steps - warmup_steps))
+    if progress is None:
+        if steps is None:
+            return lr
+        progress = (step - warmup_steps) / max(1, steps - warmup_steps)
+    progress = min(1.0, max(0.0, progress))
     return lr * (min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))

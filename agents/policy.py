@@ -40,14 +40,15 @@ class Face:
     model's board stem with the prompt's last line as the text."""
 
     board: bool = False
+    features: tuple[str, ...] = ()  # the game's board features the stem reads after the stones
 
     @classmethod
     def of(cls, cfg: ModelConfig) -> Face:
-        return cls(board=cfg.planes > 0)
+        return cls(board=cfg.planes > 0, features=cfg.features)
 
     def query(self, state: State, moves: Sequence[str]) -> Query:
         if self.board:
-            return Query(state.status(), tuple(moves), state.planes())
+            return Query(state.status(), tuple(moves), state.planes(self.features))
         return Query(state.prompt(), tuple(moves))
 
 

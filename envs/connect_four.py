@@ -9,6 +9,8 @@ of cloning states.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from envs.core import TERMINAL, Game, GameInfo, State
@@ -43,6 +45,11 @@ _CELLS = tuple(tuple(1 << int(b) for b in row) for row in _SHIFTS)
 # `_winner` values besides a player index.
 _ONGOING = -1
 _DRAW = 2
+
+
+def _unpack(boards: list[int]) -> np.ndarray:
+    """Bitboards as float32 planes (len(boards), HEIGHT, WIDTH), row 0 at the top."""
+    return ((np.array(boards, dtype=np.int64)[:, None, None] >> _SHIFTS) & 1).astype(np.float32)
 
 
 def playable(mask: int) -> int:
@@ -170,12 +177,25 @@ class ConnectFourState(State):
             return f"{_MARKS[self._player]} to move\n"
         return "draw\n" if self._winner == _DRAW else f"{_MARKS[self._winner]} won\n"
 
-    def planes(self) -> np.ndarray:
+    def planes(self, features: Sequence[str] = ()) -> np.ndarray:
+        if features:
+            self.game.check_board_features(features)
         me, them = self._cur, self._cur ^ self._mask  # `_cur` holds the stones of the player to move
-        out = np.empty((2, HEIGHT, WIDTH), dtype=np.float32)
-        out[0] = (np.int64(me) >> _SHIFTS) & 1
-        out[1] = (np.int64(them) >> _SHIFTS) & 1
-        return out
+        boards = [me, them]
+        for f in features:
+            boards += self._feature_boards(f)
+        return _unpack(boards)
+
+    def feature_planes(self, feature: str) -> np.ndarray:
+        return _unpack(self._feature_boards(feature))
+
+    def _feature_boards(self, feature: str) -> list[int]:
+        me, mask = self._cur, self._mask
+        if feature == "threats":
+            return [winning_cells(me, mask), winning_cells(me ^ mask, mask)]
+        if feature == "playable":
+            return [playable(mask) if self._winner == _ONGOING else 0]
+        return super().feature_planes(feature)  # raises, naming it
 
     def action_to_text(self, action: int) -> str:
         if not 0 <= action < WIDTH:
@@ -196,6 +216,13 @@ class ConnectFour(Game):
         max_game_length=WIDTH * HEIGHT,
         observation_shape=(HEIGHT, WIDTH, 2),
     )
+
+    def board_features(self) -> dict[str, str]:
+        return {
+            "threats": "2 planes: the empty cells where the player to move, then the opponent, would "
+            "complete four (playable now or not)",
+            "playable": "1 plane: the cell each legal move would fill",
+        }
 
     def __init__(self) -> None:
         super().__init__()

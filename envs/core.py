@@ -79,6 +79,24 @@ class Game(abc.ABC):
         as augmentation. The default: the identity alone."""
         return [tuple(range(self.num_distinct_actions()))]
 
+    def board_features(self) -> dict[str, str]:
+        """Extra planes the board face can add to the stones (as AlphaGo's input features: facts the rules
+        compute cheaply that a small network would spend its training learning), by name, each with what
+        it shows: `State.planes(features)`. The default: none."""
+        return {}
+
+    def check_board_features(self, features: Sequence[str]) -> None:
+        """`ValueError` naming any feature this game does not offer."""
+        offered = self.board_features()
+        unknown = [f for f in features if f not in offered]
+        if unknown:
+            known = ", ".join(offered) or "none"
+            raise ValueError(
+                f"{self.name} offers no board feature {', '.join(map(repr, unknown))}; known: {known}"
+            )
+        if len(set(features)) != len(features):
+            raise ValueError(f"board features named twice: {list(features)}")
+
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
         return f"{type(self).__name__}({opts})"
@@ -166,11 +184,20 @@ class State(abc.ABC):
         text of the board face, whose board is `planes()`. Games may answer it without a whole prompt."""
         return self.prompt().rstrip("\n").rsplit("\n", 1)[-1] + "\n"
 
-    def planes(self) -> np.ndarray:
+    def planes(self, features: Sequence[str] = ()) -> np.ndarray:
         """The board face: the position as float32 planes (C, H, W) from the side of the player to move
-        (`observation` of that player, channels first); for games whose observation is (H, W, C)."""
+        (`observation` of that player, channels first; for games whose observation is (H, W, C)), then
+        the planes of each of `features` (`Game.board_features`), in order."""
         obs = self.observation(self.current_player())
-        return np.ascontiguousarray(obs.transpose(2, 0, 1), dtype=np.float32)
+        stones = np.ascontiguousarray(obs.transpose(2, 0, 1), dtype=np.float32)
+        if not features:
+            return stones
+        self.game.check_board_features(features)
+        return np.concatenate([stones, *(self.feature_planes(f) for f in features)])
+
+    def feature_planes(self, feature: str) -> np.ndarray:
+        """The float32 planes (k, H, W) of one of the game's `board_features`."""
+        raise ValueError(f"{self.game.name} offers no board feature {feature!r}")
 
     @abc.abstractmethod
     def action_to_text(self, action: int) -> str:

@@ -197,6 +197,13 @@ class Config(Section):
         if m.face == "board" and len(envs.make(self.game).observation_shape()) != 3:
             shape = envs.make(self.game).observation_shape()
             raise ValueError(f"model.face: board needs a game with (H, W, C) planes; {self.game} has {shape}")
+        if m.board_features:
+            if m.face != "board":
+                raise ValueError("model.board_features: for model.face board only (the stem reads them)")
+            try:
+                envs.make(self.game).check_board_features(m.board_features)
+            except ValueError as e:
+                raise ValueError(f"model.board_features: {e}") from None
 
     def _check_devices(self) -> None:
         """Every device string parses; those used in this process (and by local actors, on this machine)
@@ -376,6 +383,7 @@ ADDED_LATER = {
         "stem_patch": 2,
         "prefix": "causal",
         "scoring": "sequence",
+        "board_features": [],
     },
     "imitation": {"symmetries": False},
 }

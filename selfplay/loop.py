@@ -190,6 +190,7 @@ def train(stage: Stage, start: Path, *, resume: bool = False, progress: bool = T
                 learner.episodes += episodes
             if not learner.ready():
                 continue
+            learner.elapsed = time.perf_counter() - t_start  # the learning-rate schedule may follow the clock
             metrics = _learn(learner)
             if learner.step % cfg.publish_every == 0:
                 learner.version += 1
@@ -250,12 +251,26 @@ def _open(stage: Stage, start: Path, *, resume: bool, progress: bool) -> Learner
     return learner
 
 
+def used(learner: Learner) -> float:
+    """The share of the stage's budget spent: of its steps or of its minutes, whichever runs out first."""
+    cfg = learner.stage.cfg
+    minutes = learner.elapsed / (60 * cfg.max_minutes) if cfg.max_minutes is not None else 0.0
+    return max(learner.step / cfg.steps, minutes)
+
+
 def _learn(learner: Learner) -> dict[str, float]:
     """One optimizer step on a batch from the replay; its metrics."""
     cfg, policy, opt = learner.stage.cfg, learner.policy, learner.opt
     policy.model.train()
+    lr = agents.lr_at(
+        learner.step,
+        lr=cfg.lr,
+        warmup_steps=cfg.warmup_steps,
+        min_lr_ratio=cfg.min_lr_ratio,
+        progress=used(learner),
+    )
     for group in opt.param_groups:
-        group["lr"] = agents.lr_at(learner.step, lr=cfg.lr, warmup_steps=cfg.warmup_steps)
+        group["lr"] = lr
     with policy.autocast():
         batch = learner.replay.sample(cfg.batch_size, learner.rng)
         loss, metrics = learner.stage.loss(policy, batch, learner.ref)
@@ -267,7 +282,7 @@ def _learn(learner: Learner) -> dict[str, float]:
     learner.step += 1
     learner.bar.set_postfix_str("", refresh=False)
     learner.bar.update()
-    return metrics
+    return {**metrics, "charts/lr": lr}
 
 
 def _save(learner: Learner) -> None:

@@ -72,6 +72,13 @@ class ModelSection(Section):
         description="Cells per stem token along each side (`face: board`): 2 gives the LM one token per "
         "2 x 2 patch (a 6 x 7 board as 12 tokens instead of 42), as a vision transformer's patches.",
     )
+    board_features: list[str] = Field(
+        default_factory=list,
+        description="Extra planes the stem reads after the stones (`face: board`), among the game's "
+        "`Game.board_features()`: facts the rules compute cheaply, as AlphaGo's input features (Connect "
+        "Four: `threats`, the cells where either side would complete four; `playable`). Recorded in the "
+        "checkpoint.",
+    )
     prefix: Literal["causal", "bidirectional"] = Field(
         default="causal",
         description="Attention over the prompt: `bidirectional` lets every prompt token see the whole prompt "
@@ -90,8 +97,9 @@ class ModelSection(Section):
 
         board = {}
         if self.face == "board":
-            height, width, planes = envs.make(game).observation_shape()
-            board = dict(planes=planes, board_height=height, board_width=width)
+            features = tuple(self.board_features)
+            planes, height, width = envs.make(game).new_initial_state().planes(features).shape
+            board = dict(planes=planes, board_height=height, board_width=width, features=features)
             board.update(
                 stem_channels=self.stem_channels, stem_layers=self.stem_layers, stem_patch=self.stem_patch
             )
@@ -181,6 +189,14 @@ class Stage2Section(Section):
         default=None, gt=0, description="Wall-clock budget for this stage, summed over resumed runs."
     )
     grad_clip: float = Field(default=1.0, gt=0, description="Gradient norm clip.")
+    min_lr_ratio: float = Field(
+        default=1.0,
+        ge=0,
+        le=1,
+        description="Cosine decay of the learning rate after warm-up to `lr` times this, over the budget "
+        "(`steps`, or `max_minutes` where they run out first: the final checkpoint is a settled one, not "
+        "one step of a wandering policy); 1: constant.",
+    )
     checkpoint_every: int = Field(default=100, ge=1, description="Learner steps between checkpoints.")
     seed: int = Field(default=0, description="Seed of the learner and (offset per actor) of the actors.")
     device: str = Field(default="auto", description="Learner device: `auto`, `cpu` or `cuda[:N]`.")

@@ -180,19 +180,32 @@ TINY = [
 ]
 
 
+FEATURES = ["model.board_features=[threats,playable]"]
+
+
 @pytest.mark.parametrize(
-    "runtime",
-    [["selfplay.actors=0", "selfplay.symmetries=true"], ["selfplay.actors=2", "runtime.inference_server=on"]],
+    ("runtime", "planes"),
+    [
+        (["selfplay.actors=0", "selfplay.symmetries=true"], 2),
+        (
+            ["selfplay.actors=2", "runtime.inference_server=on", *FEATURES],
+            5,
+        ),  # the server's face from the file
+    ],
 )
-def test_the_main_job_trains_plays_and_resumes_with_the_board_face(tmp_path, runtime, capsys):
+def test_the_main_job_trains_plays_and_resumes_with_the_board_face(tmp_path, runtime, planes, capsys):
     run = tmp_path / "run"
     argv = ["--no-progress", str(ROOT / "configs/connect_four_imitation.yaml"), f"run_dir={run}", *BOARD]
     argv += [*TINY, "selfplay.algorithm=alphazero", *runtime]
     assert main(argv) == 0
     ckpt = run / "checkpoints/step_000008"
-    assert agents.read_model_config(ckpt).planes == 2 and agents.load(ckpt, device="cpu").face.board
+    assert agents.read_model_config(ckpt).planes == planes and agents.load(ckpt, device="cpu").face.board
+    features = ("threats", "playable") if planes == 5 else ()
+    assert agents.load(ckpt, device="cpu").face.features == features
     replay = json.loads((run / "selfplay/state/state.json").read_text())["replay"]
-    assert replay and all(np.asarray(r[8]).shape == (2, 6, 7) for r in replay)  # the planes it learned from
+    assert replay and all(
+        np.asarray(r[8]).shape == (planes, 6, 7) for r in replay
+    )  # the planes it learned from
     assert main(["--resume", str(run), "selfplay.steps=12", "--no-progress"]) == 0
     assert "resuming at step 8" in capsys.readouterr().out
     assert agents.read_meta(run / "checkpoints/step_000012")["parent"] == "checkpoints/step_000008"
@@ -225,6 +238,49 @@ def test_the_tactics_bench_learns_tactics_with_the_board_face_that_the_text_face
     assert board["win"] >= max(0.7, text["win"] + 0.25)
     assert board["block"] >= max(0.6, text["block"] + 0.15)
     assert board["value"] >= max(0.75, text["value"] + 0.1)
+
+
+# --- board features ------------------------------------------------------------------------------------
+def test_connect_four_threat_and_playable_planes():
+    game = envs.make("connect_four")
+    s = game.new_initial_state()
+    for a in (3, 3, 4, 4, 5):  # X on d1 e1 f1, O on d2 e2: O to move, X threatens c1 and g1
+        s.apply_action(a)
+    p = s.planes(("threats", "playable"))
+    assert p.shape == (5, 6, 7) and np.array_equal(p[:2], s.planes())
+    bottom, second = 5, 4  # rows from the top
+    assert not p[2].any()  # O (to move) has no three
+    assert {(r, c) for r, c in zip(*np.nonzero(p[3]), strict=True)} == {(bottom, 2), (bottom, 6)}
+    assert {(r, c) for r, c in zip(*np.nonzero(p[4]), strict=True)} == {(bottom, c) for c in (0, 1, 2, 6)} | {
+        (second, 5),
+        (second - 1, 3),
+        (second - 1, 4),
+    }
+    assert np.array_equal(s.planes(("playable",)), p[[0, 1, 4]])  # each feature's planes, in the order asked
+    mirror = s.transformed(game.symmetries()[1])  # the features are the mirror's too (symmetric samples)
+    assert np.array_equal(mirror.planes(("threats", "playable")), p[:, :, ::-1])
+    s.apply_action(0)
+    s.apply_action(2)  # X completes c1-f1: no legal move, nothing playable
+    assert s.is_terminal() and not s.planes(("playable",))[2].any()
+
+
+def test_board_features_are_refused_where_the_game_or_face_has_none():
+    cfg = ROOT / "configs/game.yaml"
+    with pytest.raises(
+        ConfigError,
+        match=r"board_features: connect_four offers no board feature 'ladders'; known: threats, playable",
+    ):
+        load_config(cfg, ["model.board_features=[ladders]"])
+    with pytest.raises(
+        ConfigError, match=r"model\.board_features: tictactoe offers no board feature 'threats'; known: none"
+    ):
+        load_config(ROOT / "configs/tictactoe.yaml", [*BOARD, "model.board_features=[threats]"])
+    with pytest.raises(ConfigError, match=r"model\.board_features: for model\.face board only"):
+        load_config(cfg, ["model.face=text", "model.prefix=causal", "model.scoring=sequence", *FEATURES])
+    with pytest.raises(ConfigError, match="named twice"):
+        load_config(cfg, ["model.board_features=[threats,threats]"])
+    with pytest.raises(ValueError, match="need a board stem"):
+        agents.ModelConfig(vocab_size=8, features=("threats",))
 
 
 # --- symmetries ---------------------------------------------------------------------------------------
@@ -280,7 +336,8 @@ def test_self_play_learns_from_the_mirror_image_of_each_game():
         learner.samples_of(traj),
         *(learner.symmetric_samples(traj, game, agents.Face(board=True), p) for p in game.symmetries()),
     )
-    assert len(played) == len(same) == len(mirror) == len(traj.moves) > 0
+    opening = cfg.selfplay.opening_plies  # random moves, not positions to learn from
+    assert len(played) == len(same) == len(mirror) == len(traj.moves) - opening > 0
     for a, b, m in zip(played, same, mirror, strict=True):
         assert (a.prompt, a.legal, a.chosen, a.outcome) == (b.prompt, b.legal, b.chosen, b.outcome)
         np.testing.assert_array_equal(a.target, b.target)

@@ -86,6 +86,10 @@ def test_learning_rate_schedule(tmp_path):
     assert lr_at(9, steps=100, **kw) == pytest.approx(0.01)
     assert lr_at(55, steps=100, **kw) == pytest.approx(0.0055)
     assert lr_at(100, steps=100, **kw) == pytest.approx(0.001)
+    # a budget in minutes: the share of it used drives the same cosine; ratio 1 (stage 2's default): constant
+    assert lr_at(40, progress=0.5, **kw) == pytest.approx(0.0055)
+    assert lr_at(40, progress=1.7, **kw) == pytest.approx(0.001)
+    assert lr_at(40, progress=0.5, lr=0.01, warmup_steps=10) == pytest.approx(0.01)
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 """Stage 2 end to end on tiny budgets: actors, learner, checkpoints, evaluation, resume after SIGKILL."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import agents
 import envs
@@ -159,6 +161,9 @@ def test_main_job_runs_every_stage(tmp_path, algorithm, capsys):
         f"selfplay.algorithm={algorithm}",
         "selfplay.actors=1",
         "evaluation.final_games=6",
+        "selfplay.lr=0.001",
+        "selfplay.warmup_steps=0",
+        "selfplay.min_lr_ratio=0.1",
         "--no-progress",
     ]
     assert main(argv) == 0
@@ -184,6 +189,9 @@ def test_main_job_runs_every_stage(tmp_path, algorithm, capsys):
     assert "## The final checkpoint" in report
     tb = list((run_dir / "tb/selfplay").glob("events*"))
     assert tb and tb[0].stat().st_size > 0
+    events = EventAccumulator(str(tb[0])).Reload()
+    (lr,) = events.Scalars("charts/lr")  # logged at step 10 of 12: the cosine 9/12 of the way to lr / 10
+    assert lr.step == 10 and lr.value == pytest.approx(1e-3 * (0.1 + 0.45 * (1 + math.cos(0.75 * math.pi))))
     if algorithm == "pg":
         pool = json.loads((run_dir / "selfplay/pool.json").read_text())["opponents"]
         assert any(e["path"].endswith("step_000006") for e in pool)
