@@ -1,15 +1,16 @@
 """Do correction rounds pay? Connect Four imitation of the main job's teacher, with and without them.
 
-    python bench/corrections.py [--steps 3000] [--rounds 4] [--games 400] [--round-steps 750]
+    python bench/corrections.py [--steps 3000] [--rounds 4] [--games 400] [--round-steps 750] [KEY=VALUE ...]
     python bench/corrections.py --rate RUN/checkpoints/imitation RUN/checkpoints/corrections_4 ...
 
 Arms (each a real `selfplay.run` of `configs/game.yaml` with self-play off and its own rounds, on one
 shared file of the teacher's games): imitation for `--steps`; the same followed by `--rounds` correction
 rounds against the teacher and against itself (the teacher labels every position the policy reached);
-and imitation for as many steps as imitation and rounds together. Every checkpoint is then rated the
-same way: agreement with the teacher on its held-out games (the imitation split), score (win 1, draw
-1/2) of the greedy policy over `--games` games against the teacher (2 random opening plies, colours
-swapped per pair), and the share of immediate wins taken and single threats blocked on positions from
+and imitation for as many steps as imitation and rounds together; `KEY=VALUE` changes the config of every
+arm (`model.board_features=[]`: the stones alone, as before the board features). Every checkpoint is
+then rated the same way: agreement with the teacher on its held-out games (the imitation split), score
+(win 1, draw 1/2) of the greedy policy over `--games` games against the teacher (2 random opening plies,
+colours swapped per pair), and the share of immediate wins taken and single threats blocked on positions from
 random play, with the value head's ROC-AUC at telling the win positions (`bench/tactics.py`). Prints
 a Markdown table.
 """
@@ -74,6 +75,7 @@ def main() -> None:
     p.add_argument("--rate", nargs="*", type=Path, help="only rate these checkpoints (with --data)")
     p.add_argument("--data", type=Path, help="the teacher's games (default: generated, 3000)")
     p.add_argument("--work", type=Path, help="where the runs go (default: a temporary directory)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides for every arm")
     args = p.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="corrections-"))
     data = args.data or work / "teacher.jsonl"
@@ -102,7 +104,7 @@ def main() -> None:
             ),
         ]:
             run_dir = work / name.replace(" ", "_")
-            seconds = run(run_dir, data, *extra)
+            seconds = run(run_dir, data, *extra, *args.overrides)
             last = f"corrections_{args.rounds}" if "rounds" in name else "imitation"
             arms.append((name, run_dir / "checkpoints" / last, seconds))
     head = "| arm | seconds | agreement with the teacher | score against it | wins taken | threats blocked"
