@@ -124,7 +124,7 @@ class Config(Section):
                 )
         if self.selfplay.symmetries and self.selfplay.algorithm == "pg":
             raise ValueError("selfplay.symmetries: for alphazero only (pg's ratios need the move it sampled)")
-        if self.selfplay.value_mix and self.selfplay.algorithm != "alphazero":
+        if self.selfplay.value_mix and self.selfplay.algorithm == "pg":  # `none`: no stage 2 to refuse
             raise ValueError("selfplay.value_mix: for alphazero only (the search's root value is its target)")
         if self.runtime.backend == "ray" and (self.rl if self.is_reward_env else self.selfplay).actors < 1:
             raise ValueError("runtime.backend: ray needs at least 1 actor (selfplay.actors / rl.actors)")

@@ -133,6 +133,7 @@ def test_value_mix_learns_the_search_value_beside_the_outcome(tmp_path, ttt_nano
     assert values[0.0] > 0.8 and -0.7 < values[0.75] < -0.2  # the target: 0.25 * 1 + 0.75 * -1 = -0.5
     with pytest.raises(ValueError, match="value_mix"):
         tiny_config(tmp_path, "selfplay.value_mix=0.5", "selfplay.algorithm=pg")
+    tiny_config(tmp_path, "selfplay.value_mix=0.5", "selfplay.algorithm=none")  # stage 2 off: no refusal
 
 
 def test_pg_loss_follows_the_advantage(tmp_path, ttt_nano):
