@@ -1,0 +1,180 @@
+"""A tiny random Hugging Face causal LM and its tokenizer, built offline, saved as an HF model directory.
+
+    python -m selfplay.tiny_model --arch llama|gpt2 --out DIR [--hidden 64] [--layers 2] [--vocab 512]
+
+The tokenizer is a byte-level BPE trained here on text that covers every built-in game's prompts and
+moves (random games) and every reward environment's tasks with their expert answers, with `<|bos|>`,
+`<|eos|>` and `<|pad|>` as special tokens; the model's weights are random (`--seed`). The directory is
+what `from_pretrained` reads (safetensors weights, `config.json`, the tokenizer files): the stand-in for
+a real checkpoint (SmolLM2, Qwen2.5) in tests and on machines without a model hub. Needs the `hf` extra
+(`pip install -e '.[hf]'`). The directory is written whole or not at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import envs
+from envs.reward import run_episode, sample_tasks
+
+SPECIAL = {"bos_token": "<|bos|>", "eos_token": "<|eos|>", "pad_token": "<|pad|>"}
+ARCHS = ("llama", "gpt2")
+
+
+def corpus(games: int = 40, tasks: int = 200, seed: int = 0) -> Iterator[str]:
+    """Texts a policy of this project reads and writes: each game's prompts and legal moves along random
+    games, and each reward environment's prompts and expert completions."""
+    rng = random.Random(seed)
+    for name in envs.names("game"):
+        game = envs.make(name)
+        for _ in range(games):
+            state = game.new_initial_state()
+            while not state.is_terminal():
+                yield state.prompt()
+                moves = state.legal_texts()
+                yield " ".join(moves)
+                state.apply_action(state.text_to_action(rng.choice(moves)))
+            yield state.prompt()
+    for name in envs.names("reward"):
+        env = envs.make(name)
+        for task in sample_tasks(env, tasks, seed=seed):
+            for turn in run_episode(env, task).turns:
+                yield turn["prompt"] + turn["completion"]
+
+
+def train_tokenizer(vocab_size: int, texts: Iterator[str]):
+    """A byte-level BPE (every string encodes: no unknown token) as a `PreTrainedTokenizerFast`."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL.values()),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL)
+
+
+def model_config(arch: str, tokenizer, *, hidden: int, layers: int, heads: int, kv_heads: int, context: int):
+    from transformers import GPT2Config, LlamaConfig
+
+    ids = {k: tokenizer.convert_tokens_to_ids(v) for k, v in SPECIAL.items()}
+    common = dict(
+        vocab_size=len(tokenizer),
+        bos_token_id=ids["bos_token"],
+        eos_token_id=ids["eos_token"],
+        pad_token_id=ids["pad_token"],
+        tie_word_embeddings=False,
+    )
+    if arch == "llama":
+        return LlamaConfig(
+            hidden_size=hidden,
+            intermediate_size=4 * hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=kv_heads,
+            max_position_embeddings=context,
+            **common,
+        )
+    return GPT2Config(n_embd=hidden, n_layer=layers, n_head=heads, n_positions=context, **common)
+
+
+def build(
+    arch: str,
+    out: str | os.PathLike,
+    *,
+    hidden: int = 64,
+    layers: int = 2,
+    heads: int = 4,
+    kv_heads: int = 2,
+    context: int = 512,
+    vocab_size: int = 512,
+    seed: int = 0,
+) -> Path:
+    """Write the tiny model and its tokenizer to `out` (which must not exist, or be empty); its path."""
+    if arch not in ARCHS:
+        raise ValueError(f"--arch must be one of {', '.join(ARCHS)}, got {arch!r}")
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"{out} exists and is not an empty directory: choose a new one")
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = train_tokenizer(vocab_size, corpus(seed=seed))
+    cfg = model_config(
+        arch, tokenizer, hidden=hidden, layers=layers, heads=heads, kv_heads=kv_heads, context=context
+    )
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(cfg)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        mask = os.umask(0)
+        os.umask(mask)
+        tmp.chmod(0o777 & ~mask)  # mkdtemp's 0700 is for the temporary name only
+        if out.exists():
+            out.rmdir()
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--arch", choices=ARCHS, required=True)
+    p.add_argument("--out", required=True, help="the model directory to write (new or empty)")
+    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--kv-heads", type=int, default=2, help="key/value heads (llama)")
+    p.add_argument("--context", type=int, default=512, help="positions the model can read")
+    p.add_argument("--vocab", type=int, default=512, help="BPE vocabulary size, special tokens included")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    try:
+        out = build(
+            args.arch,
+            args.out,
+            hidden=args.hidden,
+            layers=args.layers,
+            heads=args.heads,
+            kv_heads=args.kv_heads,
+            context=args.context,
+            vocab_size=args.vocab,
+            seed=args.seed,
+        )
+    except (ValueError, FileExistsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except ImportError as e:
+        print(
+            f"error: {e.name or e}: the Hugging Face backbone needs pip install -e '.[hf]'", file=sys.stderr
+        )
+        return 2
+    n = sum(1 for _ in out.iterdir())
+    shape = f"{args.hidden} wide, {args.layers} layers"
+    print(f"wrote {out}: a random {args.arch} model ({shape}) and its tokenizer, {n} files")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
