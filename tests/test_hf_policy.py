@@ -1,0 +1,120 @@
+"""A Hugging Face causal LM as the policy's model (`agents.hf`), on the tiny Llama and GPT-2 that
+`selfplay.tiny_model` builds offline: packed scoring, batching, generation with the KV cache, search and
+imitation work through the same `Policy` as the native model; pickled weights are refused."""
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+import envs
+from agents import mcts
+from agents.hf import policy_from_pretrained
+from agents.policy import Query
+from envs.experts import make_expert
+from selfplay import tiny_model
+from selfplay.imitate import batch_losses
+from selfplay.imitation_data import Example
+
+ARCHS = ["llama", "gpt2"]
+
+
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hf")
+    return {arch: tiny_model.build(arch, root / arch) for arch in ARCHS}
+
+
+def policy(model_dirs, arch):
+    torch.manual_seed(1)
+    p = policy_from_pretrained(model_dirs[arch], device="cpu")
+    torch.nn.init.normal_(p.model.value_head.weight, std=0.05)  # a value head that is not all zeros
+    return p
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_packed_scoring_equals_one_candidate_at_a_time_and_a_position_alone(model_dirs, arch):
+    pol = policy(model_dirs, arch)
+    game = envs.make("connect_four")
+    short, long = game.new_initial_state(), game.new_initial_state()
+    for a in (3, 3, 2, 4, 4):
+        long.apply_action(a)
+    q_short, q_long = pol.query(short), pol.query(long)
+    (lp_long,), (v_long,) = pol.score([q_long])
+    alone = [pol.score([Query(q_long.prompt, (m,))])[0][0][0] for m in q_long.moves]
+    np.testing.assert_allclose(lp_long, alone, atol=1e-4)
+    (_, lp_l), values = pol.score([q_short, q_long])  # rows of different lengths: padding
+    np.testing.assert_allclose(lp_l, lp_long, atol=1e-4)
+    assert values[1] == pytest.approx(v_long, abs=1e-5) and values[0] != pytest.approx(v_long, abs=1e-5)
+    [e] = pol.evaluate([long])
+    assert e.actions == long.legal_actions() and e.probs.sum() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_generation_with_the_kv_cache_equals_generation_without_it(model_dirs, arch):
+    pol = policy(model_dirs, arch)
+    prompts = ["12+34=", "connect_four\na b c d e f g\n"]
+    cached = pol.generate(prompts, max_new_tokens=8, temperature=0.0)
+    tok = pol.tokenizer
+    for prompt, text in zip(prompts, cached, strict=True):
+        ids, new = pol.encode_prompt(prompt), []
+        with torch.no_grad():
+            for _ in range(8):  # the whole sequence again at every step, no cache, no padding
+                hidden, _ = pol.model(torch.tensor([ids + new]))
+                logits = pol.model.lm_head(hidden[:, -1]).float()[0]
+                logits[[tok.pad_id, tok.bos_id]] = -torch.inf
+                nxt = int(logits.argmax())
+                if nxt == tok.eos_id:
+                    break
+                new.append(nxt)
+        assert text == tok.decode(new)
+
+
+def test_search_and_imitation_drive_an_hf_policy(model_dirs):
+    pol = policy(model_dirs, "llama")
+    game, rng = envs.make("tictactoe"), random.Random(0)
+    expert = make_expert("minimax", game, seed=0)
+    states, seen = [], set()
+    while len(states) < 48:  # positions from random play, each once
+        s = game.new_initial_state()
+        for _ in range(rng.randrange(0, 6)):
+            s.apply_action(rng.choice(s.legal_actions()))
+        if not s.is_terminal() and s.key() not in seen:
+            seen.add(s.key())
+            states.append(s)
+    moves = expert.act(states)
+    examples = [
+        Example(pol.encode_prompt(s.prompt()), pol.encode_move(s.action_to_text(m)), 0.0, True, i, s)
+        for i, (s, m) in enumerate(zip(states, moves, strict=True))
+    ]
+
+    def agreement():
+        return np.mean([e.best() == m for e, m in zip(pol.evaluate(states), moves, strict=True)])
+
+    before = agreement()
+    opt = torch.optim.AdamW([p for p in pol.model.parameters() if p.requires_grad], lr=3e-3)
+    pol.model.train()
+    for _ in range(80):
+        loss, _, _ = batch_losses(pol, examples, "legal")
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    pol.model.eval()
+    after = agreement()
+    assert after >= max(0.9, before + 0.4), (before, after)  # 48 positions learned (112k parameters)
+    out = mcts.run(states[:4], pol.evaluate, simulations=16)
+    assert all(o.policy.sum() == pytest.approx(1.0) for o in out)
+
+
+def test_pickled_weights_are_refused(tmp_path, model_dirs):
+    fake = tmp_path / "pickled"
+    fake.mkdir()
+    for f in model_dirs["gpt2"].iterdir():
+        if f.suffix != ".safetensors":
+            (fake / f.name).write_bytes(f.read_bytes())
+    (fake / "pytorch_model.bin").write_bytes(b"not to be unpickled")
+    with pytest.raises(
+        ValueError, match=r"only pickled weights \(pytorch_model\.bin\); selfplay loads safetensors"
+    ):
+        policy_from_pretrained(fake, device="cpu")
