@@ -24,7 +24,6 @@ class HFConfig:
     """What the policy asks of a model's config, for an HF backbone: moves scored as text sequences,
     read causally, no board stem."""
 
-    path: str  # the model directory (or hub name) it was loaded from
     block_size: int  # positions the model reads
     scoring: str = "sequence"
     prefix: str = "causal"
@@ -56,12 +55,12 @@ class HFTokenizer:
 class HFModel(nn.Module):
     """An `AutoModelForCausalLM` with our value head, called as the native `GPT` is."""
 
-    def __init__(self, lm, path: str) -> None:
+    def __init__(self, lm) -> None:
         super().__init__()
         self.lm = lm
         cfg = lm.config
         context = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None) or 2048
-        self.cfg = HFConfig(path=str(path), block_size=int(context))
+        self.cfg = HFConfig(block_size=int(context))
         self.value_head = nn.Linear(cfg.get_text_config().hidden_size, 1)
 
     def forward(self, idx, positions=None, mask=None, planes=None, cache=None):
@@ -100,7 +99,7 @@ def load_pretrained(path: str | os.PathLike, *, dtype: str = "float32"):
         str(path), dtype=getattr(torch, dtype), use_safetensors=True, trust_remote_code=False
     )
     tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
-    model = HFModel(lm, str(path))
+    model = HFModel(lm)
     nn.init.zeros_(model.value_head.weight)
     nn.init.zeros_(model.value_head.bias)
     return model, HFTokenizer(tokenizer)

@@ -178,8 +178,7 @@ class ConnectFourState(State):
         return "draw\n" if self._winner == _DRAW else f"{_MARKS[self._winner]} won\n"
 
     def planes(self, features: Sequence[str] = ()) -> np.ndarray:
-        if features:
-            self.game.check_board_features(features)
+        # Called for every position a search evaluates: the config checked `features` once.
         me, them = self._cur, self._cur ^ self._mask  # `_cur` holds the stones of the player to move
         boards = [me, them]
         for f in features:

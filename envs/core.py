@@ -192,7 +192,6 @@ class State(abc.ABC):
         stones = np.ascontiguousarray(obs.transpose(2, 0, 1), dtype=np.float32)
         if not features:
             return stones
-        self.game.check_board_features(features)
         return np.concatenate([stones, *(self.feature_planes(f) for f in features)])
 
     def feature_planes(self, feature: str) -> np.ndarray:
