@@ -54,7 +54,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the result should read like any directory
     try:
         yield tmp
-        for f in tmp.iterdir():
+        for f in tmp.rglob("*"):
             _fsync(f)
         _fsync(tmp)
         old = None
@@ -81,7 +81,16 @@ def write_model_dir(
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write a model directory atomically (replacing an older one there): weights, config, meta.
-    Every kind of checkpoint (policy, verifier) is this layout with its own `fmt` and `extra` config."""
+    Every kind of checkpoint (policy, verifier) is this layout with its own `fmt` and `extra` config; a
+    Hugging Face model (`agents.hf`) writes its own weights' layout under the same config and meta."""
+    if getattr(model.cfg, "backbone", "native") == "hf":
+        from agents import hf
+
+        with atomic_dir(path) as tmp:
+            config = {"format": fmt, **(extra or {}), **hf.write_dir(tmp, model, tokenizer, Path(path))}
+            (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+            (tmp / META).write_text(json.dumps(meta, indent=2, default=str) + "\n")
+        return Path(path)
     with atomic_dir(path) as tmp:
         state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
         state.pop("lm_head.weight", None)  # tied to tok_emb.weight
@@ -116,13 +125,37 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def backbone(path: str | os.PathLike) -> str:
+    """`native` or `hf`: which kind of network the checkpoint at `path` holds (from its config alone)."""
+    config = _read_json(Path(path) / CONFIG)
+    _refuse_plain_hf(Path(path), config)
+    kind = config.get("backbone", "native")
+    if kind not in ("native", "hf"):
+        raise CheckpointError(f"{Path(path) / CONFIG}: backbone {kind!r}, expected native or hf")
+    return kind
+
+
 def read_model_config(path: str | os.PathLike) -> ModelConfig:
-    """The model configuration of the checkpoint at `path` (its face, shape), without loading weights."""
+    """The model configuration of the checkpoint at `path` (its face, shape), without loading weights
+    (an `agents.hf.HFConfig` for a Hugging Face backbone)."""
     config = Path(path) / CONFIG
     try:
+        if backbone(path) == "hf":
+            from agents.hf import HFConfig
+
+            return HFConfig.from_dict(_read_json(config).get("model"))
         return ModelConfig.from_dict(_read_json(config).get("model"))
-    except ValueError as e:
+    except (TypeError, ValueError) as e:
         raise CheckpointError(f"{config}: {e}") from None
+
+
+def _refuse_plain_hf(path: Path, config: dict[str, Any]) -> None:
+    """A model directory as `save_pretrained` writes it is not a selfplay checkpoint: say what it is."""
+    if "format" not in config and "model_type" in config:
+        raise CheckpointError(
+            f"{path}: a Hugging Face model directory ({config['model_type']}), not a selfplay checkpoint; "
+            "train from it with model.backbone: hf and model.path: " + str(path)
+        )
 
 
 def read_meta(path: str | os.PathLike) -> dict[str, Any]:
@@ -186,7 +219,22 @@ def read_model_dir(
     if not path.is_dir():
         raise CheckpointError(f"{path}: no checkpoint directory there")
     config = _read_json(path / CONFIG)
+    _refuse_plain_hf(path, config)
     check(path, config)
+    if backbone(path) == "hf":
+        try:
+            from agents import hf
+        except ImportError as e:
+            raise CheckpointError(
+                f"{path}: a Hugging Face (backbone: hf) checkpoint; reading it needs "
+                f"pip install -e '.[hf]' ({e})"
+            ) from None
+        meta = _read_json(path / META)
+        try:
+            model, tokenizer = hf.read_dir(path, config)
+        except hf.HFError as e:
+            raise CheckpointError(str(e)) from None
+        return model, tokenizer, meta
     try:
         cfg = ModelConfig.from_dict(config.get("model"))
         tokenizer = CharTokenizer.from_dict(config.get("tokenizer"))

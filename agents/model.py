@@ -347,11 +347,18 @@ class GPT(nn.Module):
         """Scalar in [-1, 1] per hidden state: (..., C) -> (...)."""
         return torch.tanh(self.value_head(hidden).squeeze(-1))
 
+    def trained_state(self) -> dict[str, torch.Tensor]:
+        """What training changes (all of it, here): what the learner publishes to its actors."""
+        return self.state_dict()
+
+    def load_trained(self, state: dict[str, torch.Tensor]) -> None:
+        self.load_state_dict(state)
+
 
 def adamw(params, *, lr: float, weight_decay: float) -> torch.optim.AdamW:
     """The optimizer of every stage: AdamW (betas 0.9, 0.95) with weight decay on matrices only (not on
-    biases, norms or scalars)."""
-    params = list(params)
+    biases, norms or scalars); frozen parameters (a LoRA base) are left out."""
+    params = [p for p in params if p.requires_grad]
     groups = [
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},

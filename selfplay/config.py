@@ -15,6 +15,7 @@ import hashlib
 import inspect
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 import envs
 from envs.experts import ExpertSpecError, make_expert
 from selfplay.sections import (
+    NATIVE_ONLY,
     CorrectionsConfig,
     EvaluationConfig,
     ImitationConfig,
@@ -129,6 +131,16 @@ class Config(Section):
         if self.runtime.backend == "ray" and (self.rl if self.is_reward_env else self.selfplay).actors < 1:
             raise ValueError("runtime.backend: ray needs at least 1 actor (selfplay.actors / rl.actors)")
         self._check_devices()
+        self.model.check_backbone()
+        if self.model.backbone == "hf" and self.selfplay.start == "scratch" and not self.is_reward_env:
+            raise ValueError(
+                "selfplay.start: scratch re-initialises a native model; backbone hf starts from imitation"
+            )
+        if self.model.backbone == "hf" and self.verifier.init == "scratch":
+            raise ValueError(
+                "verifier.init: scratch builds a native model; with backbone hf use policy, "
+                "imitation:STEPS or a path"
+            )
         self._check_face()
         if self.is_reward_env:
             if self.corrections.rounds:
@@ -336,6 +348,7 @@ def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> Config:
     parsed = parse_overrides(list(overrides))
     for key, value in parsed:
         _set_dotted(data, key, value)
+    _drop_native_keys(path, data, dict(parsed))
     try:
         config = Config.model_validate(data)
         config.check()
@@ -354,6 +367,22 @@ def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> Config:
             update={"transcripts": config.transcripts.model_copy(update={"path": resolved})}
         )
     return config
+
+
+def _drop_native_keys(path: Path, data: dict[str, Any], overrides: dict[str, Any]) -> None:
+    """`model.backbone=hf` on the command line over a native config: the file's native-model keys go
+    (said on stderr), so any config runs with an HF model; set in the file itself they are errors. So
+    does its `scoring` (`first_token` needs one token per move, which a pretrained tokenizer that splits
+    letters from digits, as GPT-2's and Llama's do, never gives a move like `a1`)."""
+    model = data.get("model")
+    if overrides.get("model.backbone") != "hf" or not isinstance(model, dict):
+        return
+    dropped = [k for k in (*NATIVE_ONLY, "scoring") if k in model and f"model.{k}" not in overrides]
+    for k in dropped:
+        del model[k]
+    if dropped:
+        keys = ", ".join(f"model.{k}" for k in dropped)
+        print(f"{path}: model.backbone=hf: ignoring the file's native-model keys {keys}", file=sys.stderr)
 
 
 def _describe(err: dict[str, Any]) -> str:
@@ -377,6 +406,11 @@ def _describe(err: dict[str, Any]) -> str:
 # the stages those directories hold stay reusable (their checkpoints record the older fingerprint).
 ADDED_LATER = {
     "model": {
+        "backbone": "native",
+        "path": None,
+        "dtype": "float32",
+        "lora": None,
+        "copy_base": False,
         "face": "text",
         "stem_channels": 64,
         "stem_layers": 4,

@@ -120,24 +120,34 @@ def load_games(path: str | Path, config: Config) -> list[Transcript]:
 
 
 def new_policy(config: Config, transcripts: list[Transcript], source: str) -> agents.Policy:
-    """A new policy, its tokenizer learned from `transcripts` (`model.tokenizer: bpe`)."""
-    if config.model.tokenizer == "bpe":
+    """A new policy: the HF model of `model.path` (`backbone: hf`), or a native one whose tokenizer is
+    learned from `transcripts` (`model.tokenizer: bpe`)."""
+    cfg = config.imitation
+    if config.model.backbone == "hf":
+        policy = config.model.pretrained(
+            device=cfg.device, seed=cfg.seed, run_dir=config.run_dir, game=config.game
+        )
+        tokenizer = policy.tokenizer
+    elif config.model.tokenizer == "bpe":
         texts = [m.prompt for t in transcripts for m in t.moves] + [
             m.text for t in transcripts for m in t.moves
         ]
         tokenizer = agents.BPETokenizer.train(texts, merges=config.model.merges)
     else:
         tokenizer = agents.CharTokenizer()
-    mcfg = config.model.build(tokenizer.vocab_size, config.game)
-    if mcfg.scoring == "first_token":  # refused now, not at the first evaluation
+    if config.model.scoring == "first_token":  # refused now, not at the first evaluation
+        hf = config.model.backbone == "hf"
+        whose = f"of {config.model.path}" if hf else f"learned from {source}"
         state = envs.make(config.game).new_initial_state()
         for a in range(state.game.num_distinct_actions()):
             if len(ids := tokenizer.encode(text := state.action_to_text(a))) != 1:
                 raise ImitationError(
-                    f"model.scoring: first_token needs every move to be one token; the tokenizer learned "
-                    f"from {source} makes {text!r} {len(ids)} tokens (raise model.merges)"
+                    f"model.scoring: first_token needs every move to be one token; the tokenizer {whose} "
+                    f"makes {text!r} {len(ids)} tokens" + ("" if hf else " (raise model.merges)")
                 )
-    cfg = config.imitation
+    if config.model.backbone == "hf":
+        return policy
+    mcfg = config.model.build(tokenizer.vocab_size, config.game)
     return agents.new_policy(
         mcfg, tokenizer=tokenizer, device=cfg.device, seed=cfg.seed, meta={"game": config.game}
     )

@@ -226,6 +226,16 @@ def _open(stage: Stage, start: Path, *, resume: bool, progress: bool) -> Learner
         )
     current = state["checkpoint"] if state else start
     policy = agents.load(current, device=cfg.device)
+    history = [start]
+    lora = stage.config.model.lora_for(stage.name)
+    if lora is not None and getattr(policy.model, "lora", False) is None:  # adapters over a whole model
+        from agents import hf
+
+        base = hf.Base(str(current / "lm"), hf.weights_hash(policy.model.lm))
+        policy.model.attach_lora(lora, base)
+        policy.model.to(policy.device)
+        meta = {**policy.meta, **stage.meta(), "step": 0, "version": 0, "parent": rel(current, run_dir)}
+        history = [agents.save(policy, run_dir / "checkpoints" / checkpoint_name(0), meta=meta)]
     learner = Learner(
         stage,
         start,
@@ -236,7 +246,7 @@ def _open(stage: Stage, start: Path, *, resume: bool, progress: bool) -> Learner
         rng=random.Random(cfg.seed),
         writer=SummaryWriter(str(run_dir / "tb" / stage.name)),
         bar=tqdm(total=cfg.steps, desc=stage.label, unit="step", disable=not progress),
-        history=[start],
+        history=history,
     )
     if state:
         learner.opt.load_state_dict(state["optimizer"])

@@ -263,7 +263,7 @@ def _load_policy(path: Path, device: str) -> Any:
     import agents  # lazily: expert-only commands need no torch
 
     full = path.resolve()
-    key = (str(full), device, (full / "model.safetensors").stat().st_mtime_ns)
+    key = (str(full), device, (full / "config.json").stat().st_mtime_ns)  # rewritten by every save
     if key not in _POLICIES:
         try:
             _POLICIES[key] = agents.load(full, device=device)

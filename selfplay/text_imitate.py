@@ -95,13 +95,17 @@ def token_loss(policy: agents.Policy, batch: Sequence[TextExample]) -> tuple[tor
 
 # --- training ------------------------------------------------------------------------------------
 def _new_policy(config: Config, records: list[dict]) -> agents.Policy:
+    cfg = config.imitation
+    if config.model.backbone == "hf":
+        return config.model.pretrained(
+            device=cfg.device, seed=cfg.seed, run_dir=config.run_dir, game=config.game
+        )
     if config.model.tokenizer == "bpe":
         texts = [t[k] for r in records for t in r["turns"] for k in ("prompt", "completion")]
         tokenizer = agents.BPETokenizer.train(texts, merges=config.model.merges)
     else:
         tokenizer = agents.CharTokenizer()
     mcfg = config.model.build(tokenizer.vocab_size, config.game)
-    cfg = config.imitation
     return agents.new_policy(
         mcfg, tokenizer=tokenizer, device=cfg.device, seed=cfg.seed, meta={"game": config.game}
     )

@@ -39,7 +39,7 @@ def corpus(games: int = 40, tasks: int = 200, seed: int = 0) -> Iterator[str]:
             while not state.is_terminal():
                 yield state.prompt()
                 moves = state.legal_texts()
-                yield " ".join(moves)
+                yield from moves  # each alone, as the policy scores it: a move can merge into one token
                 state.apply_action(state.text_to_action(rng.choice(moves)))
             yield state.prompt()
     for name in envs.names("reward"):

@@ -37,6 +37,14 @@ def verifier_hash(config: Config) -> str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _pretrained_dir(path: Path) -> bool:
+    """Whether `path` is a model directory as `save_pretrained` writes it (not a selfplay checkpoint)."""
+    try:
+        return "format" not in json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+
+
 def initial_verifier(
     config: Config, policy: agents.Policy, run_dir: Path | None = None, *, progress: bool = True
 ):
@@ -66,10 +74,25 @@ def initial_verifier(
         path = imitation_stage(_base_config(config), data, base_dir, progress=progress)
         base = agents.load(path, device=str(policy.device))
         return Verifier.from_policy(base, seed=vc.seed, likelihood=likelihood)
+    if config.model.backbone == "hf" and _pretrained_dir(Path(vc.init)):  # the usual start of a reward model
+        from agents.hf import policy_from_pretrained
+
+        base = policy_from_pretrained(vc.init, device=str(policy.device), dtype=config.model.dtype)
+        if base.tokenizer.to_dict() != policy.tokenizer.to_dict():
+            raise agents.CheckpointError(
+                f"verifier.init: {vc.init} has a tokenizer of its own; the verifier must read the "
+                "policy's (start from model.path, or from a checkpoint of this run)"
+            )
+        return Verifier.from_policy(base, seed=vc.seed, likelihood=likelihood)
     try:
         base = agents.load(vc.init, device=str(policy.device))
     except agents.CheckpointError as e:
         raise agents.CheckpointError(f"verifier.init: {e}") from None
+    if getattr(base.model.cfg, "backbone", "native") != config.model.backbone:
+        raise agents.CheckpointError(
+            f"verifier.init: {vc.init} is a {getattr(base.model.cfg, 'backbone', 'native')} checkpoint "
+            f"but model.backbone is {config.model.backbone}"
+        )
     if base.meta.get("game") != config.game or base.tokenizer.to_dict() != policy.tokenizer.to_dict():
         raise agents.CheckpointError(
             f"verifier.init: {vc.init} is a {base.meta.get('game')!r} checkpoint with its own tokenizer; "

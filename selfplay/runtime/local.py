@@ -29,7 +29,7 @@ class SharedWeights:
 
     def __init__(self, model: torch.nn.Module, ctx) -> None:
         self.tensors = {
-            k: v.detach().to("cpu").clone().share_memory_() for k, v in model.state_dict().items()
+            k: v.detach().to("cpu").clone().share_memory_() for k, v in model.trained_state().items()
         }
         self.seq = ctx.RawValue("q", 0)
         self.version = ctx.RawValue("q", 0)
@@ -37,7 +37,7 @@ class SharedWeights:
     def publish(self, model: torch.nn.Module, version: int) -> None:
         self.seq.value += 1
         with torch.no_grad():
-            for k, v in model.state_dict().items():
+            for k, v in model.trained_state().items():
                 self.tensors[k].copy_(v.detach())
         self.version.value = version
         self.seq.value += 1
@@ -239,7 +239,7 @@ class InProcessRuntime:
 
     def __init__(self, actors: Actors, model: torch.nn.Module, *, version: int):
         self.actor = actors.factory(0, actors.config, actors.ckpt, actors.pool)
-        self.actor.policy.model.load_state_dict(model.state_dict())
+        self.actor.policy.model.load_trained(model.trained_state())
         self.actor.version = version
         self.stamp = Stamper(f"{run_token()}.0.0")
         self.ledger = Ledger()
@@ -248,7 +248,7 @@ class InProcessRuntime:
         pass
 
     def publish(self, model: torch.nn.Module, version: int) -> None:
-        self.actor.policy.model.load_state_dict(model.state_dict())
+        self.actor.policy.model.load_trained(model.trained_state())
         self.actor.version = version
 
     def depth(self) -> int:

@@ -63,7 +63,7 @@ def on_ray(train, config: Config, run_dir: Path, start: Path, **kwargs) -> Path:
 
 
 def cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+    return {k: v.detach().to("cpu").clone() for k, v in model.trained_state().items()}
 
 
 class Worker:
@@ -85,7 +85,7 @@ class Worker:
         """Take the weights if they are new, then play until some game finishes."""
         model = self.actor.policy.model
         if model is not None and version != self.version:
-            model.load_state_dict(ray_module().get(weights[0]))  # a list: Ray must not fetch it unasked
+            model.load_trained(ray_module().get(weights[0]))  # a list: Ray must not fetch it unasked
             self.actor.version = self.version = version
         while True:
             finished = self.actor.step()
@@ -107,7 +107,7 @@ class InferenceServer:
             torch.set_num_threads(config.selfplay.threads)
         self.rt = config.runtime
         self.policy = agents.load(ckpt, device=config.selfplay.actor_device)
-        self.policy.model.load_state_dict(ray_module().get(weights[0]))
+        self.policy.model.load_trained(ray_module().get(weights[0]))
         self.version, self.clients = version, clients
         self.waiting: list = []
         self.flushing = False
@@ -145,7 +145,7 @@ class InferenceServer:
 
     async def set_weights(self, weights: list, version: int) -> None:
         state = await weights[0]
-        self.policy.model.load_state_dict(state)
+        self.policy.model.load_trained(state)
         self.version = version
 
     def stats(self) -> dict[str, float]:
