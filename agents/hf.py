@@ -217,7 +217,7 @@ def weights_hash(lm) -> str:
     for name, t in sorted(lm.state_dict().items()):
         if "lora_" in name:
             continue
-        h.update(name.encode())
+        h.update(name.replace(".base_layer", "").encode())  # a layer's name once adapters wrap it
         h.update(t.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 

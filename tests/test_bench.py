@@ -49,8 +49,21 @@ def test_policy_bench_prints_batching_gain_and_training_rate():
         check=True,
     )
     out = proc.stdout
-    for label in ["inference, batch 1", "inference, batch 256", "batching gain", "imitation training"]:
+    for label in ["inference, batch 1", "inference, batch 256", "imitation training"]:
         assert f"| {label}" in out
+    assert "native nano: batching gain" in out
+
+
+def test_policy_bench_puts_a_tiny_llama_beside_the_native_model():
+    args = ["--backbone", "hf", "--size", "nano", "--game", "tictactoe", "--seconds", "0.2"]
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench/policy.py"), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "| figure | native nano | tiny Llama 2x64 |" in out
+    assert "| greedy generation, batch 64 (new tokens/s) |" in out and "tiny Llama 2x64: batching gain" in out
 
 
 def test_actors_bench_prints_a_row_per_face_and_actor_count():

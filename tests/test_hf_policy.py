@@ -1,16 +1,20 @@
 """A Hugging Face causal LM as the policy's model (`agents.hf`), on the tiny Llama and GPT-2 that
 `selfplay.tiny_model` builds offline: packed scoring, batching, generation with the KV cache, search and
-imitation work through the same `Policy` as the native model; pickled weights are refused."""
+imitation work through the same `Policy` as the native model; pickled weights are refused; checkpoints
+(whole, or a LoRA adapter naming its base) round-trip, and are told apart from native ones."""
 
+import json
 import random
+import shutil
 
 import numpy as np
 import pytest
 import torch
 
+import agents
 import envs
 from agents import mcts
-from agents.hf import policy_from_pretrained
+from agents.hf import HFConfig, Lora, policy_from_pretrained, weights_hash
 from agents.policy import Query
 from envs.experts import make_expert
 from selfplay import tiny_model
@@ -118,3 +122,90 @@ def test_pickled_weights_are_refused(tmp_path, model_dirs):
         ValueError, match=r"only pickled weights \(pytorch_model\.bin\); selfplay loads safetensors"
     ):
         policy_from_pretrained(fake, device="cpu")
+
+
+# --- checkpoints ------------------------------------------------------------------------------------
+def _nudged(pol):
+    """Trainable weights moved off their start, so a round trip that dropped any would show."""
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in pol.model.parameters():
+            if p.requires_grad:
+                p.add_(0.05 * torch.randn(p.shape, generator=g))
+    return pol
+
+
+def _same_play(a, b):
+    states = [envs.make("tictactoe").new_initial_state() for _ in range(2)]
+    states[1].apply_action(4)
+    ea, eb = a.evaluate(states), b.evaluate(states)
+    for x, y in zip(ea, eb, strict=True):
+        np.testing.assert_allclose(x.logprobs, y.logprobs, atol=1e-5)
+        assert x.value == pytest.approx(y.value, abs=1e-6)
+    prompts = ["12+34=", "7+8="]
+    assert a.generate(prompts, max_new_tokens=4, temperature=0.0) == b.generate(
+        prompts, max_new_tokens=4, temperature=0.0
+    )
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_full_and_lora_checkpoints_round_trip(tmp_path, model_dirs, arch):
+    full = _nudged(policy(model_dirs, arch))
+    ckpt = agents.save(full, tmp_path / "full", meta={"step": 1})
+    assert (ckpt / "lm" / "model.safetensors").is_file() and agents.checkpoint.backbone(ckpt) == "hf"
+    _same_play(full, agents.load(ckpt, device="cpu"))
+
+    torch.manual_seed(0)
+    lora = _nudged(policy_from_pretrained(model_dirs[arch], device="cpu", lora=Lora(r=4)))
+    trained = lora.model.trained_state()
+    assert trained and all("lora_" in k or k.startswith("value_head.") for k in trained)
+    assert {
+        id(p)
+        for g in agents.adamw(lora.model.parameters(), lr=1e-3, weight_decay=0.1).param_groups
+        for p in g["params"]
+    } == {id(p) for p in lora.model.parameters() if p.requires_grad}
+    ckpt = agents.save(lora, tmp_path / "lora", meta={"step": 2})
+    assert not (ckpt / "lm").exists() and (ckpt / "adapter" / "adapter_model.safetensors").is_file()
+    config = json.loads((ckpt / "config.json").read_text())
+    assert config["base"]["sha256"] == weights_hash(lora.model.lm) and config["lora"]["r"] == 4
+    back = agents.load(ckpt, device="cpu")
+    _same_play(lora, back)
+    assert back.model.trained_state().keys() == trained.keys()
+
+
+def test_an_adapter_refuses_a_missing_or_different_base(tmp_path, model_dirs):
+    base = tmp_path / "base"
+    shutil.copytree(model_dirs["llama"], base)
+    pol = _nudged(policy_from_pretrained(base, device="cpu", lora=Lora(r=4)))
+    ckpt = agents.save(pol, tmp_path / "run" / "checkpoints" / "step_000001")
+    other = tiny_model.build("llama", tmp_path / "other", seed=5)  # same shapes, other weights
+    shutil.rmtree(base)
+    shutil.copytree(other, base)
+    with pytest.raises(agents.CheckpointError, match=r"base model .*base has different weights now"):
+        agents.load(ckpt, device="cpu")
+    shutil.rmtree(base)
+    with pytest.raises(agents.CheckpointError, match=r"base model .*base is not there.*model.copy_base"):
+        agents.load(ckpt, device="cpu")
+
+
+def test_native_and_hf_checkpoints_are_told_apart(tmp_path, model_dirs, ttt_nano):
+    with pytest.raises(
+        agents.CheckpointError, match=r"a Hugging Face model directory \(llama\).*backbone: hf"
+    ):
+        agents.load(model_dirs["llama"], device="cpu")
+    ckpt = agents.save(policy(model_dirs, "gpt2"), tmp_path / "hf")
+    assert isinstance(agents.read_model_config(ckpt), HFConfig)
+    assert isinstance(agents.read_model_config(ttt_nano), agents.ModelConfig)
+    config = json.loads((ckpt / "config.json").read_text())
+    del config["backbone"]  # an HF checkpoint that says nothing of its backbone is read as native: refused
+    (ckpt / "config.json").write_text(json.dumps(config))
+    with pytest.raises(agents.CheckpointError, match=r"config.json: .*"):
+        agents.load(ckpt, device="cpu")
+    native = tmp_path / "native"
+    shutil.copytree(ttt_nano, native)
+    config = json.loads((native / "config.json").read_text())
+    (native / "config.json").write_text(json.dumps({**config, "backbone": "hf"}))
+    with pytest.raises(agents.CheckpointError, match=r"native.*config.json: model: unknown key"):
+        agents.load(native, device="cpu")
+    with pytest.raises(agents.CheckpointError, match="a policy checkpoint, not a verifier"):
+        agents.load_verifier(agents.save(policy(model_dirs, "gpt2"), tmp_path / "p"))

@@ -1,0 +1,108 @@
+"""A Hugging Face backbone through the whole run (`python -m selfplay.run`), on the tiny Llama that
+`selfplay.tiny_model` builds offline: its config keys, a tic-tac-toe run (imitation, AlphaZero self-play,
+the arena), and an addition run whose RL trains LoRA adapters over the full fine-tuned imitation
+checkpoint with a verifier started from the policy; adapter checkpoints find their base after the run
+directory moves."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+import agents
+from selfplay import tiny_model
+from selfplay.config import ConfigError, load_config
+from selfplay.evaluation import optimal_move_rate
+from selfplay.run import main
+
+ROOT = Path(__file__).resolve().parents[1]
+TTT, ARITH = ROOT / "configs/tictactoe.yaml", ROOT / "configs/arithmetic_hf.yaml"
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory):
+    return tiny_model.build("llama", tmp_path_factory.mktemp("hf") / "llama")
+
+
+def test_backbone_keys_are_checked(tmp_path, llama, capsys):
+    hf_file = tmp_path / "hf.yaml"
+    hf_file.write_text(
+        f"game: tictactoe\nmodel:\n  backbone: hf\n  path: {llama}\n  size: nano\n  face: board\n"
+    )
+    with pytest.raises(
+        ConfigError, match=r"model.size, model.face: native-model keys, not used by backbone hf"
+    ):
+        load_config(hf_file)
+    with pytest.raises(ConfigError, match=r"model.path: backbone hf needs"):
+        load_config(TTT, ["model.backbone=hf"])
+    with pytest.raises(ConfigError, match=r"model.lora: for backbone hf only"):
+        load_config(TTT, ["model.lora={r: 4}"])
+    # hf on the command line over a native config: the file's native keys go, named on stderr
+    config = load_config(TTT, ["model.backbone=hf", f"model.path={llama}"])
+    assert config.model.backbone == "hf" and config.model.prefix == "bidirectional"
+    assert "ignoring the file's native-model keys model.size, model.tokenizer, model.face, model.scoring" in (
+        capsys.readouterr().err
+    )
+    with pytest.raises(ConfigError, match=r"model.size: native-model keys"):  # unless asked for there too
+        load_config(TTT, ["model.backbone=hf", f"model.path={llama}", "model.size=nano"])
+    with pytest.raises(ConfigError, match=r"selfplay.start: scratch .*backbone hf"):
+        load_config(TTT, ["model.backbone=hf", f"model.path={llama}", "selfplay.start=scratch"])
+
+
+@pytest.mark.timeout(600)
+def test_tictactoe_with_an_hf_policy_end_to_end(tmp_path, llama):
+    run = tmp_path / "run"
+    argv = [str(TTT), "model.backbone=hf", f"model.path={llama}", f"run_dir={run}"]
+    argv += ["transcripts.games=4000", "imitation.max_steps=600", "imitation.eval_every=300"]
+    argv += ["selfplay.steps=8", "selfplay.checkpoint_every=4", "selfplay.min_replay=200"]
+    argv += ["selfplay.simulations=16", "selfplay.games_per_actor=16", "evaluation.games=4"]
+    assert main([*argv, "--no-progress"]) == 0
+    imitation = agents.load(run / "checkpoints/imitation", device="cpu")
+    assert agents.checkpoint.backbone(run / "checkpoints/imitation") == "hf"
+    rate, n = optimal_move_rate(imitation, "tictactoe")
+    print(f"tiny Llama, 600 imitation steps: optimal moves in {rate:.3f} of {n} positions")
+    assert rate >= 0.80  # an untrained policy: ~0.58; see the note for the measured curve
+    final = agents.load(run / "checkpoints/step_000008", device="cpu")
+    assert json.loads((run / "checkpoints/step_000008/meta.json").read_text())["step"] == 8
+    assert final.model.cfg.backbone == "hf" and (run / "report.md").is_file()
+
+
+@pytest.mark.timeout(600)
+def test_arithmetic_lora_rl_with_a_verifier_over_a_full_imitation(tmp_path, llama):
+    run = tmp_path / "run"
+    argv = [str(ARITH), f"model.path={llama}", f"run_dir={run}"]
+    argv += ["transcripts.games=2000", "imitation.max_steps=60", "imitation.eval_every=30"]
+    argv += ["imitation.eval_positions=40", "rl.reward=verifier", "verifier.init=policy"]
+    argv += ["verifier.tasks=40", "verifier.samples=2", "verifier.steps=4", "verifier.eval_tasks=20"]
+    argv += ["verifier.best_of=2", "rl.steps=4", "rl.eval_every=2", "rl.eval_tasks=20"]
+    argv += ["rl.checkpoint_every=2", "rl.min_replay=32", "rl.prompts_per_step=8", "rl.batch_size=32"]
+    assert main([*argv, "--no-progress"]) == 0
+    ckpts = run / "checkpoints"
+    assert (ckpts / "imitation/lm/model.safetensors").is_file()  # imitation trained every weight
+    assert agents.load_verifier(run / "checkpoints/verifier", device="cpu").model.cfg.backbone == "hf"
+    for step in ("step_000000", "step_000004"):  # the adapters before RL, and after
+        config = json.loads((ckpts / step / "config.json").read_text())
+        assert not (ckpts / step / "lm").exists() and config["base"]["relative"] == "../imitation/lm"
+    before = agents.load(ckpts / "imitation", device="cpu")
+    start = agents.load(ckpts / "step_000000", device="cpu")  # B = 0: the same model
+    prompts = ["12+34=", "50+49="]
+    assert start.generate(prompts, temperature=0.0) == before.generate(prompts, temperature=0.0)
+    moved = tmp_path / "moved"
+    shutil.move(run, moved)  # the adapter finds its base inside the run directory
+    agents.load(moved / "checkpoints/step_000004", device="cpu")
+
+
+def test_copy_base_keeps_a_lora_run_whole(tmp_path, llama):
+    base = tmp_path / "base_model"
+    shutil.copytree(llama, base)
+    run = tmp_path / "run"
+    argv = [str(ARITH), f"model.path={base}", f"run_dir={run}", "model.copy_base=true"]
+    argv += ["model.lora={r: 4, stages: [imitation, rl]}", "transcripts.games=500", "rl.algorithm=none"]
+    argv += ["imitation.max_steps=10", "imitation.eval_every=10", "imitation.eval_positions=20"]
+    assert main([*argv, "--no-progress"]) == 0
+    assert (run / "base/model.safetensors").is_file() and not (run / "checkpoints/imitation/lm").exists()
+    shutil.rmtree(base)
+    shutil.move(run, tmp_path / "elsewhere")
+    policy = agents.load(tmp_path / "elsewhere/checkpoints/imitation", device="cpu")
+    assert policy.model.lora is not None and policy.model.lora.r == 4
