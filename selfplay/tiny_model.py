@@ -2,12 +2,13 @@
 
     python -m selfplay.tiny_model --arch llama|gpt2 --out DIR [--hidden 64] [--layers 2] [--vocab 512]
 
-The tokenizer is a byte-level BPE trained here on text that covers every built-in game's prompts and
-moves (random games) and every reward environment's tasks with their expert answers, with `<|bos|>`,
-`<|eos|>` and `<|pad|>` as special tokens; the model's weights are random (`--seed`). The directory is
-what `from_pretrained` reads (safetensors weights, `config.json`, the tokenizer files): the stand-in for
-a real checkpoint (SmolLM2, Qwen2.5) in tests and on machines without a model hub. Needs the `hf` extra
-(`pip install -e '.[hf]'`). The directory is written whole or not at all.
+The tokenizer is a byte-level BPE (one token per digit, as Qwen2's and SmolLM2's) trained here on text
+that covers every built-in game's prompts and moves (random games) and every reward environment's tasks
+with their expert answers, with `<|bos|>`, `<|eos|>` and `<|pad|>` as special tokens; the model's
+weights are random (`--seed`). The directory is what `from_pretrained` reads (safetensors weights,
+`config.json`, the tokenizer files): the stand-in for a real checkpoint (SmolLM2, Qwen2.5) in tests and
+on machines without a model hub. Needs the `hf` extra (`pip install -e '.[hf]'`). The directory is
+written whole or not at all.
 """
 
 from __future__ import annotations
@@ -55,7 +56,10 @@ def train_tokenizer(vocab_size: int, texts: Iterator[str]):
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    # one token per digit, as Llama 2's, Qwen2's and SmolLM2's tokenizers do: numbers keep their digits
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,

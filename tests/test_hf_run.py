@@ -1,8 +1,8 @@
 """A Hugging Face backbone through the whole run (`python -m selfplay.run`), on the tiny Llama that
-`selfplay.tiny_model` builds offline: its config keys, a tic-tac-toe run (imitation, AlphaZero self-play,
-the arena), and an addition run whose RL trains LoRA adapters over the full fine-tuned imitation
-checkpoint with a verifier started from the policy; adapter checkpoints find their base after the run
-directory moves."""
+`selfplay.tiny_model` builds offline: its config keys, a tic-tac-toe run (imitation, AlphaZero self-play
+with LoRA adapters and an inference server, the arena), and an addition run whose RL trains LoRA
+adapters over the full fine-tuned imitation checkpoint with a verifier started from the policy; adapter
+checkpoints find their base after the run directory moves."""
 
 import json
 import shutil
@@ -57,15 +57,21 @@ def test_tictactoe_with_an_hf_policy_end_to_end(tmp_path, llama):
     argv += ["transcripts.games=4000", "imitation.max_steps=600", "imitation.eval_every=300"]
     argv += ["selfplay.steps=8", "selfplay.checkpoint_every=4", "selfplay.min_replay=200"]
     argv += ["selfplay.simulations=16", "selfplay.games_per_actor=16", "evaluation.games=4"]
+    # self-play trains LoRA adapters over the imitation checkpoint; its actors ask an inference server
+    argv += ["model.lora={r: 4, stages: [selfplay]}", "runtime.inference_server=on"]
     assert main([*argv, "--no-progress"]) == 0
     imitation = agents.load(run / "checkpoints/imitation", device="cpu")
     assert agents.checkpoint.backbone(run / "checkpoints/imitation") == "hf"
     rate, n = optimal_move_rate(imitation, "tictactoe")
     print(f"tiny Llama, 600 imitation steps: optimal moves in {rate:.3f} of {n} positions")
-    assert rate >= 0.80  # an untrained policy: ~0.58; see the note for the measured curve
+    # measured at 600 steps: 0.861, 0.838, 0.832 over seeds 0-2 (untrained: ~0.58; 3,000 steps: 0.998)
+    assert rate >= 0.72
     final = agents.load(run / "checkpoints/step_000008", device="cpu")
     assert json.loads((run / "checkpoints/step_000008/meta.json").read_text())["step"] == 8
-    assert final.model.cfg.backbone == "hf" and (run / "report.md").is_file()
+    assert final.model.cfg.backbone == "hf" and final.model.lora.r == 4 and (run / "report.md").is_file()
+    assert not (run / "checkpoints/step_000008/lm").exists()  # the adapter alone
+    stats = json.loads((run / "selfplay/stats.json").read_text())
+    assert stats["games"] > 0 and stats.get("server_batches", 1) > 0
 
 
 @pytest.mark.timeout(600)
