@@ -84,7 +84,7 @@ def write_model_dir(
     Every kind of checkpoint (policy, verifier) is this layout with its own `fmt` and `extra` config; a
     Hugging Face model (`agents.hf`) writes its own weights' layout under the same config and meta."""
     if getattr(model.cfg, "backbone", "native") == "hf":
-        from agents import hf
+        import agents.hf as hf
 
         with atomic_dir(path) as tmp:
             config = {"format": fmt, **(extra or {}), **hf.write_dir(tmp, model, tokenizer, Path(path))}
@@ -223,7 +223,7 @@ def read_model_dir(
     check(path, config)
     if backbone(path) == "hf":
         try:
-            from agents import hf
+            import agents.hf as hf
         except ImportError as e:
             raise CheckpointError(
                 f"{path}: a Hugging Face (backbone: hf) checkpoint; reading it needs "
@@ -299,3 +299,24 @@ def new_policy(
     if seed is not None:
         torch.manual_seed(seed)
     return Policy(GPT(cfg), tokenizer, device=device, meta=meta)
+
+
+def copy_pretrained(path: str | os.PathLike, dest: Path, *, dtype: str = "float32") -> Path:
+    """An HF base model and tokenizer kept at `dest`, once (a run that stays whole when moved): a local
+    directory's files copied as they are (pickled weights left behind), a hub model saved there."""
+    import agents.hf as hf
+
+    if (dest / "config.json").is_file():
+        return dest
+    local = Path(path)
+    with atomic_dir(dest) as tmp:
+        if local.is_dir():
+            hf.refuse_pickles(local)
+            for f in local.iterdir():
+                if f.is_file() and f.suffix not in (".bin", ".pt", ".pth", ".pkl"):
+                    shutil.copy2(f, tmp / f.name)
+        else:
+            lm, tokenizer = hf.from_pretrained(path, dtype)
+            lm.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.hf.save_pretrained(tmp)
+    return dest

@@ -229,18 +229,18 @@ def _quiet():
         logging.disable_progress_bar()
 
 
-def _refuse_pickles(local: Path) -> None:
+def refuse_pickles(local: Path) -> None:
     if local.is_dir() and not list(local.glob("*.safetensors")):
         pickled = [p.name for p in local.glob("*.bin")] + [p.name for p in local.glob("*.pt")]
         what = f"only pickled weights ({', '.join(pickled)})" if pickled else "no safetensors weights"
         raise HFError(f"{local}: {what}; selfplay loads safetensors only (nothing is unpickled)")
 
 
-def _auto(path: str | os.PathLike, dtype: str):
+def from_pretrained(path: str | os.PathLike, dtype: str):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     _quiet()
-    _refuse_pickles(Path(path))
+    refuse_pickles(Path(path))
     if dtype not in DTYPES:
         raise HFError(f"model.dtype: {dtype!r}, expected one of {', '.join(DTYPES)}")
     try:
@@ -274,7 +274,7 @@ def load_pretrained(
     """The model and tokenizer at `path` (a local directory, or a hub name where a hub is reachable):
     safetensors weights only, never remote code. A fresh value head (zero, so values start at 0);
     `block_size` caps the context the policy uses (default: the model's)."""
-    lm, tokenizer = _auto(path, dtype)
+    lm, tokenizer = from_pretrained(path, dtype)
     c = lm.config.get_text_config()
     context = getattr(c, "max_position_embeddings", None) or getattr(c, "n_positions", None) or 2048
     cfg = HFConfig(
@@ -351,7 +351,7 @@ def read_dir(path: Path, config: dict[str, Any]) -> tuple[HFModel, HFTokenizer]:
         lm_dir = path / "lm"
         if not lm_dir.is_dir():
             raise HFError(f"{lm_dir}: missing (not a complete checkpoint directory)")
-        lm, tokenizer = _auto(lm_dir, cfg.dtype)
+        lm, tokenizer = from_pretrained(lm_dir, cfg.dtype)
         model = HFModel(lm, cfg)
     else:
         if not isinstance(lora_cfg, dict) or not isinstance(base_cfg, dict):
@@ -360,7 +360,7 @@ def read_dir(path: Path, config: dict[str, Any]) -> tuple[HFModel, HFTokenizer]:
             lora = Lora(**{**lora_cfg, "target_modules": tuple(lora_cfg.get("target_modules") or ())})
         except TypeError as e:
             raise HFError(f"{where}: lora: {e}") from None
-        lm, tokenizer = _auto(_find_base(path, base_cfg), cfg.dtype)
+        lm, tokenizer = from_pretrained(_find_base(path, base_cfg), cfg.dtype)
         digest = weights_hash(lm)
         if digest != base_cfg.get("sha256"):
             raise HFError(
@@ -423,26 +423,3 @@ def _find_base(path: Path, base: dict[str, Any]) -> str:
             "(restore the base, or train with model.copy_base: true to keep it in the run directory)"
         )
     return given
-
-
-def copy_base(path: str | os.PathLike, dest: Path, *, dtype: str = "float32") -> Path:
-    """The base model and tokenizer kept at `dest`, once (a run that stays whole when moved): a local
-    directory's files copied as they are (pickled weights left behind), a hub model saved there."""
-    import shutil
-
-    from agents.checkpoint import atomic_dir
-
-    if (dest / "config.json").is_file():
-        return dest
-    local = Path(path)
-    with atomic_dir(dest) as tmp:
-        if local.is_dir():
-            _refuse_pickles(local)
-            for f in local.iterdir():
-                if f.is_file() and f.suffix not in (".bin", ".pt", ".pth", ".pkl"):
-                    shutil.copy2(f, tmp / f.name)
-        else:
-            lm, tokenizer = _auto(path, dtype)
-            lm.save_pretrained(tmp, safe_serialization=True)
-            tokenizer.hf.save_pretrained(tmp)
-    return dest

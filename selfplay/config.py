@@ -24,12 +24,11 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 import envs
 from envs.experts import ExpertSpecError, make_expert
+from selfplay.model_section import NATIVE_ONLY, ModelSection
 from selfplay.sections import (
-    NATIVE_ONLY,
     CorrectionsConfig,
     EvaluationConfig,
     ImitationConfig,
-    ModelSection,
     RLConfig,
     RuntimeConfig,
     Section,

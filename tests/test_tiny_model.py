@@ -39,6 +39,7 @@ def test_the_command_writes_a_model_the_auto_classes_load_offline(tmp_path, arch
     chars = sum(len(t) for t in texts)
     tokens = sum(len(tok.encode(t, add_special_tokens=False)) for t in texts)
     assert tokens < 0.75 * chars  # bytes would be 1.0
+    assert tok.tokenize("47+38=85") == list("47+38=85")  # one token per digit, as Qwen2's tokenizer
     ids = torch.tensor([tok.encode("connect_four\nX to move\n", add_special_tokens=False)])
     with torch.no_grad():
         logits = model(ids).logits
