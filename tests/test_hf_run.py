@@ -14,6 +14,7 @@ import agents
 from selfplay import tiny_model
 from selfplay.config import ConfigError, load_config
 from selfplay.evaluation import optimal_move_rate
+from selfplay.imitation_data import ImitationError, new_policy
 from selfplay.run import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,6 +49,12 @@ def test_backbone_keys_are_checked(tmp_path, llama, capsys):
         load_config(TTT, ["model.backbone=hf", f"model.path={llama}", "model.size=nano"])
     with pytest.raises(ConfigError, match=r"selfplay.start: scratch .*backbone hf"):
         load_config(TTT, ["model.backbone=hf", f"model.path={llama}", "selfplay.start=scratch"])
+    # first_token scoring needs one token per move: this tokenizer splits letters from digits
+    config = load_config(
+        ROOT / "configs/tictactoe_hf.yaml", [f"model.path={llama}", "model.scoring=first_token"]
+    )
+    with pytest.raises(ImitationError, match=r"the tokenizer of .*llama makes 'a1' 2 tokens$"):
+        new_policy(config, [], "transcripts.jsonl")
 
 
 @pytest.mark.timeout(600)
