@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 import envs
 from envs.experts import ExpertSpecError, make_expert
-from selfplay.model_section import NATIVE_ONLY, ModelSection
+from selfplay.model_section import HF_ONLY, NATIVE_ONLY, ModelSection
 from selfplay.sections import (
     CorrectionsConfig,
     EvaluationConfig,
@@ -437,7 +437,16 @@ def fingerprint(config: Config, sections: set[str], **extra: Any) -> str:
 
 
 def dump_config(config: Config) -> str:
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    """The config as YAML that loads back to the same config: the model section without the other
+    backbone's keys (set there, they are errors), and for `hf` without an unset `block_size` (set, it caps
+    the model's context)."""
+    data = config.model_dump(mode="json")
+    m = config.model
+    drop = set(HF_ONLY) if m.backbone == "native" else set(NATIVE_ONLY)
+    if m.backbone == "hf" and "block_size" not in m.model_fields_set:
+        drop.add("block_size")
+    data["model"] = {k: v for k, v in data["model"].items() if k not in drop}
+    return yaml.safe_dump(data, sort_keys=False)
 
 
 def reference_markdown() -> str:

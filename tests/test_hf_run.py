@@ -12,7 +12,7 @@ import pytest
 
 import agents
 from selfplay import tiny_model
-from selfplay.config import ConfigError, load_config
+from selfplay.config import ConfigError, dump_config, load_config
 from selfplay.evaluation import optimal_move_rate
 from selfplay.imitation_data import ImitationError, new_policy
 from selfplay.run import main
@@ -49,6 +49,13 @@ def test_backbone_keys_are_checked(tmp_path, llama, capsys):
         load_config(TTT, ["model.backbone=hf", f"model.path={llama}", "model.size=nano"])
     with pytest.raises(ConfigError, match=r"selfplay.start: scratch .*backbone hf"):
         load_config(TTT, ["model.backbone=hf", f"model.path={llama}", "selfplay.start=scratch"])
+    for source in (ROOT / "configs/tictactoe_hf.yaml", ARITH, TTT):  # RUN/config.yaml reads back the same
+        config = load_config(source, [f"model.path={llama}"] if source != TTT else [])
+        (tmp_path / "dumped.yaml").write_text(dump_config(config))
+        again = load_config(tmp_path / "dumped.yaml")
+        assert again.model_dump() == config.model_dump()
+        cap = "block_size" in config.model.model_fields_set  # with hf, a cap on the model's context
+        assert ("block_size" in again.model.model_fields_set) == cap
     # first_token scoring needs one token per move: this tokenizer splits letters from digits
     config = load_config(
         ROOT / "configs/tictactoe_hf.yaml", [f"model.path={llama}", "model.scoring=first_token"]
