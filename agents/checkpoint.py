@@ -18,10 +18,11 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from agents.model import GPT, ModelConfig, patch_grid
 from agents.policy import Policy
+from agents.tensorfile import read_tensors
 from agents.tokenizer import CharTokenizer
 
 FORMAT = "selfplay.checkpoint/1"
@@ -250,15 +251,7 @@ def read_model_dir(
     if not weights.is_file():
         raise CheckpointError(f"{weights}: missing (not a complete checkpoint directory)")
     _check_header(weights, path / CONFIG, cfg)
-    try:
-        state = load_file(weights)
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{weights}: unreadable or truncated ({e})") from None
-    # Overwritten bytes can decode as NaN or inf, which would play on silently.
-    bad = sorted(k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all())
-    if bad:
-        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
-        raise CheckpointError(f"{weights}: non-finite values (NaN or inf) in {', '.join(bad[:5])}{more}")
+    state = read_tensors(weights, CheckpointError)
     model = GPT(cfg)
     expected = {k: v.shape for k, v in model.state_dict().items() if k != "lm_head.weight"}
     missing = sorted(set(expected) - set(state))

@@ -22,13 +22,15 @@ import contextlib
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
+
+from agents.tensorfile import read_tensors
 
 BACKBONE = "hf"
 VALUE_HEAD = "value_head.safetensors"
@@ -135,7 +137,6 @@ class Base:
 
     path: str
     sha256: str
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class HFModel(nn.Module):
@@ -320,15 +321,16 @@ def write_dir(tmp: Path, model: HFModel, tokenizer: HFTokenizer, final: Path) ->
     out.mkdir()
     state = {k: v.detach().to("cpu").contiguous() for k, v in get_peft_model_state_dict(model.lm).items()}
     save_file(state, out / "adapter_model.safetensors", metadata={"format": "pt"})
+    targets = sorted(_targets(model.lm))
     pc = model.lora.peft_config(model.lm).to_dict()
-    pc.update(base_model_name_or_path=model.base.path, target_modules=sorted(_targets(model.lm)))
+    pc.update(base_model_name_or_path=model.base.path, target_modules=targets)
     (out / "adapter_config.json").write_text(json.dumps(pc, indent=2, default=list) + "\n")
     tokenizer.hf.save_pretrained(out)
     base = Path(model.base.path)
     relative = os.path.relpath(base.resolve(), final.resolve()) if base.is_dir() else None
     path = str(base.resolve()) if base.is_dir() else model.base.path
     extra.update(
-        lora=asdict(model.lora) | {"target_modules": sorted(_targets(model.lm))},
+        lora=asdict(model.lora) | {"target_modules": targets},
         base={"path": path, "relative": relative, "sha256": model.base.sha256},
     )
     return extra
@@ -370,9 +372,7 @@ def read_dir(path: Path, config: dict[str, Any]) -> tuple[HFModel, HFTokenizer]:
             )
         model = HFModel(lm, cfg, base=Base(str(base_cfg["path"]), digest), lora=lora)
         weights = path / "adapter" / "adapter_model.safetensors"
-        if not weights.is_file():
-            raise HFError(f"{weights}: missing (not a complete checkpoint directory)")
-        state = _load_tensors(weights)
+        state = read_tensors(weights, HFError)
         from peft import set_peft_model_state_dict
 
         result = set_peft_model_state_dict(model.lm, state)
@@ -382,7 +382,7 @@ def read_dir(path: Path, config: dict[str, Any]) -> tuple[HFModel, HFTokenizer]:
             from transformers import AutoTokenizer
 
             tokenizer = HFTokenizer(AutoTokenizer.from_pretrained(str(path / "adapter")))
-    head = _load_tensors(path / VALUE_HEAD)
+    head = read_tensors(path / VALUE_HEAD, HFError)
     want = {k: tuple(v.shape) for k, v in model.value_head.state_dict().items()}
     if {k: tuple(v.shape) for k, v in head.items()} != want:
         raise HFError(f"{path / VALUE_HEAD}: expected tensors {want}")
@@ -392,21 +392,6 @@ def read_dir(path: Path, config: dict[str, Any]) -> tuple[HFModel, HFTokenizer]:
             f"{where}: model.vocab_size {cfg.vocab_size} but the tokenizer has {tokenizer.vocab_size}"
         )
     return model, tokenizer
-
-
-def _load_tensors(file: Path) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-
-    if not file.is_file():
-        raise HFError(f"{file}: missing (not a complete checkpoint directory)")
-    try:
-        state = load_file(file)
-    except (SafetensorError, OSError, ValueError) as e:
-        raise HFError(f"{file}: unreadable or truncated ({e})") from None
-    bad = sorted(k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all())
-    if bad:
-        raise HFError(f"{file}: non-finite values (NaN or inf) in {', '.join(bad[:5])}")
-    return state
 
 
 def _find_base(path: Path, base: dict[str, Any]) -> str:
