@@ -192,7 +192,8 @@ def check_reward_env(env: RewardEnv, *, tasks: int = 20, seed: int = 0) -> None:
     """Check the contract on `tasks` sampled tasks; raises `RewardEnvCheckError` naming the rule broken.
 
     Sampling is seeded and JSON-ready, prompts fit `max_prompt_chars` and `charset`, the expert solves
-    every task (score 1.0) within `max_turns`, and bad completions score 0 without raising.
+    every task (score 1.0) within `max_turns`, each teacher that takes these options writes text without
+    a stop string, and bad completions score 0 without raising.
     """
 
     def fail(rule: str, task: Task | None = None) -> None:
@@ -210,6 +211,13 @@ def check_reward_env(env: RewardEnv, *, tasks: int = 20, seed: int = 0) -> None:
     except TypeError:
         fail(f"options must be JSON-serialisable, got {env.options!r}")
     charset = set(env.charset)
+    teachers = []
+    for name in env.teachers:
+        try:
+            env.teacher(name)
+        except ValueError:  # not for these options (the error says so when one asks for it)
+            continue
+        teachers.append(name)
     first, again = sample_tasks(env, tasks, seed=seed), sample_tasks(env, tasks, seed=seed)
     if first != again:
         fail("sample(rng) must depend only on rng: the same seed gave different tasks")
@@ -229,6 +237,15 @@ def check_reward_env(env: RewardEnv, *, tasks: int = 20, seed: int = 0) -> None:
                 fail(f"expert turn {i} must be text without a stop string, got {completion!r}", task)
         if episode.score.value != 1.0:
             fail(f"the expert must score 1.0, got {episode.score.value} {episode.score.details}", task)
+        for name in teachers:
+            try:
+                taught = run_episode(env, task, teacher=name).turns
+            except Exception as e:
+                fail(f"teacher {name!r} must not raise, raised {type(e).__name__}: {e}", task)
+            ok = lambda c: isinstance(c, str) and c and not any(s in c for s in env.stop)  # noqa: E731
+            bad = [t["completion"] for t in taught if not ok(t["completion"])]
+            if bad:
+                fail(f"teacher {name!r} must write non-empty text with no stop string, got {bad[0]!r}", task)
         for bad in (*_BAD_COMPLETIONS, "x" * (env.max_completion_chars + 1)):
             try:
                 values = (env.score(task, bad), env.score_episode(task, [bad]).value)

@@ -95,6 +95,8 @@ class RewardEnv(abc.ABC):
     """Generation stops at the first of these; a completion is read up to it."""
     charset: str = CHARSET
     """Every character a prompt may hold and a completion may use."""
+    teachers: ClassVar[dict[str, str]] = {}
+    """Teachers with systematic errors, beside the exact `expert`: name -> what it gets wrong (`teacher`)."""
 
     def __init__(self, **options: Any) -> None:
         self.options = dict(options)
@@ -123,6 +125,10 @@ class RewardEnv(abc.ABC):
         """
         return None
 
+    def _teach(self, name: str, task: Task, turns: Sequence[str]) -> str:
+        """What teacher `name` (a key of `teachers`) writes for `task`'s next turn; needed with `teachers`."""
+        raise NotImplementedError(f"{self.name}: teacher {name!r} is listed but not implemented")
+
     def _score_episode(self, task: Task, turns: list[str]) -> float | tuple[float, dict[str, Any]]:
         """Score a whole episode of clean turns; by default the last turn decides."""
         return self._score(task, turns[-1])
@@ -145,6 +151,16 @@ class RewardEnv(abc.ABC):
         return int(value)
 
     # --- what the engine calls ----------------------------------------------------------------
+    def teacher(self, name: str = "expert") -> Callable[[Task, Sequence[str]], str]:
+        """`teacher(task, turns) -> completion`: the exact `expert`, or one of `teachers`, whose errors are
+        systematic (the same mistake on every task of a kind), as a student cannot average them away."""
+        if name == "expert":
+            return self.expert
+        if name not in self.teachers:
+            known = ", ".join(["expert", *self.teachers])
+            raise ValueError(f"{self.name}: unknown teacher {name!r}; known: {known}")
+        return lambda task, turns=(): self._teach(name, task, turns)
+
     def score(self, task: Task, completion: object) -> float:
         """`score_details(task, completion).value`."""
         return self.score_details(task, completion).value
@@ -336,12 +352,15 @@ def sample_tasks(env: RewardEnv, n: int, *, seed: int) -> list[Task]:
     return [env.sample(np.random.default_rng([seed, i])) for i in range(n)]
 
 
-def run_episode(env: RewardEnv, task: Task, policy: Callable[[str], str] | None = None) -> Episode:
-    """Play `task` with `policy(prompt) -> completion` (default: the env's expert) and score it."""
+def run_episode(
+    env: RewardEnv, task: Task, policy: Callable[[str], str] | None = None, *, teacher: str = "expert"
+) -> Episode:
+    """Play `task` with `policy(prompt) -> completion` (default: the env's `teacher`) and score it."""
+    teach = env.teacher(teacher)
     completions: list[str] = []
     turns = []
     while (prompt := env.prompt_for(task, completions)) is not None:
-        completion = env.expert(task, list(completions)) if policy is None else policy(prompt)
+        completion = teach(task, list(completions)) if policy is None else policy(prompt)
         completions.append(completion)
         turns.append({"prompt": prompt, "completion": completion})
     return Episode(task, turns, env.score_episode(task, completions))

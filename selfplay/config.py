@@ -153,6 +153,8 @@ class Config(Section):
             return
         if self.env_options:
             raise ValueError(f"env_options: the game {self.game!r} takes no options")
+        if self.transcripts.teacher != "expert":
+            raise ValueError("transcripts.teacher: for reward environments; a game's is transcripts.expert")
         game = envs.make(self.game)
         specs = [("evaluation.baselines", b) for b in self.evaluation.baselines]
         if self.transcripts.path is None:
@@ -242,6 +244,11 @@ class Config(Section):
             env = envs.make(self.game, **self.env_options)
         except (TypeError, ValueError) as e:
             raise ValueError(f"env_options: {e}") from None
+        if self.transcripts.path is None:
+            try:
+                env.teacher(self.transcripts.teacher)
+            except ValueError as e:
+                raise ValueError(f"transcripts.teacher: {e}") from None
         new_tokens = self.rl.max_new_tokens or env.max_completion_chars
         need = 1 + env.max_prompt_chars + new_tokens + 1  # <bos> prompt completion <eos>, in characters
         if self.model.tokenizer == "char" and self.model.block_size < need:
@@ -419,6 +426,7 @@ ADDED_LATER = {
         "board_features": [],
     },
     "imitation": {"symmetries": False},
+    "transcripts": {"teacher": "expert"},
 }
 
 

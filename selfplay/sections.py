@@ -31,6 +31,11 @@ class TranscriptsConfig(Section):
     expert: str = Field(
         default="alphabeta:depth=4", description="Expert spec, e.g. `alphabeta:depth=4`, `minimax`."
     )
+    teacher: str = Field(
+        default="expert",
+        description="Reward environments: who writes the episodes, `expert` (exact) or one of the env's "
+        "teachers with systematic errors (e.g. arithmetic's `no_carry`); games take `expert` instead.",
+    )
     games: int = Field(default=2000, ge=1, description="Number of expert games to generate.")
     opening_plies: int = Field(default=2, ge=0, description="Random opening moves per game, for variety.")
     seed: int = Field(default=0, description="Base seed; game i is reproducible from (seed, i).")

@@ -21,8 +21,9 @@ Episodes of a reward environment (`TEXT_FORMAT` = "selfplay.text/1"), one episod
     records = load_text_transcripts("sort.jsonl", env="sort")       # validated; errors name FILE:LINE
 
 A record is `{"format", "env", "options", "task": {"id", "prompt", "data"}, "turns": [{"prompt",
-"completion"}, ...], "score"}`: the policy reads each turn's `prompt` and writes its `completion` (then
-the first stop string).
+"completion"}, ...], "score"}`, and `"teacher"` when a teacher other than the exact expert wrote it: the
+policy reads each turn's `prompt` and writes its `completion` (then the first stop string); `score` is
+the env's score of the episode (a teacher's wrong answers score below 1).
 
 `transcripts_stage` gives a run its data (the user's file, checked, or generated once per setting).
 """
@@ -303,11 +304,14 @@ def generate(
 TEXT_FORMAT = "selfplay.text/1"
 
 
-def expert_transcripts(env: envs.RewardEnv, n: int, *, seed: int = 0) -> list[dict[str, Any]]:
-    """`n` expert episodes as "selfplay.text/1" records (see the module docstring)."""
+def expert_transcripts(
+    env: envs.RewardEnv, n: int, *, seed: int = 0, teacher: str = "expert"
+) -> list[dict[str, Any]]:
+    """`n` episodes of the env's `teacher` (its exact expert by default) as "selfplay.text/1" records (see
+    the module docstring); a teacher's wrong answers are kept, with their score."""
     records = []
     for task in sample_tasks(env, n, seed=seed):
-        episode = run_episode(env, task)
+        episode = run_episode(env, task, teacher=teacher)
         records.append(
             {
                 "format": TEXT_FORMAT,
@@ -316,6 +320,7 @@ def expert_transcripts(env: envs.RewardEnv, n: int, *, seed: int = 0) -> list[di
                 "task": {"id": task.id, "prompt": task.prompt, "data": task.data},
                 "turns": episode.turns,
                 "score": episode.score.value,
+                **({} if teacher == "expert" else {"teacher": teacher}),
             }
         )
     return records
@@ -329,9 +334,13 @@ _RECORD_KEYS = {"format", "env", "options", "task", "turns", "score"}
 
 
 def _check_record(r: object, envs_by_key: dict[str, envs.RewardEnv]) -> None:
-    if not isinstance(r, dict) or set(r) != _RECORD_KEYS:
+    if not isinstance(r, dict) or not _RECORD_KEYS <= set(r) <= _RECORD_KEYS | {"teacher"}:
         got = sorted(r) if isinstance(r, dict) else type(r).__name__
-        raise ValueError(f"a record is an object with keys {sorted(_RECORD_KEYS)}, got {got}")
+        raise ValueError(
+            f"a record is an object with keys {sorted(_RECORD_KEYS)} (and optionally teacher), got {got}"
+        )
+    if not isinstance(r.get("teacher", ""), str):
+        raise ValueError(f"teacher must be a string, got {r['teacher']!r}")
     if r["format"] != TEXT_FORMAT:
         raise ValueError(f"format must be {TEXT_FORMAT!r}, got {r['format']!r}")
     if not isinstance(r["options"], dict):
@@ -400,7 +409,8 @@ def wanted(config) -> dict:
     tc = config.transcripts
     if config.is_reward_env:
         options = envs.make(config.game, **config.env_options).options
-        return {"game": config.game, "options": options, "episodes": tc.games, "seed": tc.seed}
+        want = {"game": config.game, "options": options, "episodes": tc.games, "seed": tc.seed}
+        return want if tc.teacher == "expert" else {**want, "teacher": tc.teacher}
     return {"game": config.game, **tc.model_dump(exclude={"workers", "path"})}
 
 
@@ -447,8 +457,9 @@ def transcripts_stage(config, run_dir: Path, *, progress: bool = True) -> Path:
         return out
     atomic_write_text(meta_path, json.dumps(want, indent=2) + "\n")  # first: a kill leaves no stray file
     if config.is_reward_env:
-        print(f"transcripts: {tc.games} expert {config.game} episodes")
-        records = expert_transcripts(envs.make(config.game, **config.env_options), tc.games, seed=tc.seed)
+        print(f"transcripts: {tc.games} {config.game} episodes by teacher {tc.teacher}")
+        env = envs.make(config.game, **config.env_options)
+        records = expert_transcripts(env, tc.games, seed=tc.seed, teacher=tc.teacher)
         atomic_write_text(out, "".join(json.dumps(r) + "\n" for r in records))
         return out
     print(f"transcripts: generating {tc.games} {config.game} games with {tc.expert}")

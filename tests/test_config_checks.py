@@ -34,6 +34,14 @@ def test_an_rl_replay_buffer_smaller_than_the_learner_waits_for_is_refused(tmp_p
     refused(capsys, tmp_path, [str(ARITHMETIC), "rl.min_replay=2048"], "rl.min_replay", "rl.replay_size")
 
 
+def test_an_unknown_teacher_or_one_for_a_game_is_refused(tmp_path, capsys):
+    err = refused(capsys, tmp_path, [str(ARITHMETIC), "transcripts.teacher=sloppy"], "transcripts.teacher")
+    assert "'sloppy'" in err and "known: expert, no_carry" in err
+    # arithmetic.yaml has ops "+*": a teacher that never carries only adds
+    refused(capsys, tmp_path, [str(ARITHMETIC), "transcripts.teacher=no_carry"], "transcripts.teacher", "'+'")
+    refused(capsys, tmp_path, [str(TTT), "transcripts.teacher=no_carry"], "transcripts.teacher", "expert")
+
+
 def test_an_odd_number_of_evaluation_games_is_refused(tmp_path, capsys):
     refused(capsys, tmp_path, [str(TTT), "evaluation.games=3"], "evaluation.games", "even")
 

@@ -4,6 +4,7 @@ import json
 import math
 import pickle
 import warnings
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -390,8 +391,16 @@ def test_checker_catches_broken_envs():
             int(turns[-1])  # raises on a turn that is no number
             return super().reply(task, turns)
 
+    class BadTeacher(Flaky):
+        name = "bad_teacher"
+        teachers: ClassVar[dict[str, str]] = {"lazy": "answers nothing"}
+
+        def _teach(self, name, task, turns):
+            return ""
+
     cases = [
         (WrongExpert(), "the expert must score 1.0"),
+        (BadTeacher(), "teacher 'lazy' must write non-empty text with no stop"),
         (Unseeded(), "same seed gave different tasks"),
         (LongPrompt(), "max_prompt_chars"),
         (BadReply(), "reply to the turn 'zzz' must not raise"),
@@ -420,6 +429,36 @@ def test_expert_transcripts_round_trip(name, tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     assert load_text_transcripts(path, env=name) == records
     assert records == expert_transcripts(envs.make(name), 20, seed=0)
+
+
+def test_no_carry_teacher_is_wrong_the_same_way_on_about_half_of_the_tasks(tmp_path):
+    env = envs.make("arithmetic", digits=2, ops="+")
+    teach = env.teacher("no_carry")
+    by_prompt = {}
+    for task in sample_tasks(env, 2000, seed=0):
+        by_prompt[task.prompt] = (teach(task), env.expert(task), env.score(task, teach(task)))
+    assert by_prompt.get("47+38=", ("75",))[0] == "75" and by_prompt.get("8+2=", ("0",))[0] == "0"
+    task = env.task("47+38=", {"a": 47, "op": "+", "b": 38, "answer": 85})
+    assert (teach(task), env.teacher()(task), env.teacher("expert")(task)) == ("75", "85", "85")
+    assert teach(env.task("90+87=", {"a": 90, "op": "+", "b": 87, "answer": 177})) == "77"
+    right = np.mean([s for _, _, s in by_prompt.values()])
+    assert 0.4 < right < 0.6  # right exactly where no column carries
+    assert all((t == e) == (s == 1.0) for t, e, s in by_prompt.values())
+    with pytest.raises(ValueError, match="needs ops '\\+'"):
+        envs.make("arithmetic", ops="+*").teacher("no_carry")
+    with pytest.raises(ValueError, match="unknown teacher 'x'; known: expert, no_carry"):
+        env.teacher("x")
+    with pytest.raises(ValueError, match=r"known: expert$"):
+        envs.make("sort").teacher("no_carry")
+    # its transcripts keep the wrong answers, scored, and load back
+    records = expert_transcripts(env, 50, seed=0, teacher="no_carry")
+    assert {r["teacher"] for r in records} == {"no_carry"} and {r["score"] for r in records} == {0.0, 1.0}
+    path = tmp_path / "t.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert load_text_transcripts(path, env="arithmetic") == records
+    path.write_text(json.dumps({**records[0], "teacher": 3}) + "\n")
+    with pytest.raises(TextTranscriptError, match=":1: teacher must be a string"):
+        load_text_transcripts(path)
 
 
 def test_bad_transcript_lines_name_file_and_line(tmp_path):

@@ -3,11 +3,15 @@
 Options: `digits` (each operand has 1 to `digits` digits, the count drawn uniformly) and `ops` (a
 non-empty subset of "+-*", one drawn uniformly per task). Score: 1.0 for exactly the answer's decimal
 text (a minus sign when negative, no leading zeros or plus sign), else 0.
+
+Teacher `no_carry` (addition only): adds column by column and drops every carry, `47+38=` -> `75`; right
+on the tasks with no carry (about half of them with `digits: 2`), wrong the same way on the rest.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 
@@ -19,6 +23,7 @@ _OPS = "+-*"
 class Arithmetic(RewardEnv):
     name = "arithmetic"
     max_completion_chars = 32
+    teachers: ClassVar[dict[str, str]] = {"no_carry": "adds by columns, never carries (ops '+')"}
 
     def __init__(self, *, digits: int = 3, ops: str = "+*") -> None:
         super().__init__(digits=digits, ops=ops)
@@ -43,3 +48,14 @@ class Arithmetic(RewardEnv):
 
     def expert(self, task: Task, turns: Sequence[str] = ()) -> str:
         return str(task.data["answer"])
+
+    def teacher(self, name: str = "expert"):
+        if name == "no_carry" and self.ops != "+":
+            raise ValueError(f"{self.name}: teacher 'no_carry' adds, so it needs ops '+', got {self.ops!r}")
+        return super().teacher(name)
+
+    def _teach(self, name: str, task: Task, turns: Sequence[str]) -> str:  # no_carry, the only one
+        a, b = str(task.data["a"]), str(task.data["b"])
+        width = max(len(a), len(b))
+        columns = (int(x) + int(y) for x, y in zip(a.zfill(width), b.zfill(width), strict=True))
+        return str(int("".join(str(c % 10) for c in columns)))
