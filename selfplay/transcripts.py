@@ -457,7 +457,8 @@ def transcripts_stage(config, run_dir: Path, *, progress: bool = True) -> Path:
         return out
     atomic_write_text(meta_path, json.dumps(want, indent=2) + "\n")  # first: a kill leaves no stray file
     if config.is_reward_env:
-        print(f"transcripts: {tc.games} {config.game} episodes by teacher {tc.teacher}")
+        by = "" if tc.teacher == "expert" else f" by teacher {tc.teacher}"
+        print(f"transcripts: {tc.games} {'expert ' * (not by)}{config.game} episodes{by}")
         env = envs.make(config.game, **config.env_options)
         records = expert_transcripts(env, tc.games, seed=tc.seed, teacher=tc.teacher)
         atomic_write_text(out, "".join(json.dumps(r) + "\n" for r in records))

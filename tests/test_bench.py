@@ -221,3 +221,24 @@ def test_corrections_bench_runs_every_arm_and_rates_it(tmp_path):
         "| as many imitation steps",
     ]
     assert (tmp_path / "rounds_against_itself/checkpoints/corrections_1/model.safetensors").exists()
+
+
+def test_teacher_support_bench_counts_right_samples_where_the_teacher_is_wrong(tmp_path):
+    import agents
+
+    cfg = agents.ModelConfig.preset("nano", vocab_size=agents.CharTokenizer().vocab_size, block_size=32)
+    meta = {"game": "arithmetic", "env_options": {"digits": 2, "ops": "+"}}
+    agents.save(agents.new_policy(cfg, device="cpu", seed=0, meta=meta), tmp_path / "ckpt", meta=meta)
+    bench = [sys.executable, str(ROOT / "bench/teacher_support.py"), str(tmp_path / "ckpt")]
+    args = ["--teacher", "no_carry", "--temperatures", "1,2", "--tasks", "40", "--group", "2"]
+    proc = subprocess.run([*bench, *args], capture_output=True, text=True, check=True)
+    first, *_ = proc.stdout.splitlines()
+    n = int(first.split(": ")[1].split(" of ")[0])
+    assert 10 < n < 30  # about half of 40 tasks need a carry
+    rows = [
+        line.split(" | ") for line in proc.stdout.splitlines() if line.startswith("| ") and "---" not in line
+    ]
+    assert [r[0] for r in rows[1:]] == ["| 1", "| 2"]
+    assert all(0 <= float(x.strip(" |")) <= 1 for r in rows[1:] for x in r[1:])
+    bad = subprocess.run([*bench, "--teacher", "nope"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "unknown teacher 'nope'" in bad.stderr and "Traceback" not in bad.stderr

@@ -159,6 +159,20 @@ def test_main_command_runs_every_text_stage(tmp_path, reward, capsys):
     assert agents.read_meta(run_dir / "checkpoints/step_000009")["step"] == 9
 
 
+def test_text_beyond_runs_on_a_teachers_data_and_a_verifier_without_expert_answers(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    argv = [str(ROOT / "configs/text_beyond.yaml"), f"run_dir={run_dir}", *TINY, "rl.reward=verifier"]
+    assert main([*argv, "rl.actors=0", "rl.max_minutes=5", "--no-progress"]) == 0
+    records = [json.loads(line) for line in (run_dir / "transcripts.jsonl").read_text().splitlines()]
+    assert {r["teacher"] for r in records} == {"seldom_carries"}
+    assert 0.0 < np.mean([r["score"] for r in records]) < 1.0  # its mistakes are kept, scored
+    assert json.loads((run_dir / "transcripts.meta.json").read_text())["teacher"] == "seldom_carries"
+    v = json.loads((run_dir / "verifier.json").read_text())
+    assert v["train_completions"] == 40 * 4  # the policy's samples alone: with_expert is false
+    summary = json.loads((run_dir / "rl.json").read_text())
+    assert summary["reward"] == "verifier" and "heldout_verifier_score" in summary["evals"][-1]
+
+
 BAD = ["", "9" * 100_000, None, b"7", 123, ["7"], "\x00\u2603", "   \n", "RIGHT"]  # the last: the answer
 
 

@@ -4,12 +4,15 @@ Options: `digits` (each operand has 1 to `digits` digits, the count drawn unifor
 non-empty subset of "+-*", one drawn uniformly per task). Score: 1.0 for exactly the answer's decimal
 text (a minus sign when negative, no leading zeros or plus sign), else 0.
 
-Teacher `no_carry` (addition only): adds column by column and drops every carry, `47+38=` -> `75`; right
+Teachers (addition only): `no_carry` adds column by column and drops every carry, `47+38=` -> `75`: right
 on the tasks with no carry (about half of them with `digits: 2`), wrong the same way on the rest.
+`seldom_carries` carries on one task in ten of those that need it (the same ones every time: chosen by
+the task's id), so a student sees how a carry goes but learns to leave it out.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -23,7 +26,10 @@ _OPS = "+-*"
 class Arithmetic(RewardEnv):
     name = "arithmetic"
     max_completion_chars = 32
-    teachers: ClassVar[dict[str, str]] = {"no_carry": "adds by columns, never carries (ops '+')"}
+    teachers: ClassVar[dict[str, str]] = {
+        "no_carry": "adds by columns, never carries (ops '+')",
+        "seldom_carries": "carries on a tenth of the tasks that need it (ops '+')",
+    }
 
     def __init__(self, *, digits: int = 3, ops: str = "+*") -> None:
         super().__init__(digits=digits, ops=ops)
@@ -50,11 +56,13 @@ class Arithmetic(RewardEnv):
         return str(task.data["answer"])
 
     def teacher(self, name: str = "expert"):
-        if name == "no_carry" and self.ops != "+":
-            raise ValueError(f"{self.name}: teacher 'no_carry' adds, so it needs ops '+', got {self.ops!r}")
+        if name in self.teachers and self.ops != "+":
+            raise ValueError(f"{self.name}: teacher {name!r} adds, so it needs ops '+', got {self.ops!r}")
         return super().teacher(name)
 
-    def _teach(self, name: str, task: Task, turns: Sequence[str]) -> str:  # no_carry, the only one
+    def _teach(self, name: str, task: Task, turns: Sequence[str]) -> str:
+        if name == "seldom_carries" and hashlib.blake2b(task.id.encode(), digest_size=2).digest()[0] < 26:
+            return self.expert(task)  # 26 / 256: about one task in ten
         a, b = str(task.data["a"]), str(task.data["b"])
         width = max(len(a), len(b))
         columns = (int(x) + int(y) for x, y in zip(a.zfill(width), b.zfill(width), strict=True))
