@@ -244,11 +244,14 @@ class Config(Section):
             env = envs.make(self.game, **self.env_options)
         except (TypeError, ValueError) as e:
             raise ValueError(f"env_options: {e}") from None
-        if self.transcripts.path is None:
-            try:
-                env.teacher(self.transcripts.teacher)
-            except ValueError as e:
-                raise ValueError(f"transcripts.teacher: {e}") from None
+        if self.transcripts.path is not None and self.transcripts.teacher != "expert":
+            raise ValueError(
+                "transcripts.teacher: the transcripts come from transcripts.path; set one of them"
+            )
+        try:
+            env.teacher(self.transcripts.teacher)
+        except ValueError as e:
+            raise ValueError(f"transcripts.teacher: {e}") from None
         new_tokens = self.rl.max_new_tokens or env.max_completion_chars
         need = 1 + env.max_prompt_chars + new_tokens + 1  # <bos> prompt completion <eos>, in characters
         if self.model.tokenizer == "char" and self.model.block_size < need:

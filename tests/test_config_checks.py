@@ -40,6 +40,8 @@ def test_an_unknown_teacher_or_one_for_a_game_is_refused(tmp_path, capsys):
     # arithmetic.yaml has ops "+*": a teacher that never carries only adds
     refused(capsys, tmp_path, [str(ARITHMETIC), "transcripts.teacher=no_carry"], "transcripts.teacher", "'+'")
     refused(capsys, tmp_path, [str(TTT), "transcripts.teacher=no_carry"], "transcripts.teacher", "expert")
+    adds = [str(ARITHMETIC), "env_options={digits: 2, ops: '+'}", "transcripts.teacher=no_carry"]
+    refused(capsys, tmp_path, [*adds, "transcripts.path=t.jsonl"], "transcripts.teacher", "transcripts.path")
 
 
 def test_an_odd_number_of_evaluation_games_is_refused(tmp_path, capsys):
