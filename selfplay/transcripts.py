@@ -14,7 +14,11 @@ Load (every line validated by replaying it through the rules):
 
 The schema (`FORMAT` = "selfplay.transcript/1") is documented in the README.
 
-Episodes of a reward environment (`TEXT_FORMAT` = "selfplay.text/1"), one episode a line:
+Episodes of a reward environment (`TEXT_FORMAT` = "selfplay.text/1"), one episode a line, by its exact
+expert or one of its teachers with systematic errors:
+
+    python -m selfplay.transcripts --game arithmetic --options '{"digits": 2, "ops": "+"}' \
+        --expert no_carry --games 20000 --out no_carry.jsonl
 
     records = expert_transcripts(envs.make("sort"), 1000, seed=0)   # list of dicts
     Path("sort.jsonl").write_text("".join(json.dumps(r) + "\\n" for r in records))
@@ -471,15 +475,30 @@ def transcripts_stage(config, run_dir: Path, *, progress: bool = True) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m selfplay.transcripts", description=__doc__.split("\n\n")[0])
-    p.add_argument("--game", required=True, help=f"one of: {', '.join(envs.names())}")
-    p.add_argument("--expert", required=True, help="expert spec, e.g. alphabeta:depth=4, minimax, mcts:200")
-    p.add_argument("--games", type=int, required=True, help="number of games")
+    p.add_argument(
+        "--game",
+        required=True,
+        help=f"a game ({', '.join(envs.names())}) or reward environment ({', '.join(envs.names('reward'))})",
+    )
+    p.add_argument(
+        "--expert",
+        required=True,
+        help="a game's expert spec (alphabeta:depth=4, minimax, mcts:200), or a reward environment's "
+        "teacher: expert, or one with systematic errors (arithmetic: no_carry, seldom_carries)",
+    )
+    p.add_argument("--options", default="{}", help="a reward environment's options, as JSON")
+    p.add_argument("--games", type=int, required=True, help="number of games (episodes)")
     p.add_argument("--out", required=True, help="output JSONL path (written atomically)")
     p.add_argument("--seed", type=int, default=0, help="base seed; game i uses a seed derived from (seed, i)")
     p.add_argument("--workers", type=int, default=0, help="processes (0 = all cores)")
     p.add_argument("--opening-plies", type=int, default=0, help="random moves (marked explored) at the start")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
+    if args.game in envs.names(kind="reward"):
+        return _write_episodes(args)
+    if args.options != "{}":
+        print(f"error: --options: the game {args.game!r} takes no options", file=sys.stderr)
+        return 2
     try:
         summary = generate(
             args.game,
@@ -500,6 +519,26 @@ def main(argv: list[str] | None = None) -> int:
             f"note: only {summary.distinct} of {summary.games} games differ; "
             "--opening-plies or an expert's epsilon adds variety"
         )
+    return 0
+
+
+def _write_episodes(args: argparse.Namespace) -> int:
+    """`main` for a reward environment: its teacher's episodes, checked before any is written."""
+    try:
+        options = json.loads(args.options)
+        if not isinstance(options, dict):
+            raise ValueError(f"--options must be a JSON object, got {args.options!r}")
+        env = envs.make(args.game, **options)
+        env.teacher(args.expert)
+        if args.games < 1:
+            raise ValueError(f"--games must be at least 1, got {args.games}")
+    except (json.JSONDecodeError, ValueError, TypeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    records = expert_transcripts(env, args.games, seed=args.seed, teacher=args.expert)
+    atomic_write_text(Path(args.out), "".join(json.dumps(r) + "\n" for r in records))
+    right = sum(r["score"] for r in records) / len(records)
+    print(f"wrote {args.out}: {len(records)} {args.game} episodes by {args.expert}, mean score {right:.3f}")
     return 0
 
 

@@ -494,3 +494,45 @@ def test_bad_transcript_lines_name_file_and_line(tmp_path):
         load_text_transcripts(path)
     with pytest.raises(TextTranscriptError, match="no such transcript file"):
         load_text_transcripts(tmp_path / "missing.jsonl")
+
+
+def test_transcripts_command_writes_a_teachers_episodes_and_refuses_bad_options(tmp_path, capsys):
+    from selfplay.transcripts import main
+
+    out = tmp_path / "no_carry.jsonl"
+    argv = [
+        "--game",
+        "arithmetic",
+        "--options",
+        '{"digits": 2, "ops": "+"}',
+        "--games",
+        "30",
+        "--out",
+        str(out),
+    ]
+    assert main([*argv, "--expert", "no_carry"]) == 0
+    assert "30 arithmetic episodes by no_carry" in capsys.readouterr().out
+    records = load_text_transcripts(out, env="arithmetic")
+    assert records == expert_transcripts(envs.make("arithmetic", digits=2, ops="+"), 30, teacher="no_carry")
+    bad = [
+        (["--options", "[1]"], "must be a JSON object"),
+        (["--options", '{"digit": 2}'], "unknown option(s) 'digit'"),
+        (["--options", "{}", "--expert", "no_carry"], "needs ops '+'"),
+    ]
+    for extra, needle in bad:
+        args = [
+            "--game",
+            "arithmetic",
+            "--expert",
+            "expert",
+            "--games",
+            "3",
+            "--out",
+            str(tmp_path / "x.jsonl"),
+        ]
+        assert main([*args, *extra]) == 2
+        assert needle in capsys.readouterr().err
+        assert not (tmp_path / "x.jsonl").exists()
+    game = ["--game", "tictactoe", "--expert", "minimax", "--games", "2", "--options", '{"a": 1}']
+    assert main([*game, "--out", str(tmp_path / "g.jsonl")]) == 2
+    assert "takes no options" in capsys.readouterr().err
