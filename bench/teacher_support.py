@@ -45,9 +45,7 @@ def support(
             policy, env, flat, temperature=temperature, max_new_tokens=env.max_completion_chars, seed=1
         )
         right = episode_scores(env, flat, episodes).reshape(len(wrong), group)
-        theirs = np.mean(
-            [ep[-1][1].split("\n")[0].strip() == teach(t) for t, ep in zip(flat, episodes, strict=True)]
-        )
+        theirs = np.mean([ep[-1][1].strip() == teach(t) for t, ep in zip(flat, episodes, strict=True)])
         rows.append(
             {
                 "temperature": temperature,

@@ -37,12 +37,8 @@ if TYPE_CHECKING:  # what the table below loads, for readers and type checkers
     from selfplay.runtime import Actors, RuntimeFailure, make_runtime
     from selfplay.text_imitate import imitation_stage as text_imitation_stage
     from selfplay.text_rl import train as rl_stage
-    from selfplay.transcripts import (
-        expert_transcripts,
-        load_text_transcripts,
-        load_transcripts,
-        transcripts_stage,
-    )
+    from selfplay.transcript_stage import transcripts_stage
+    from selfplay.transcripts import expert_transcripts, load_text_transcripts, load_transcripts
     from selfplay.transcripts import generate as generate_transcripts
     from selfplay.verifier import best_of_n
     from selfplay.verifier import train as train_verifier
@@ -55,7 +51,7 @@ _EXPORTS = {  # public name -> (module, name there)
     "load_config": ("config", "load_config"),
     # the pipeline and its stages
     "run_pipeline": ("run", "run"),
-    "transcripts_stage": ("transcripts", "transcripts_stage"),
+    "transcripts_stage": ("transcript_stage", "transcripts_stage"),
     "imitation_stage": ("imitate", "imitation_stage"),
     "text_imitation_stage": ("text_imitate", "imitation_stage"),
     "selfplay_stage": ("run", "selfplay_stage"),

@@ -38,7 +38,8 @@ from selfplay.imitation_data import (
 from selfplay.io import atomic_write_text
 from selfplay.resume import SELFPLAY_DIR
 from selfplay.rundir import rel
-from selfplay.transcripts import TranscriptError, transcripts_output, transcripts_stage
+from selfplay.transcript_stage import transcripts_output, transcripts_stage
+from selfplay.transcripts import TranscriptError
 
 __all__ = [  # what other modules and tests take from here; the data side lives in imitation_data
     "Example",

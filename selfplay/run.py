@@ -26,7 +26,8 @@ from selfplay.config import Config, ConfigError, load_config
 from selfplay.io import atomic_write_text
 from selfplay.resume import RL_DIR, SELFPLAY_DIR
 from selfplay.runtime import RuntimeFailure
-from selfplay.transcripts import TranscriptError, transcripts_stage
+from selfplay.transcript_stage import transcripts_stage
+from selfplay.transcripts import TranscriptError
 
 
 def outputs(config: Config, run_dir: Path, resume: bool) -> list[rundir.Output]:

@@ -41,7 +41,8 @@ from selfplay.text import (
     make_env,
     max_new_tokens,
 )
-from selfplay.transcripts import TranscriptError, load_for
+from selfplay.transcript_stage import load_for
+from selfplay.transcripts import TranscriptError
 
 
 # --- the data ------------------------------------------------------------------------------------

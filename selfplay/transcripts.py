@@ -29,7 +29,7 @@ A record is `{"format", "env", "options", "task": {"id", "prompt", "data"}, "tur
 policy reads each turn's `prompt` and writes its `completion` (then the first stop string); `score` is
 the env's score of the episode (a teacher's wrong answers score below 1).
 
-`transcripts_stage` gives a run its data (the user's file, checked, or generated once per setting).
+`selfplay.transcript_stage` gives a run its data from these (the user's file, checked, or generated once).
 """
 
 from __future__ import annotations
@@ -405,72 +405,6 @@ def load_text_transcripts(path: str | os.PathLike, *, env: str | None = None) ->
     if not records:
         raise TextTranscriptError(f"{path}: the file holds no transcripts")
     return records
-
-
-# --- the transcripts stage -----------------------------------------------------------------------
-def wanted(config) -> dict:
-    """What generated transcripts depend on, as their meta file `RUN/transcripts.meta.json` records it."""
-    tc = config.transcripts
-    if config.is_reward_env:
-        options = envs.make(config.game, **config.env_options).options
-        want = {"game": config.game, "options": options, "episodes": tc.games, "seed": tc.seed}
-        return want if tc.teacher == "expert" else {**want, "teacher": tc.teacher}
-    return {"game": config.game, **tc.model_dump(exclude={"workers", "path"})}
-
-
-def transcripts_output(config, run_dir: Path) -> list:
-    """The generated transcripts as an output of the run directory (`selfplay.rundir.Output`), allowed to
-    stay if this config made them; none when the config names its own file."""
-    import selfplay.rundir as rundir  # lazily: it loads torch, which generating games never needs
-
-    if config.transcripts.path is not None:
-        return []
-    meta, want = run_dir / "transcripts.meta.json", wanted(config)
-    made = lambda: rundir.same_json(meta, want)  # noqa: E731
-    return [rundir.Output("transcripts", run_dir / "transcripts.jsonl", made)]
-
-
-def load_for(config, path: str | os.PathLike) -> list:
-    """The transcripts at `path`, checked against the config: its game, or its environment and options."""
-    if not config.is_reward_env:
-        return load_transcripts(path, game=config.game)
-    records = load_text_transcripts(path, env=config.game)
-    options = envs.make(config.game, **config.env_options).options
-    for i, r in enumerate(records, 1):
-        if r["options"] != options:
-            raise TextTranscriptError(
-                f"{path}: record {i} has options {r['options']}, the config's env_options give {options}"
-            )
-    return records
-
-
-def transcripts_stage(config, run_dir: Path, *, progress: bool = True) -> Path:
-    """The imitation data: the user's file if configured (checked), else generated into the run directory
-    once per setting (`wanted`)."""
-    from selfplay.rundir import same_json  # lazily, as above
-
-    tc, what = config.transcripts, f"{config.game} episodes" if config.is_reward_env else "games"
-    if tc.path is not None:
-        n = len(load_for(config, tc.path))
-        print(f"transcripts: {n} {what} from {tc.path}")
-        return Path(tc.path)
-    out, meta_path, want = run_dir / "transcripts.jsonl", run_dir / "transcripts.meta.json", wanted(config)
-    if out.exists() and same_json(meta_path, want):
-        n = len(load_for(config, out))
-        print(f"transcripts: reusing {n} {what} in {out}")
-        return out
-    atomic_write_text(meta_path, json.dumps(want, indent=2) + "\n")  # first: a kill leaves no stray file
-    if config.is_reward_env:
-        by = "" if tc.teacher == "expert" else f" by teacher {tc.teacher}"
-        print(f"transcripts: {tc.games} {'expert ' * (not by)}{config.game} episodes{by}")
-        env = envs.make(config.game, **config.env_options)
-        records = expert_transcripts(env, tc.games, seed=tc.seed, teacher=tc.teacher)
-        atomic_write_text(out, "".join(json.dumps(r) + "\n" for r in records))
-        return out
-    print(f"transcripts: generating {tc.games} {config.game} games with {tc.expert}")
-    kw = {"seed": tc.seed, "workers": tc.workers, "opening_plies": tc.opening_plies, "progress": progress}
-    print(f"transcripts: {generate(config.game, tc.expert, tc.games, out, **kw)}")
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:

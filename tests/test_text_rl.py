@@ -13,7 +13,7 @@ import envs
 from selfplay import text, text_actor, text_imitate, text_rl
 from selfplay.config import ConfigError, load_config
 from selfplay.run import main
-from selfplay.transcripts import transcripts_stage
+from selfplay.transcript_stage import transcripts_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -283,7 +283,7 @@ def test_verifier_init_policy_scratch_or_a_checkpoint(tmp_path, nano_policy, ttt
 
 
 def test_verifier_init_from_a_longer_imitation_run(tmp_path, nano_policy, capsys):
-    from selfplay.transcripts import transcripts_stage
+    from selfplay.transcript_stage import transcripts_stage
     from selfplay.verify import initial_verifier
 
     config = tiny_config(tmp_path, "verifier.init=imitation:25")
@@ -301,7 +301,7 @@ def test_verifier_init_from_a_longer_imitation_run(tmp_path, nano_policy, capsys
 
 
 def test_verifier_size_sets_a_larger_verifier_than_the_policy(tmp_path, nano_policy):
-    from selfplay.transcripts import transcripts_stage
+    from selfplay.transcript_stage import transcripts_stage
     from selfplay.verify import initial_verifier
 
     v = initial_verifier(tiny_config(tmp_path, "verifier.init=scratch", "verifier.size=micro"), nano_policy)
