@@ -22,6 +22,7 @@ from envs.checker import (
 from envs.core import TERMINAL, Game, GameInfo, IllegalMoveError, State
 from envs.registry import UnknownEnvError, make, names, register
 from envs.reward import RewardEnv, Score, Task, reward_env
+from envs.thinking import Thinking
 
 __all__ = [
     "TERMINAL",
@@ -34,6 +35,7 @@ __all__ = [
     "Score",
     "State",
     "Task",
+    "Thinking",
     "UnknownEnvError",
     "check_game",
     "check_reward_env",

@@ -48,15 +48,27 @@ def names(kind: str | None = "game") -> list[str]:
 
 
 def make(name: str, **options: Any) -> Any:
-    """Build the registered environment `name` with keyword options."""
+    """Build the registered environment `name` with keyword options.
+
+    Every reward environment that shows its work also takes `thinking=True`: its thinking format
+    (`envs.thinking`), a scratchpad before the answer.
+    """
     try:
         factory = _REGISTRY[name]
     except (KeyError, TypeError):
         raise UnknownEnvError(f"unknown environment {name!r}; known: {', '.join(names(None))}") from None
     if isinstance(factory, str):
         factory = _REGISTRY[name] = load_entry_point(factory)
+    thinking = options.pop("thinking", False) if _KINDS[name] == "reward" else False
+    if not isinstance(thinking, bool):
+        raise TypeError(f"{name}: option 'thinking' must be true or false, got {thinking!r}")
     _check_options(name, factory, options)
-    return factory(**options)
+    env = factory(**options)
+    if thinking:
+        from envs.thinking import Thinking
+
+        env = Thinking(env)
+    return env
 
 
 def load_entry_point(entry_point: str) -> Any:

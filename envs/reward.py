@@ -97,6 +97,8 @@ class RewardEnv(abc.ABC):
     """Every character a prompt may hold and a completion may use."""
     teachers: ClassVar[dict[str, str]] = {}
     """Teachers with systematic errors, beside the exact `expert`: name -> what it gets wrong (`teacher`)."""
+    max_work_chars: int = 0
+    """The longest text `work` returns; 0: the env shows no work (and has no thinking format)."""
 
     def __init__(self, **options: Any) -> None:
         self.options = dict(options)
@@ -124,6 +126,11 @@ class RewardEnv(abc.ABC):
         `task` and `turns` alone. Single-turn environments need not implement it.
         """
         return None
+
+    def work(self, task: Task) -> str:
+        """The expert's steps towards its answer as one line (the scratchpad of the thinking format,
+        `envs.thinking`); needed with `max_work_chars`."""
+        raise NotImplementedError(f"{self.name} shows no work")
 
     def _teach(self, name: str, task: Task, turns: Sequence[str]) -> str:
         """What teacher `name` (a key of `teachers`) writes for `task`'s next turn; needed with `teachers`."""

@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 import envs
 from envs.experts import ExpertSpecError, make_expert
+from envs.thinking import Thinking
 from selfplay.model_section import HF_ONLY, NATIVE_ONLY, ModelSection
 from selfplay.sections import (
     CorrectionsConfig,
@@ -239,11 +240,21 @@ class Config(Section):
             section, name = key.split(".")
             check_device(getattr(getattr(self, section), name), key, available=key in used_here)
 
+    def reward_env(self) -> envs.RewardEnv:
+        """The reward environment this config trains on, generated as its `rl` section says (the thinking
+        format's budget and answer length)."""
+        env = envs.make(self.game, **self.env_options)
+        if isinstance(env, Thinking):
+            return env.with_budget(self.rl.think_budget, self.rl.max_new_tokens)
+        return env
+
     def _check_reward_env(self) -> None:
         try:
-            env = envs.make(self.game, **self.env_options)
+            env = self.reward_env()
         except (TypeError, ValueError) as e:
             raise ValueError(f"env_options: {e}") from None
+        if self.rl.think_budget is not None and not isinstance(env, Thinking):
+            raise ValueError("rl.think_budget: the thinking format is off; set env_options.thinking: true")
         if self.transcripts.path is not None and self.transcripts.teacher != "expert":
             raise ValueError(
                 "transcripts.teacher: the transcripts come from transcripts.path; set one of them"
@@ -252,7 +263,7 @@ class Config(Section):
             env.teacher(self.transcripts.teacher)
         except ValueError as e:
             raise ValueError(f"transcripts.teacher: {e}") from None
-        new_tokens = self.rl.max_new_tokens or env.max_completion_chars
+        new_tokens = completion_tokens(self.rl.max_new_tokens, env)
         need = 1 + env.max_prompt_chars + new_tokens + 1  # <bos> prompt completion <eos>, in characters
         if self.model.tokenizer == "char" and self.model.block_size < need:
             raise ValueError(
@@ -264,6 +275,14 @@ class Config(Section):
                 f"rl.reward: {self.rl.reward!r} needs a single-turn environment; {self.game} has "
                 f"up to {env.max_turns} turns (use programmatic)"
             )
+
+
+def completion_tokens(max_new_tokens: int | None, env: envs.RewardEnv) -> int:
+    """Tokens of a generated completion at most: `rl.max_new_tokens` (default: the env's longest
+    completion), or in the thinking format the budget, the format's words and that many for the answer."""
+    if isinstance(env, Thinking):
+        return env.completion_tokens()
+    return max_new_tokens or env.max_completion_chars
 
 
 def check_device(device: str, key: str = "device", *, available: bool = True) -> None:
@@ -430,6 +449,7 @@ ADDED_LATER = {
     },
     "imitation": {"symmetries": False},
     "transcripts": {"teacher": "expert"},
+    "rl": {"think_budget": None},
 }
 
 

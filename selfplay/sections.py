@@ -226,7 +226,16 @@ class RLConfig(Stage2Section):
     temperature: float = Field(default=1.0, gt=0, description="Sampling temperature of the actors.")
     top_k: int | None = Field(default=None, ge=1, description="Sample among the k likeliest tokens only.")
     max_new_tokens: int | None = Field(
-        default=None, ge=1, description="Tokens per completion at most; None: the env's max_completion_chars."
+        default=None,
+        ge=1,
+        description="Tokens per completion at most (in the thinking format, of the answer after the work); "
+        "None: the env's max_completion_chars.",
+    )
+    think_budget: int | None = Field(
+        default=None,
+        ge=0,
+        description="With `env_options.thinking: true`: tokens of work the policy may write before it is "
+        "made to answer, in every stage's generation (0: answer at once); None: the env's longest work.",
     )
     batch_size: int = Field(default=256, ge=1, description="Completions per learner step.")
     replay_size: int = Field(

@@ -16,7 +16,8 @@ import torch
 import agents
 import envs
 from envs.reward import sample_tasks
-from selfplay.config import Config
+from envs.thinking import ANSWER, THINK
+from selfplay.config import Config, completion_tokens
 from selfplay.imitate import ImitationError
 
 HELD_OUT_SEED = 1_000_000
@@ -24,11 +25,12 @@ HELD_OUT_SEED = 1_000_000
 
 
 def make_env(config: Config) -> envs.RewardEnv:
-    return envs.make(config.game, **config.env_options)
+    return config.reward_env()
 
 
 def max_new_tokens(config: Config, env: envs.RewardEnv) -> int:
-    return config.rl.max_new_tokens or env.max_completion_chars
+    """Tokens of a generated completion at most (in the thinking format: work, its words, the answer)."""
+    return completion_tokens(config.rl.max_new_tokens, env)
 
 
 # --- tasks ---------------------------------------------------------------------------------------
@@ -62,6 +64,37 @@ class TaskSampler:
 
 
 # --- playing episodes ----------------------------------------------------------------------------
+class ThinkingSampler:
+    """Generation in the thinking format (`envs.thinking`): after `think:`, up to `env.budget` tokens of
+    work, stopped early by the policy's own `answer:`; then `answer:` (written for the policy when the
+    budget ran out or the work ended without it) and up to `env.answer_tokens` tokens of answer.
+
+    The completion is the text as generated, the words written for the policy included."""
+
+    def __init__(self, policy: agents.Policy, env: envs.Thinking) -> None:
+        self.policy, self.env = policy, env
+
+    def generate(
+        self, prompts: Sequence[str], *, max_new_tokens: int, stop: Sequence[str] = (), seed=None, **knobs
+    ) -> list[str]:
+        env, generate = self.env, self.policy.generate
+        heads = [p + THINK for p in prompts]
+        budget = min(env.budget, max_new_tokens)
+        works = [""] * len(prompts)
+        if budget > 0:
+            works = generate(heads, max_new_tokens=budget, stop=(ANSWER, *stop), seed=seed, **knobs)
+        made = [h + w + ("" if w.endswith(" ") else " ") + ANSWER for h, w in zip(heads, works, strict=True)]
+        seed = None if seed is None else seed + 104_729
+        cap = min(env.answer_tokens, max_new_tokens)
+        answers = generate(made, max_new_tokens=cap, stop=stop, seed=seed, **knobs)
+        return [m[len(p) :] + a for p, m, a in zip(prompts, made, answers, strict=True)]
+
+
+def sampler(policy: agents.Policy, env: envs.RewardEnv):
+    """What generates `env`'s completions: the policy, or in the thinking format a `ThinkingSampler`."""
+    return ThinkingSampler(policy, env) if isinstance(env, envs.Thinking) else policy
+
+
 def play(
     policy: agents.Policy,
     env: envs.RewardEnv,
@@ -76,6 +109,7 @@ def play(
     """One episode per task, every active episode's next turn generated in one batch: a list of
     (prompt, completion) turns per task. Single-turn tasks take one generation call."""
     episodes: list[list[tuple[str, str]]] = [[] for _ in tasks]
+    gen = sampler(policy, env)
     for turn in range(env.max_turns):
         active = []
         for i, task in enumerate(tasks):
@@ -86,7 +120,7 @@ def play(
             break
         for start in range(0, len(active), batch_size):
             chunk = active[start : start + batch_size]
-            texts = policy.generate(
+            texts = gen.generate(
                 [p for _, p in chunk],
                 max_new_tokens=max_new_tokens,
                 temperature=temperature,

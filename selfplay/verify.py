@@ -27,7 +27,15 @@ from selfplay.config import Config
 from selfplay.imitate import config_hash
 from selfplay.io import atomic_write_text
 from selfplay.rundir import rel
-from selfplay.text import TaskSampler, accuracy, held_out_ids, held_out_tasks, make_env, max_new_tokens
+from selfplay.text import (
+    TaskSampler,
+    accuracy,
+    held_out_ids,
+    held_out_tasks,
+    make_env,
+    max_new_tokens,
+    sampler,
+)
 from selfplay.text_actor import VERIFIER_DIR
 from selfplay.text_imitate import imitation_stage
 
@@ -188,7 +196,8 @@ def _make(config: Config, run_dir: Path, imitation: Path, *, progress: bool) -> 
 def _labelled(policy, env, tasks, n: int, *, seed: int, **sampling) -> list[V.Labelled]:
     """`n` sampled completions of each task, labelled by the env's score."""
     prompts = [env.prompt_for(t) for t in tasks]
-    return V.label_completions(policy, prompts, lambda i, c: env.score(tasks[i], c), n, seed=seed, **sampling)
+    gen = sampler(policy, env)
+    return V.label_completions(gen, prompts, lambda i, c: env.score(tasks[i], c), n, seed=seed, **sampling)
 
 
 def _measure(config: Config, env, policy, verifier, sampling: dict) -> tuple[dict[str, Any], list]:

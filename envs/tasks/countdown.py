@@ -4,7 +4,7 @@
 number used at most once, exact rational arithmetic. Options: `numbers` (how many are given), `max_number`
 (each drawn from 1 to it) and `max_target`. Every task is solvable: the sampler builds the target by
 combining some of the numbers, keeping intermediate results positive integers, and the expert finds a
-solution with fewest operations by search.
+solution with fewest operations by search; its work (`work`) is the steps of that solution, `25-7=18, 18/3=6`.
 
 Score: 1.0 when the expression is well formed, uses only given numbers (each at most as often as given)
 and equals the target; else 0. The expression is read by a small recursive-descent parser (numbers,
@@ -86,7 +86,7 @@ def evaluate(text: str) -> tuple[Fraction, list[int]]:
 
 
 # --- the solver: combine two numbers at a time, positive integer results only -------------------
-_Item = tuple[int, str, int]  # value, text, precedence (1: + -, 2: * /, 3: a number)
+_Item = tuple[int, str, int, tuple[str, ...]]  # value, text, precedence (1: + -, 2: * /, 3: a number), steps
 
 
 def _wrap(item: _Item, parens: bool) -> str:
@@ -95,19 +95,24 @@ def _wrap(item: _Item, parens: bool) -> str:
 
 def _combine(a: _Item, b: _Item) -> list[_Item]:
     """Useful results of a op b with a >= b (no x*1, x/1, x-x: they never help)."""
-    (x, _, pa), (y, _, pb) = a, b
-    out = [(x + y, f"{a[1]}+{b[1]}", 1)]
+    (x, _, pa, sa), (y, _, pb, sb) = a, b
+    done = sa + sb
+
+    def step(value: int, op: str) -> tuple[str, ...]:
+        return (*done, f"{x}{op}{y}={value}")
+
+    out = [(x + y, f"{a[1]}+{b[1]}", 1, step(x + y, "+"))]
     if x > y:
-        out.append((x - y, f"{a[1]}-{_wrap(b, pb <= 1)}", 1))
+        out.append((x - y, f"{a[1]}-{_wrap(b, pb <= 1)}", 1, step(x - y, "-")))
     if y > 1:
-        out.append((x * y, f"{_wrap(a, pa < 2)}*{_wrap(b, pb < 2)}", 2))
+        out.append((x * y, f"{_wrap(a, pa < 2)}*{_wrap(b, pb < 2)}", 2, step(x * y, "*")))
         if x % y == 0:
-            out.append((x // y, f"{_wrap(a, pa < 2)}/{_wrap(b, pb <= 2)}", 2))
+            out.append((x // y, f"{_wrap(a, pa < 2)}/{_wrap(b, pb <= 2)}", 2, step(x // y, "/")))
     return out
 
 
-def _search(items: tuple[_Item, ...], target: int, steps: int, failed: set) -> str | None:
-    key = (tuple(sorted(v for v, _, _ in items)), steps)
+def _search(items: tuple[_Item, ...], target: int, steps: int, failed: set) -> _Item | None:
+    key = (tuple(sorted(item[0] for item in items)), steps)
     if key in failed:
         return None
     for i in range(len(items)):
@@ -116,7 +121,7 @@ def _search(items: tuple[_Item, ...], target: int, steps: int, failed: set) -> s
             rest = items[:i] + items[i + 1 : j] + items[j + 1 :]
             for item in _combine(a, b):
                 if item[0] == target:
-                    return item[1]
+                    return item
                 if steps > 1 and (found := _search((*rest, item), target, steps - 1, failed)):
                     return found
     failed.add(key)
@@ -125,9 +130,14 @@ def _search(items: tuple[_Item, ...], target: int, steps: int, failed: set) -> s
 
 def solve(numbers: Sequence[int], target: int) -> str | None:
     """An expression for `target` with fewest operations (positive integer steps), or None."""
+    found = _solve(numbers, target)
+    return None if found is None else found[1]
+
+
+def _solve(numbers: Sequence[int], target: int) -> _Item | None:
     if target in numbers:
-        return str(target)
-    items = tuple((n, str(n), 3) for n in numbers)
+        return (target, str(target), 3, ())
+    items = tuple((n, str(n), 3, ()) for n in numbers)
     failed: set = set()
     for steps in range(1, len(numbers)):
         if found := _search(items, target, steps, failed):
@@ -146,6 +156,9 @@ class Countdown(RewardEnv):
         self.max_target = self.int_option("max_target", 10, 10_000)
         digits = len(str(self.max_number)) + 1
         self.max_prompt_chars = len("make  from:") + len(str(self.max_target)) + self.numbers * digits
+        # a step is `x?y=z` with x, y, z below max_number ** numbers; steps are joined by ", "
+        step = 3 * len(str(self.max_number**self.numbers)) + 4
+        self.max_work_chars = (self.numbers - 1) * step
 
     def sample(self, rng: np.random.Generator) -> Task:
         for _ in range(10_000):
@@ -153,7 +166,7 @@ class Countdown(RewardEnv):
             pool = [numbers[i] for i in rng.permutation(self.numbers)[: rng.integers(2, self.numbers + 1)]]
             while len(pool) > 1:
                 a, b = (pool.pop(int(rng.integers(len(pool)))) for _ in range(2))
-                results = [v for v, _, _ in _combine((max(a, b), "", 3), (min(a, b), "", 3))]
+                results = [v for v, *_ in _combine((max(a, b), "", 3, ()), (min(a, b), "", 3, ()))]
                 pool.append(results[int(rng.integers(len(results)))])
             target = pool[0]
             if 1 <= target <= self.max_target and target not in numbers:
@@ -169,7 +182,13 @@ class Countdown(RewardEnv):
         return float(value == task.data["target"]), {"value": str(value)}
 
     def expert(self, task: Task, turns: Sequence[str] = ()) -> str:
-        found = solve(task.data["numbers"], task.data["target"])
+        return self._solution(task)[1]
+
+    def work(self, task: Task) -> str:
+        return ", ".join(self._solution(task)[3])
+
+    def _solution(self, task: Task) -> _Item:
+        found = _solve(task.data["numbers"], task.data["target"])
         if found is None:
             raise ValueError(f"{self.name}: task {task.id} has no solution")
         return found
