@@ -8,6 +8,7 @@ Held-out tasks come from their own seed (`held_out_tasks`), and their ids never 
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Sequence
 
 import numpy as np
@@ -16,7 +17,7 @@ import torch
 import agents
 import envs
 from envs.reward import sample_tasks
-from envs.thinking import ANSWER, THINK
+from envs.thinking import ANSWER, THINK, split
 from selfplay.config import Config, completion_tokens
 from selfplay.imitate import ImitationError
 
@@ -131,6 +132,18 @@ def play(
             for (i, prompt), text in zip(chunk, texts, strict=True):
                 episodes[i].append((prompt, text))
     return episodes
+
+
+def majority(env: envs.RewardEnv, completions: Sequence[str]) -> str:
+    """The first of `completions` whose answer is the most frequent one (in the thinking format, the
+    answer after the work, so that different work towards one answer counts as one vote)."""
+
+    def answer(c: str) -> str:
+        parts = split(c) if isinstance(env, envs.Thinking) else None
+        return parts[1] if parts else c.strip()
+
+    top = collections.Counter(answer(c) for c in completions).most_common(1)[0][0]
+    return next(c for c in completions if answer(c) == top)
 
 
 def episode_scores(env: envs.RewardEnv, tasks: Sequence[envs.Task], episodes) -> np.ndarray:

@@ -15,7 +15,6 @@ the most frequent answer, and of any (pass@N). Writes `think_budget.md`, `.png` 
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import math
 import sys
@@ -29,18 +28,12 @@ from tqdm import tqdm
 
 import agents
 import envs
-from envs.thinking import split
 from selfplay.config import ConfigError, load_config
 from selfplay.io import atomic_write_text
 from selfplay.ratings import _pyplot, _save
-from selfplay.text import episode_scores, held_out_tasks, play, sampler
+from selfplay.text import episode_scores, held_out_tasks, majority, play, sampler
 from selfplay.text_actor import VERIFIER_DIR
 from selfplay.verifier import sample
-
-
-def _answer(env: envs.RewardEnv, completion: str) -> str:
-    parts = split(completion) if isinstance(env, envs.Thinking) else None
-    return parts[1] if parts else completion.strip()
 
 
 def _tokens(policy: agents.Policy, texts: Sequence[str]) -> float:
@@ -92,8 +85,8 @@ def measure(
     per_sample = _tokens(policy, [c for cs in samples for c in cs])
     for m in best_of:
         row = {"n": m, "tokens": m * per_sample, "pass_at_n": float((right[:, :m] >= 1.0).any(1).mean())}
-        votes = [collections.Counter(_answer(at, c) for c in cs[:m]).most_common(1)[0][0] for cs in samples]
-        row["majority"] = float(np.mean([at.inner.score(t, a) for t, a in zip(tasks, votes, strict=True)]))
+        votes = [majority(at, cs[:m]) for cs in samples]
+        row["majority"] = float(np.mean([at.score(t, c) for t, c in zip(tasks, votes, strict=True)]))
         if scores is not None:
             picked = right[np.arange(n), scores[:, :m].argmax(1)]
             row["verifier"] = float(picked.mean())

@@ -8,7 +8,6 @@ Files: `RUN/checkpoints/verifier` (meta `stage: verifier`, with its metrics), `R
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import json
 import time
@@ -32,6 +31,7 @@ from selfplay.text import (
     accuracy,
     held_out_ids,
     held_out_tasks,
+    majority,
     make_env,
     max_new_tokens,
     sampler,
@@ -218,15 +218,13 @@ def _measure(config: Config, env, policy, verifier, sampling: dict) -> tuple[dic
     labels = np.array([r.label for r in cands]).reshape(len(held), k)
     comps = np.array([r.completion for r in cands], dtype=object).reshape(len(held), k)
     picked = scores.argmax(1)
-    majority = [collections.Counter(row).most_common(1)[0][0] for row in comps]
+    voted = [majority(env, list(row)) for row in comps]
     measured = {
         "heldout_roc_auc": heldout.roc_auc,
         "heldout_accuracy": heldout.accuracy,
         "greedy_accuracy": accuracy(policy, env, held, max_new_tokens=sampling["max_new_tokens"]),
         "best_of_n_accuracy": float(labels[np.arange(len(held)), picked].mean()),
-        "majority_of_n_accuracy": float(
-            np.mean([env.score(t, c) for t, c in zip(held, majority, strict=True)])
-        ),
+        "majority_of_n_accuracy": float(np.mean([env.score(t, c) for t, c in zip(held, voted, strict=True)])),
         "sample_accuracy": float(labels.mean()),
         "pass_at_n": float((labels >= 0.5).any(1).mean()),
         "best_of_temperature": vc.best_of_temperature or vc.temperature,

@@ -196,3 +196,11 @@ def test_a_thinking_run_end_to_end_and_its_budget_table(tmp_path):
         other.mkdir()
         (other / "config.yaml").write_text((ROOT / "configs/arithmetic.yaml").read_text())
         think_budget([str(other), "--no-progress"])
+
+
+def test_majority_counts_answers_not_work():
+    env = envs.make("arithmetic", digits=2, ops="+", thinking=True)
+    votes = ["think: 1 answer: 7", "think: 2 answer: 8", "think: 3 answer: 8", "think: 4 answer: 7 "]
+    assert text.majority(env, votes) == "think: 1 answer: 7"  # 7 and 8 tie: the first seen wins
+    assert text.majority(env, [*votes, "think: answer: 8"]) == "think: 2 answer: 8"
+    assert text.majority(envs.make("arithmetic", digits=2), ["5", "6 ", "6"]) == "6 "
