@@ -142,7 +142,11 @@ def plot(result: dict[str, Any], path: str | Path, *, title: str) -> Path:
     )  # fmt: skip
     for r in b:
         ax.annotate(
-            str(r["budget"]), (r["tokens"], r["accuracy"]), textcoords="offset points", xytext=(4, -10)
+            str(r["budget"]),
+            (r["tokens"], r["accuracy"]),
+            textcoords="offset points",
+            xytext=(3, -9),
+            fontsize=7,
         )
     series = [("verifier", "best-of-N (verifier)"), ("majority", "majority of N"), ("pass_at_n", "pass@N")]
     for key, label in series:
@@ -150,7 +154,7 @@ def plot(result: dict[str, Any], path: str | Path, *, title: str) -> Path:
         if rows:
             style = ":" if key == "pass_at_n" else "-"
             ax.plot([r["tokens"] for r in rows], [r[key] for r in rows], style, marker="s", label=label)
-    ax.set_xscale("symlog", linthresh=10)
+    ax.set_xscale("log")  # every completion has its answer's tokens: none is 0
     ax.set_xlabel("tokens generated per task")
     ax.set_ylabel("held-out accuracy")
     ax.set_ylim(-0.02, 1.02)

@@ -204,3 +204,13 @@ def test_majority_counts_answers_not_work():
     assert text.majority(env, votes) == "think: 1 answer: 7"  # 7 and 8 tie: the first seen wins
     assert text.majority(env, [*votes, "think: answer: 8"]) == "think: 2 answer: 8"
     assert text.majority(envs.make("arithmetic", digits=2), ["5", "6 ", "6"]) == "6 "
+
+
+def test_the_gymnasium_face_takes_the_thinking_format():
+    env = envs.make_gym("arithmetic", digits=2, ops="+", thinking=True)
+    obs, _ = env.reset(seed=0)
+    assert obs == "67+34="
+    _, reward, terminated, _, _ = env.step("think: 11 10 answer: 101")
+    assert reward == 1.0 and terminated
+    env.reset(seed=0)
+    assert env.step("101")[1] == 0.0  # the answer-only format is not this one
