@@ -279,7 +279,8 @@ class Config(Section):
 
 def completion_tokens(max_new_tokens: int | None, env: envs.RewardEnv) -> int:
     """Tokens of a generated completion at most: `rl.max_new_tokens` (default: the env's longest
-    completion), or in the thinking format the budget, the format's words and that many for the answer."""
+    completion); in the thinking format the env's own count (budget, the format's words, the answer, which
+    `Config.reward_env` bounds by `rl.max_new_tokens`)."""
     if isinstance(env, Thinking):
         return env.completion_tokens()
     return max_new_tokens or env.max_completion_chars
