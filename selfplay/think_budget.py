@@ -155,6 +155,8 @@ def plot(result: dict[str, Any], path: str | Path, *, title: str) -> Path:
             style = ":" if key == "pass_at_n" else "-"
             ax.plot([r["tokens"] for r in rows], [r[key] for r in rows], style, marker="s", label=label)
     ax.set_xscale("log")  # every completion has its answer's tokens: none is 0
+    ax.xaxis.set_major_formatter(plt.matplotlib.ticker.ScalarFormatter())
+    ax.xaxis.set_minor_formatter(plt.matplotlib.ticker.NullFormatter())
     ax.set_xlabel("tokens generated per task")
     ax.set_ylabel("held-out accuracy")
     ax.set_ylim(-0.02, 1.02)
