@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 import envs
 from envs.experts import ExpertSpecError, make_expert
 from envs.thinking import Thinking
+from selfplay.config_text import ConfigError, DuplicateKey, UniqueKeyLoader, parse_overrides, set_dotted
 from selfplay.model_section import HF_ONLY, NATIVE_ONLY, ModelSection
 from selfplay.sections import (
     CorrectionsConfig,
@@ -59,10 +60,6 @@ __all__ = [
     "parse_overrides",
     "reference_markdown",
 ]
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot be run; the message names the file and the key."""
 
 
 class Config(Section):
@@ -311,62 +308,18 @@ def check_device(device: str, key: str = "device", *, available: bool = True) ->
         raise ValueError(f"{key}: {device!r}: selfplay runs on cpu, cuda or mps")
 
 
-def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
-    keys = dotted.split(".")
-    node = data
-    for k in keys[:-1]:
-        child = node.setdefault(k, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"override {dotted!r}: {k!r} is not a section")
-        node = child
-    node[keys[-1]] = value
-
-
-def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
-    """`["a.b=3", "c=x"]` -> `[("a.b", 3), ("c", "x")]`, values parsed as YAML scalars."""
-    out = []
-    for item in items:
-        key, eq, raw = item.partition("=")
-        if not eq or not key.strip():
-            raise ConfigError(f"override {item!r} must look like key=value (e.g. transcripts.games=100)")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError as e:
-            raise ConfigError(f"override {item!r}: value is not valid YAML ({e})") from None
-        out.append((key.strip(), value))
-    return out
-
-
-class _DuplicateKey(yaml.YAMLError):
-    pass
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML's safe loader, refusing a key given twice in one mapping (where the last would silently win)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            line = key_node.start_mark.line + 1
-            if key in seen:
-                raise _DuplicateKey(f"key {key!r} is given twice (lines {seen[key]} and {line})")
-            seen[key] = line
-        return super().construct_mapping(node, deep=deep)
-
-
 def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> Config:
     """Read, override and validate a config; `ConfigError` names the file and the offending key."""
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"{path}: is a directory, not a config file (e.g. configs/game.yaml)")
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
-    except _DuplicateKey as e:
+    except DuplicateKey as e:
         raise ConfigError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
@@ -376,7 +329,7 @@ def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> Config:
         raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
     parsed = parse_overrides(list(overrides))
     for key, value in parsed:
-        _set_dotted(data, key, value)
+        set_dotted(data, key, value)
     _drop_native_keys(path, data, dict(parsed))
     try:
         config = Config.model_validate(data)

@@ -44,6 +44,8 @@ __all__ = [
     "league_table",
     "plot_elo_by_budget",
     "plot_elo_by_step",
+    "pyplot",
+    "save_png",
     "to_csv",
     "to_markdown",
     "write_table",
@@ -304,7 +306,8 @@ def write_table(rows: Sequence[Row], stem: str | os.PathLike, *, note: str = "")
 
 
 # --- plots ---------------------------------------------------------------------------------------------
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot drawing to files only (every PNG the project writes)."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
@@ -313,7 +316,8 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: str | os.PathLike) -> Path:
+def save_png(fig, path: str | os.PathLike) -> Path:
+    """`fig` as a PNG at `path`, written atomically."""
     path = Path(path)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
@@ -327,7 +331,7 @@ def plot_elo_by_step(
 ) -> Path:
     """Elo (with its interval) of the players in `steps` against their training step, one line per
     search budget (names ending `@mcts:N`); every other player is a dashed horizontal reference."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     curves: dict[str, list[tuple[int, Row]]] = {}
     for r in rows:
@@ -348,7 +352,7 @@ def plot_elo_by_step(
         ax.legend()
     fig.tight_layout()
     try:
-        return _save(fig, path)
+        return save_png(fig, path)
     finally:
         plt.close(fig)
 
@@ -361,7 +365,7 @@ def plot_elo_by_budget(
     title: str = "Elo against search budget",
 ) -> Path:
     """Elo (with its interval) of the players in `budgets` against their simulations per move."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     pts = sorted((budgets[r.name], r) for r in rows if r.name in budgets)
     x = [p[0] for p in pts]
@@ -382,7 +386,7 @@ def plot_elo_by_budget(
     ax.set(xlabel="simulations per move", ylabel="Elo", title=title)
     fig.tight_layout()
     try:
-        return _save(fig, path)
+        return save_png(fig, path)
     finally:
         plt.close(fig)
 
@@ -396,7 +400,7 @@ def plot_scores_by_step(
     """Score (win 1, draw 1/2) against each opponent by training step: `curves` maps (opponent, budget
     label such as "raw" or "@mcts:64") to (step, score) points; a colour per opponent, a line style per
     budget."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 4.5))
     opponents = sorted({o for o, _ in curves})
     budgets = sorted({b for _, b in curves}, key=lambda b: (b != "raw", b))
@@ -418,6 +422,6 @@ def plot_scores_by_step(
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside, not over, the lines
     fig.tight_layout()
     try:
-        return _save(fig, path)
+        return save_png(fig, path)
     finally:
         plt.close(fig)

@@ -30,7 +30,7 @@ import agents
 import envs
 from selfplay.config import ConfigError, load_config
 from selfplay.io import atomic_write_text
-from selfplay.ratings import _pyplot, _save
+from selfplay.ratings import pyplot, save_png
 from selfplay.text import episode_scores, held_out_tasks, majority, play, sampler
 from selfplay.text_actor import VERIFIER_DIR
 from selfplay.verifier import sample
@@ -133,7 +133,7 @@ def to_markdown(result: dict[str, Any], *, title: str) -> str:
 
 def plot(result: dict[str, Any], path: str | Path, *, title: str) -> Path:
     """Accuracy against tokens generated per task: one line by thinking budget, and by N for best-of-N."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     b = result["budget"]
     ax.errorbar(
@@ -163,7 +163,7 @@ def plot(result: dict[str, Any], path: str | Path, *, title: str) -> Path:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
-    path = _save(fig, path)
+    path = save_png(fig, path)
     plt.close(fig)
     return path
 
