@@ -26,6 +26,7 @@ import envs
 from envs.experts import ExpertSpecError, make_expert
 from envs.thinking import Thinking
 from selfplay.config_text import ConfigError, DuplicateKey, UniqueKeyLoader, parse_overrides, set_dotted
+from selfplay.label.formats import LabelFileError, load_corrections
 from selfplay.model_section import HF_ONLY, NATIVE_ONLY, ModelSection
 from selfplay.sections import (
     CorrectionsConfig,
@@ -153,6 +154,10 @@ class Config(Section):
             raise ValueError(f"env_options: the game {self.game!r} takes no options")
         if self.transcripts.teacher != "expert":
             raise ValueError("transcripts.teacher: for reward environments; a game's is transcripts.expert")
+        if self.transcripts.corrections:
+            raise ValueError(
+                "transcripts.corrections: for reward environments (games have corrections.rounds)"
+            )
         game = envs.make(self.game)
         specs = [("evaluation.baselines", b) for b in self.evaluation.baselines]
         if self.transcripts.path is None:
@@ -343,11 +348,18 @@ def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> Config:
         raise ConfigError(f"{path}: " + "; ".join(problems)) from None
     except ValueError as e:
         raise ConfigError(f"{path}: {e}") from None
-    if config.transcripts.path is not None:  # resolved against the config file, as users expect
-        resolved = str((path.parent / config.transcripts.path).resolve())
-        config = config.model_copy(
-            update={"transcripts": config.transcripts.model_copy(update={"path": resolved})}
-        )
+    tc, update = config.transcripts, {}
+    if tc.path is not None:  # resolved against the config file, as users expect
+        update["path"] = str((path.parent / tc.path).resolve())
+    if tc.corrections:
+        update["corrections"] = [str((path.parent / c).resolve()) for c in tc.corrections]
+        for key, file in zip(tc.corrections, update["corrections"], strict=True):
+            try:
+                load_corrections(file)
+            except LabelFileError as e:
+                raise ConfigError(f"{path}: transcripts.corrections: {key}: {e}") from None
+    if update:
+        config = config.model_copy(update={"transcripts": tc.model_copy(update=update)})
     return config
 
 
@@ -402,7 +414,7 @@ ADDED_LATER = {
         "board_features": [],
     },
     "imitation": {"symmetries": False},
-    "transcripts": {"teacher": "expert"},
+    "transcripts": {"teacher": "expert", "corrections": []},
     "rl": {"think_budget": None},
 }
 

@@ -10,6 +10,7 @@ for the player to move. Moves marked `explored` (random, not the expert's) teach
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import random
@@ -297,7 +298,12 @@ def config_hash(config: Config) -> str:
     reward environment also its options and the length of the greedy evaluation's answers."""
     if config.is_reward_env:
         sections = {"game", "env_options", "transcripts", "model", "imitation"}
-        return fingerprint(config, sections, rl_max_new_tokens=config.rl.max_new_tokens)
+        extra = {"rl_max_new_tokens": config.rl.max_new_tokens}
+        if config.transcripts.corrections:  # what the files hold, not only where they are
+            extra["corrections"] = [
+                hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in config.transcripts.corrections
+            ]
+        return fingerprint(config, sections, **extra)
     return fingerprint(config, {"game", "transcripts", "model", "imitation"})
 
 

@@ -16,14 +16,21 @@ Ratings are relative: they are anchored so `anchor` (default `random`) sits at `
 player the mean rating is put there instead (`anchoring` says which, for the table). Confidence intervals
 resample the games with replacement and refit (percentile bootstrap); they are relative to the anchor, so
 the anchor's own interval is a point. Players never connected by games cannot be compared: an error.
+
+Arena votes of the labelling workbench (`selfplay.label.formats`) are results too, a tie or "both bad" a
+draw; the command rates the models of votes files:
+
+    python -m selfplay.ratings runs/labels/votes.jsonl [more.jsonl ...] [--out DIR]    # ratings.md/.csv/.png
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import math
 import os
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
@@ -31,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from selfplay.io import atomic_open, atomic_write_text
+from selfplay.label.formats import LabelFileError, load_votes, vote_results
 
 __all__ = [
     "RatingsError",
@@ -44,10 +52,12 @@ __all__ = [
     "league_table",
     "plot_elo_by_budget",
     "plot_elo_by_step",
+    "plot_league",
     "pyplot",
     "save_png",
     "to_csv",
     "to_markdown",
+    "vote_ratings",
     "write_table",
 ]
 
@@ -425,3 +435,56 @@ def plot_scores_by_step(
         return save_png(fig, path)
     finally:
         plt.close(fig)
+
+
+def plot_league(rows: Sequence[Row], path: str | os.PathLike, *, title: str = "Ratings") -> Path:
+    """Each player's Elo with its interval, strongest on top."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 0.8 + 0.45 * len(rows)))
+    y = np.arange(len(rows))[::-1]
+    elo = np.array([r.elo for r in rows])
+    err = [elo - [r.lo for r in rows], [r.hi for r in rows] - elo]
+    ax.errorbar(elo, y, xerr=err, fmt="o", capsize=3)
+    ax.set_yticks(y, [f"{r.name} ({r.games})" for r in rows])
+    ax.set(xlabel="Elo (95% interval); games in brackets", title=title)
+    fig.tight_layout()
+    try:
+        return save_png(fig, path)
+    finally:
+        plt.close(fig)
+
+
+# --- votes ------------------------------------------------------------------------------------------
+def vote_ratings(
+    paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *, samples: int = 200, png: bool = True
+) -> list[Row]:
+    """The league table of the models in votes files, as OUT/ratings.md, .csv and (with `png`) .png."""
+    results = [r for p in paths for r in vote_results(load_votes(p))]
+    if not results:
+        raise RatingsError(f"{', '.join(map(str, paths))}: no votes recorded")
+    rows = league_table(results, anchor=None, samples=samples)
+    note = anchoring([r.name for r in rows], None) + "; 95% bootstrap intervals; a tie or both bad is a draw."
+    stem = Path(out_dir) / "ratings"
+    write_table(rows, stem, note=note)
+    if png:
+        plot_league(rows, stem.with_suffix(".png"), title=f"Arena votes ({len(results)})")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m selfplay.ratings", description="Ratings from arena votes.")
+    p.add_argument("votes", nargs="+", help="votes files (selfplay.vote/1 records)")
+    p.add_argument("--out", help="directory of ratings.md, .csv, .png (default: the first file's)")
+    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the intervals")
+    args = p.parse_args(argv)
+    try:
+        rows = vote_ratings(args.votes, args.out or Path(args.votes[0]).parent, samples=args.bootstrap)
+    except (LabelFileError, RatingsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(to_markdown(rows), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

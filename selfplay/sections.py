@@ -28,6 +28,12 @@ class TranscriptsConfig(Section):
         default=None,
         description="Existing transcript JSONL to use instead of generating; relative to the config file.",
     )
+    corrections: list[str] = Field(
+        default=[],
+        description="Reward environments: correction files (the labelling workbench's `corrections.jsonl`, "
+        "or JSONL lines of `prompt` and `completion`) whose records join the imitation data, prompts from "
+        "any source; relative to the config file. A record of a held-out task is left out.",
+    )
     expert: str = Field(
         default="alphabeta:depth=4", description="Expert spec, e.g. `alphabeta:depth=4`, `minimax`."
     )

@@ -32,6 +32,7 @@ import selfplay.rundir as rundir
 from selfplay.config import Config
 from selfplay.imitate import ImitationError, KeepBest, Steps, config_hash
 from selfplay.io import atomic_write_text
+from selfplay.label.formats import load_corrections
 from selfplay.rundir import rel
 from selfplay.text import (
     accuracy,
@@ -82,6 +83,25 @@ def build_examples(
     return out
 
 
+def correction_examples(files: Sequence[str], policy: agents.Policy, held_out: set[str]) -> list[TextExample]:
+    """The corrections in `files` (`transcripts.corrections`) as examples, like a transcript's turns;
+    a correction of a held-out task is left out, one with no task (any prompt source) kept."""
+    out, block = [], policy.model.cfg.block_size
+    for c in (c for f in files for c in load_corrections(f)):
+        if c.task in held_out:
+            continue
+        try:
+            ex = TextExample(policy.encode_prompt(c.prompt), policy.encode_move(c.completion), c.task or "")
+        except agents.TokenizerError as e:
+            raise ImitationError(f"{c.where}: {e}") from None
+        if len(ex.prompt) + len(ex.completion) > block:
+            raise ImitationError(
+                f"{c.where}: needs {len(ex.prompt) + len(ex.completion)} tokens; raise model.block_size"
+            )
+        out.append(ex)
+    return out
+
+
 def token_loss(policy: agents.Policy, batch: Sequence[TextExample]) -> tuple[torch.Tensor, int]:
     """Cross-entropy, mean over the completion tokens (and their `<eos>`), and how many there were."""
     logits, tgt, _ = forward_completions(
@@ -103,6 +123,12 @@ def _new_policy(config: Config, records: list[dict]) -> agents.Policy:
         )
     if config.model.tokenizer == "bpe":
         texts = [t[k] for r in records for t in r["turns"] for k in ("prompt", "completion")]
+        texts += [
+            t
+            for f in config.transcripts.corrections
+            for c in load_corrections(f)
+            for t in (c.prompt, c.completion)
+        ]
         tokenizer = agents.BPETokenizer.train(texts, merges=config.model.merges)
     else:
         tokenizer = agents.CharTokenizer()
@@ -125,7 +151,10 @@ def train(config: Config, transcripts: Path, run_dir: Path, *, progress: bool = 
     policy = _new_policy(config, records)
     new_tokens = max_new_tokens(config, env)
     tasks = held_out_tasks(config, env, cfg.eval_positions)
-    examples = build_examples(records, policy, held_out_ids(config, env), source=str(transcripts))
+    held_out = held_out_ids(config, env)
+    examples = build_examples(records, policy, held_out, source=str(transcripts))
+    corrections = correction_examples(config.transcripts.corrections, policy, held_out)
+    examples += corrections
     rng = random.Random(cfg.seed)
     ckpt = run_dir / "checkpoints" / "imitation"
     writer = SummaryWriter(str(run_dir / "tb" / "imitation"))
@@ -162,6 +191,7 @@ def train(config: Config, transcripts: Path, run_dir: Path, *, progress: bool = 
         "steps_run": step + 1,
         "seconds": round(time.perf_counter() - steps.start, 1),
         "train_examples": len(examples),
+        "correction_examples": len(corrections),
         "held_out_tasks": len(tasks),
         "untrained_accuracy": untrained,
         "held_out_accuracy": best[0],

@@ -5,6 +5,9 @@ Data files are JSONL, one JSON object a line (blank lines skipped, other keys ig
     labelled completions   {"prompt": "2+3=", "completion": "5", "label": 1.0}    label: a number in [0, 1]
     comparisons            {"prompt": "2+3=", "chosen": "5", "rejected": "6"}
 
+A comparisons file may also hold the labelling workbench's comparison records (`selfplay.label.formats`:
+two or three completions and a person's pick), each read as the pairs its pick makes.
+
 Loading checks every line; a bad one is a `VerifierDataError` naming FILE:LINE and what is wrong.
 `label_completions` makes labelled data from a policy's own samples and a scorer; `make_pairs` turns
 labelled data into comparisons. Training on them is `selfplay.verifier`'s.
@@ -20,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import selfplay.label.formats as formats
 from envs.jsonl import iter_jsonl
 from selfplay.io import atomic_open
 
@@ -81,11 +85,20 @@ def load_labelled(path: str | os.PathLike) -> list[Labelled]:
 
 
 def load_comparisons(path: str | os.PathLike) -> list[Comparison]:
-    """Comparisons from a JSONL file (see the module docstring), every line checked."""
-    return [
-        Comparison(obj["prompt"], obj["chosen"], obj["rejected"], where)
-        for where, obj in _records(path, ("prompt", "chosen", "rejected"))
-    ]
+    """Comparisons from a JSONL file (see the module docstring), every line checked: pairs, and the
+    workbench's comparison records turned into pairs (a tie or "all bad" makes none)."""
+    out = []
+    try:
+        for where, obj in formats.records(path, kinds=(formats.COMPARISON,)):
+            prompt = obj.get("prompt")
+            if not isinstance(prompt, str):
+                raise VerifierDataError(f"{where}: 'prompt' must be a string")
+            out += [Comparison(prompt, c, r, where) for c, r in formats.comparison_pairs(obj, where)]
+    except formats.LabelFileError as e:
+        raise VerifierDataError(str(e)) from None
+    if not out:
+        raise VerifierDataError(f"{path}: the file holds no comparisons (a tie or 'all bad' makes none)")
+    return out
 
 
 def save_records(path: str | os.PathLike, records: Sequence[Labelled | Comparison]) -> None:

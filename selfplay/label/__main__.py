@@ -1,0 +1,5 @@
+import sys
+
+from selfplay.label.cli import main
+
+sys.exit(main())

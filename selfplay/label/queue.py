@@ -1,0 +1,179 @@
+"""The queue of items to label, shared by every labeller of one directory, in files only.
+
+Two append-only files beside each other: the mode's records file (`formats.FILES`) and its log,
+`MODE.queue.jsonl`, of events, each under one lock (`MODE.lock`, `fcntl.flock`) so that any number of
+servers and terminals can share a queue:
+
+    {"event": "claim", "item": ID, "labeller": NAME, "token": T, "time": ..., "shown": {...}}
+    {"event": "skip", "item": ID, "labeller": NAME, "token": T, "time": ...}    labelled as nothing
+    {"event": "pass", "item": ID, "time": ..., "why": ...}                      not to be labelled
+
+A claim hands an item to one labeller with a one-time token and what was shown (answers, models), so the
+record made when the form comes back is built from the claim, not from the form. An item is done once
+a record or a skip holds its id; it is free when unclaimed, or when its claim is older than `lease_s`.
+A labeller is handed their own open claim first (a reloaded page or a resumed session shows the same
+item) and otherwise the first free item, so two labellers never hold the same item.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from selfplay.label.formats import FILES, LabelFileError, append, now, records
+
+
+class FormError(ValueError):
+    """A form the queue refuses: unknown, replayed, someone else's, or already labelled."""
+
+
+@dataclass
+class Claim:
+    item: str
+    labeller: str
+    token: str
+    time: float  # seconds since the epoch
+    shown: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _State:
+    done: dict[str, str] = field(default_factory=dict)  # item -> who labelled it
+    used: set[str] = field(default_factory=set)  # tokens answered
+    claims: dict[str, Claim] = field(default_factory=dict)  # item -> latest claim
+    tokens: dict[str, Claim] = field(default_factory=dict)  # token -> its claim
+    labelled: dict[str, int] = field(default_factory=dict)  # labeller -> records made
+
+
+class Queue:
+    """One mode's queue in `directory` (see the module docstring)."""
+
+    def __init__(self, directory: str | os.PathLike, mode: str, *, lease_s: float = 1800.0) -> None:
+        if mode not in FILES:
+            raise ValueError(f"mode must be one of {', '.join(FILES)}, got {mode!r}")
+        self.dir, self.mode, self.lease_s = Path(directory), mode, lease_s
+        self.records = self.dir / FILES[mode]
+        self.log = self.dir / f"{mode}.queue.jsonl"
+        self._lock = self.dir / f"{mode}.lock"
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[_State]:
+        """The queue's state, read under the lock held until the block ends."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield self._read()
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _read(self) -> _State:
+        st = _State()
+        if self.log.exists():
+            for where, e in records(self.log, kinds=()):
+                kind, item = e.get("event"), e.get("item")
+                if not isinstance(item, str):
+                    raise LabelFileError(f"{where}: an event needs an item id")
+                if kind == "claim":
+                    c = Claim(item, e["labeller"], e["token"], float(e["t"]), e.get("shown", {}))
+                    st.claims[item], st.tokens[c.token] = c, c
+                elif kind == "skip":
+                    st.done[item], _ = e["labeller"], st.used.add(e["token"])
+                elif kind == "pass":
+                    st.done[item] = ""
+                else:
+                    raise LabelFileError(f"{where}: unknown event {kind!r}")
+        if self.records.exists():
+            for _, r in records(self.records):
+                st.done[r.get("id", "")] = r.get("labeller", "")
+                st.used.add(r.get("token", ""))
+                st.labelled[r.get("labeller", "")] = st.labelled.get(r.get("labeller", ""), 0) + 1
+        return st
+
+    def _event(self, **event: Any) -> None:
+        append(self.log, {**event, "time": now(), "t": round(time.time(), 3)})
+
+    def _claim(self, item: str, labeller: str, shown: dict[str, Any]) -> Claim:
+        c = Claim(item, labeller, secrets.token_urlsafe(16), time.time(), shown)
+        self._event(event="claim", item=item, labeller=labeller, token=c.token, shown=shown)
+        return c
+
+    # --- what labellers do ----------------------------------------------------------------------
+    def next(
+        self,
+        labeller: str,
+        items: Iterable[str],
+        show: Callable[[str], dict[str, Any] | str],
+    ) -> Claim | None:
+        """The labeller's open claim, else a claim on the first free item of `items`; None when none is
+        left. `show(item)` makes what the item shows (answers...), or a string saying why the item is not
+        to be labelled (e.g. the model got it right), which marks it done."""
+        with self.locked() as st:
+            mine = [c for c in st.claims.values() if c.labeller == labeller and c.item not in st.done]
+            if mine:
+                return max(mine, key=lambda c: c.time)
+            for item in items:
+                if item in st.done:
+                    continue
+                held = st.claims.get(item)
+                if held is not None and time.time() - held.time < self.lease_s:
+                    continue
+                shown = show(item)
+                if isinstance(shown, str):
+                    self._event(event="pass", item=item, why=shown)
+                    continue
+                return self._claim(item, labeller, shown)
+        return None
+
+    def open(self, labeller: str, item: str, shown: dict[str, Any]) -> Claim:
+        """A claim on a new item made for this labeller (the arena's typed prompt)."""
+        with self.locked():
+            return self._claim(item, labeller, shown)
+
+    def submit(
+        self, token: str, labeller: str, make: Callable[[Claim], dict[str, Any] | None]
+    ) -> dict | None:
+        """Answer the claim holding `token`: `make(claim)` builds the record (appended to the records
+        file) or returns None for a skip. Refuses an unknown or replayed token, another labeller's claim
+        and an item already labelled."""
+        with self.locked() as st:
+            claim = st.tokens.get(token)
+            if claim is None:
+                raise FormError("unknown form token: this form was not handed out by this queue")
+            if token in st.used:
+                raise FormError("this form was already submitted (a replayed post); nothing was recorded")
+            if claim.labeller != labeller:
+                raise FormError(f"this item was handed to {claim.labeller!r}, not to {labeller!r}")
+            if claim.item in st.done:
+                who = st.done[claim.item]
+                raise FormError(f"item {claim.item} was already labelled{f' by {who!r}' if who else ''}")
+            record = make(claim)
+            if record is None:
+                self._event(event="skip", item=claim.item, labeller=labeller, token=token)
+            else:
+                append(self.records, {**record, "id": claim.item, "labeller": labeller, "token": token})
+            return record
+
+    def progress(self, labeller: str) -> tuple[int, int]:
+        """(records this labeller made, items done by anyone)."""
+        with self.locked() as st:
+            return st.labelled.get(labeller, 0), len(st.done)
+
+    def record(self, token: str, labeller: str) -> dict | None:
+        """The record this labeller made answering `token` (the arena shows its names after the vote)."""
+        if not token or not self.records.exists():
+            return None
+        with self.locked():
+            found = [r for _, r in records(self.records) if r.get("token") == token]
+        return found[0] if found and found[0].get("labeller") == labeller else None
+
+    def claim_of(self, token: str) -> Claim | None:
+        with self.locked() as st:
+            return st.tokens.get(token)
