@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 CONFIG ?= configs/game.yaml
 BIN := $(VENV)/bin
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup browser run test lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -14,7 +14,17 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet $(TORCH)
 	$(BIN)/pip install --quiet -e '.[dev,ray]'
+	$(MAKE) --no-print-directory browser
 	touch $@
+
+# The workbench's browser test needs Debian's chromium and its driver; installed when we are root (as in
+# CI), else that test says why it is skipped. A failed install only skips the test.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null) \
+		|| echo "chromium not installed: the browser test will be skipped"; \
+	else echo "not root: install chromium and chromium-driver for the browser test"; fi
 
 run: setup
 	$(BIN)/python -m selfplay.run $(CONFIG)

@@ -30,6 +30,7 @@ from selfplay.label import FormError, LabelFileError, Queue, load_corrections, l
 from selfplay.label.web import make_server
 from selfplay.label.workbench import Item, Workbench
 from selfplay.text import forward_completions
+from selfplay.verifier import main as verifier_main
 from selfplay.verifier_data import VerifierDataError, load_comparisons
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -223,14 +224,18 @@ def test_the_terminal_labels_each_mode_from_piped_input(tmp_path, checkpoints):
     out, a, b = str(tmp_path), *checkpoints
     common = [*ENV_ARGS, "--out", out, "--terminal", "--labeller", "ann", "--tasks", "20"]
     run = label(
-        "compare", *common, "--checkpoint", a, "--checkpoint", b, "--n", "3", stdin="a\nt\nzz\nx\nq\n"
+        "compare", *common, "--checkpoint", a, "--checkpoint", b, "--n", "3", stdin="a\nb\nzz\nt\nx\nq\n"
     )
     assert run.returncode == 0, run.stderr
     assert "refused: 'zz' is not one of" in run.stdout
     picks = lines(tmp_path / "comparisons.jsonl")
-    assert [r["pick"] for r in picks] == [0, "tie", "all_bad"]
+    assert [r["pick"] for r in picks] == [0, 1, "tie", "all_bad"]
     assert all(len(r["completions"]) == 3 and r["labeller"] == "ann" for r in picks)
     assert {c["model"] for c in picks[0]["completions"]} == {"model0", "model1"}
+    verifier = tmp_path / "verifier"  # the verifier trains on the person's picks as pairs
+    train = ["train", "--pairs", str(tmp_path / "comparisons.jsonl"), "--out", str(verifier), "--steps", "2"]
+    assert verifier_main([*train, "--block-size", "64", "--val-fraction", "0.5", "--no-progress"]) == 0
+    assert (verifier / "config.json").exists()
     longest = envs.make("arithmetic", digits=1).max_completion_chars  # the default answer length
     assert picks[0]["sampling"] == {"temperature": 1.0, "top_k": None, "max_new_tokens": longest, "seed": 0}
 
@@ -367,7 +372,7 @@ def _start(args: list[str]) -> tuple[subprocess.Popen, str]:
     )
     line = proc.stdout.readline()
     url = re.search(r"open (http://\S+)/", line)
-    assert url, line
+    assert url and url.group(1).startswith("http://localhost:"), line  # localhost unless --host
     return proc, url.group(1)
 
 

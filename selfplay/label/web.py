@@ -30,11 +30,19 @@ _PAGES = {
     "base.html": """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>selfplay label: {{ mode }}</title>
 <style>
-body{font-family:system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;color:#222}
-pre{white-space:pre-wrap;background:#f4f4f4;padding:.6rem;border-radius:4px;margin:.3rem 0}
-.opt{border:1px solid #ccc;border-radius:6px;padding:.6rem;margin:.6rem 0}
-button{font-size:1rem;margin:.2rem .3rem .2rem 0;padding:.3rem .8rem}
-textarea{width:100%;font-family:monospace}.muted{color:#777}.error{color:#b00}
+body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
+h1{font-size:1.4rem}
+h2{font-size:.9rem;color:#555;text-transform:uppercase;letter-spacing:.05em;margin:1rem 0 .3rem}
+pre{white-space:pre-wrap;background:#f4f4f4;padding:.6rem;border-radius:4px;margin:.3rem 0;font-size:1rem}
+code{font-size:1rem;background:#f4f4f4;padding:.1rem .3rem;border-radius:3px}
+.opts{margin-top:.8rem;display:grid;grid-template-columns:repeat(auto-fit,minmax(15rem,1fr));gap:.8rem}
+.opt{border:1px solid #ccc;border-radius:6px;padding:.6rem;display:flex;flex-direction:column}
+button{font-size:1rem;margin:.2rem .3rem .2rem 0;padding:.3rem .8rem;border-radius:4px;cursor:pointer}
+.opt button,.primary{background:#2b6cb0;color:#fff;border:1px solid #2b6cb0}
+.opt button{margin-top:auto;align-self:flex-start}
+button:focus-visible{outline:2px solid #2b6cb0}.more{margin-top:.8rem}
+textarea{width:100%;box-sizing:border-box;font-family:monospace;font-size:1rem}
+.muted{color:#777}.error{color:#b00}
 </style></head><body>
 <p class="muted">selfplay label &middot; {{ mode }}{% if labeller %} &middot; {{ labeller }}:
 {{ mine }} labelled, {{ done }} items done{% endif %}</p>
@@ -50,20 +58,20 @@ textarea{width:100%;font-family:monospace}.muted{color:#777}.error{color:#b00}
 <h2>The model's answer</h2><pre id="answer">{{ view.options[0][1] }}</pre>
 <p class="muted">{{ view.judged }}</p>
 {% if view.suggestion is not none %}<p>Suggested: <code id="suggestion">{{ view.suggestion }}</code>
-<button name="choice" value="accept" id="accept">Accept the suggestion</button></p>{% endif %}
+<button name="choice" value="accept" id="accept" class="primary">Accept it</button></p>{% endif %}
 <p><label for="text">The right answer</label><textarea name="text" id="text" rows="3"></textarea></p>
-<button name="choice" value="write" id="write">Save my answer</button>
+<button name="choice" value="write" id="write" class="primary">Save my answer</button>
 <button name="choice" value="skip" id="skip">Skip: the answer is right</button>
-{% else %}
-{% for choice, text in view.options %}<div class="opt"><b>{{ "ABC"[loop.index0] }}</b>
+{% else %}{% set best = "best" if view.options|length > 2 else "better" %}
+<div class="opts">{% for choice, text in view.options %}<div class="opt">
 <pre id="option-{{ loop.index0 }}">{{ text }}</pre>
-<button name="choice" value="{{ choice }}" id="pick-{{ choice }}">{{ "ABC"[loop.index0] }} is better</button>
-</div>
-{% endfor %}
-<button name="choice" value="tie" id="pick-tie">Tie</button>
+<button name="choice" value="{{ choice }}" id="pick-{{ choice }}" accesskey="{{ loop.index }}">
+{{ "ABC"[loop.index0] }} is {{ best }}</button>
+</div>{% endfor %}</div>
+<p class="more"><button name="choice" value="tie" id="pick-tie" accesskey="t">Tie</button>
 {% set bad = "all_bad" if view.mode == "compare" else "both_bad" %}
-<button name="choice" value="{{ bad }}" id="pick-{{ bad }}">
-{{ "All" if view.mode == "compare" else "Both" }} bad</button>
+<button name="choice" value="{{ bad }}" id="pick-{{ bad }}" accesskey="x">
+{{ "All" if view.mode == "compare" else "Both" }} bad</button></p>
 {% endif %}</form>{% endblock %}""",
     "ask.html": """{% extends "base.html" %}{% block body %}
 {% if reveal %}<p id="reveal">You voted <b>{{ reveal.winner }}</b>: A was <b>{{ reveal.a.model }}</b>,
@@ -81,7 +89,7 @@ _HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
     "frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # no-referrer would make a browser post `Origin: null`
     "Cache-Control": "no-store",
 }
 
