@@ -27,6 +27,7 @@ from envs.reward import sample_tasks
 from selfplay import ratings
 from selfplay.config import ConfigError, load_config
 from selfplay.label import FormError, LabelFileError, Queue, load_corrections, load_votes
+from selfplay.label.cli import main as label_main
 from selfplay.label.web import make_server
 from selfplay.label.workbench import Item, Workbench
 from selfplay.text import forward_completions
@@ -269,8 +270,8 @@ def test_bad_arguments_fail_before_any_model_loads(tmp_path, checkpoints):
             "no such prompt",
         ),
     ]:
-        run = label(*args, "--out", str(tmp_path / "out"), "--terminal")
-        assert run.returncode != 0 and says in run.stderr, (args, run.stderr)
+        with pytest.raises(SystemExit, match=re.escape(says)):
+            label_main([*args, "--out", str(tmp_path / "out"), "--terminal"])
 
 
 # --- the web page (HTTP; the browser test clicks through it) --------------------------------------------

@@ -4,11 +4,15 @@
     python -m selfplay.label correct --run runs/arithmetic --labeller ann --terminal
     python -m selfplay.label arena --checkpoint runs/a/checkpoints/rl --checkpoint runs/b/checkpoints/rl
     python -m selfplay.label compare --prompts questions.txt --checkpoint runs/chat/checkpoints/rl
+    python -m selfplay.label arena --run runs/arithmetic --checkpoint a --checkpoint b --judge env:noise=0.1 \
+        --votes 300                                        # a simulated labeller, unattended
+    python -m selfplay.label audit --run runs/arithmetic --of compare --sample 200   # a person checks a judge
 
 Prompts come from a reward environment's tasks (`--run`'s, or `--env`), or from a prompt file (`--prompts`:
 one prompt a line, or JSONL objects with `prompt` and an optional `id`). Records go to OUT (default
 RUN/labels, else runs/labels): comparisons.jsonl, corrections.jsonl, votes.jsonl (formats in
-`selfplay.label.formats`); the arena also writes ratings.md, .csv and .png. Stop anywhere: the next
+`selfplay.label.formats`); the arena also writes ratings.md, .csv and .png, an audit audits.jsonl and
+audit.md. `--judge SPEC` answers in place of a person (`selfplay.label.judges`). Stop anywhere: the next
 session, by anyone, takes the queue up where it stands.
 """
 
@@ -18,14 +22,16 @@ import argparse
 import hashlib
 import json
 import os
+import random
 import sys
 from pathlib import Path
 from typing import Any
 
 import envs
 from envs.reward import sample_tasks
-from selfplay.label.formats import FILES, LabelFileError, iter_prompt_file
-from selfplay.label.queue import Queue
+from selfplay.label.formats import FILES, LabelFileError, iter_prompt_file, records
+from selfplay.label.judges import JudgeSpecError, make_judge, parse_spec, run_judge
+from selfplay.label.queue import FormError, Queue
 from selfplay.label.workbench import MODES, Item, Sampling, Workbench
 
 
@@ -67,6 +73,16 @@ def _parser() -> argparse.ArgumentParser:
         "--lease-minutes", type=float, default=30, help="an item held this long unlabelled is freed"
     )
     p.add_argument("--device", default="cpu", help="torch device for the checkpoints")
+    p.add_argument(
+        "--judge", help="a judge answers instead of a person: env[:noise=P], verifier:path=DIR[,noise=P]"
+    )
+    p.add_argument(
+        "--items", type=int, help="with --judge: items to label at most (default: the whole queue)"
+    )
+    p.add_argument("--votes", type=int, default=100, help="judged arena: votes per pair of checkpoints")
+    p.add_argument("--of", choices=("compare", "arena"), default="compare", help="audit: which records")
+    p.add_argument("--sample", type=int, default=200, help="audit: records drawn to audit")
+    p.add_argument("--audited", help="audit: only this labeller's records (default: every judge's)")
     return p
 
 
@@ -151,7 +167,8 @@ def build(args: argparse.Namespace) -> tuple[Workbench, Path]:
         if env.max_turns != 1:
             raise _fail(f"{env.name} is multi-turn; the workbench labels single-turn answers")
     items, source = _items(args, env, config if not args.env else None)
-    checkpoints = _checkpoints(args, run)
+    checkpoints = {} if args.mode == "audit" else _checkpoints(args, run)
+    audited = _audited(args, run) if args.mode == "audit" else []
     if args.temperature is None:
         args.temperature = 0.0 if args.mode == "correct" else 1.0
     if args.max_new_tokens is None:
@@ -164,7 +181,7 @@ def build(args: argparse.Namespace) -> tuple[Workbench, Path]:
     sampling = Sampling(args.temperature, args.top_k, args.max_new_tokens, args.seed)
     out = Path(args.out) if args.out else (run / "labels" if run is not None else Path("runs/labels"))
     queue = Queue(out, args.mode, lease_s=args.lease_minutes * 60)
-    if args.mode != "arena" and not items:
+    if args.mode not in ("arena", "audit") and not items:
         raise _fail(f"{args.mode} needs prompts: --run (a reward environment's), --env or --prompts")
     import agents
     from selfplay.text import sampler
@@ -177,7 +194,6 @@ def build(args: argparse.Namespace) -> tuple[Workbench, Path]:
             raise _fail(str(e)) from None
         policy.model.eval()
         models[name] = sampler(policy, env) if env is not None else policy
-    judge = _judge(args, env)
     try:
         bench = Workbench(
             args.mode,
@@ -188,14 +204,32 @@ def build(args: argparse.Namespace) -> tuple[Workbench, Path]:
             n=args.n,
             env=env,
             source=source,
-            judge=judge,
+            wrong=_wrong(args, env),
+            audited=audited,
         )
     except ValueError as e:
         raise _fail(str(e)) from None
     return bench, out
 
 
-def _judge(args, env):
+def _audited(args, run: Path | None) -> list[dict]:
+    """`--sample` records of `--of`'s file (a judge's, or `--audited`'s), drawn with `--seed`."""
+    out = Path(args.out) if args.out else (run / "labels" if run is not None else Path("runs/labels"))
+    path = out / FILES[args.of]
+    try:
+        rows = [r for _, r in records(path)]
+    except LabelFileError as e:
+        raise _fail(f"audit: {e}") from None
+    who = args.audited
+    rows = [
+        r for r in rows if (r.get("labeller") == who if who else str(r.get("labeller")).startswith("judge:"))
+    ]
+    if not rows:
+        raise _fail(f"audit: {path} holds no records of {who or 'a judge'}")
+    return random.Random(args.seed).sample(rows, min(args.sample, len(rows)))
+
+
+def _wrong(args, env):
     """Correct mode: why an answer is wrong (the env's score below 1, else the verifier's below the
     threshold), None when right; with neither, every answer goes to the person."""
     if args.mode != "correct":
@@ -220,8 +254,25 @@ def _judge(args, env):
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    judge = None
+    if args.judge:
+        try:
+            parse_spec(args.judge)
+        except JudgeSpecError as e:
+            raise _fail(str(e)) from None
     bench, out = build(args)
     print(f"label {args.mode}: records in {out / FILES[args.mode]}", file=sys.stderr)
+    if args.judge:
+        try:
+            judge = make_judge(args.judge, env=bench.env, device=args.device, seed=args.seed)
+            prompts = [it for it in bench.items.values() if args.mode == "arena"]
+            made = run_judge(bench, judge, items=args.items, prompts=prompts, votes=args.votes)
+        except (JudgeSpecError, FormError, ValueError) as e:
+            raise _fail(str(e)) from None
+        print(f"{judge.name}: {made} records in {out / FILES[args.mode]}")
+        if args.mode == "audit":
+            print((out / "audit.md").read_text(), end="")
+        return 0
     if args.terminal:
         from selfplay.label.terminal import run_terminal
 

@@ -12,6 +12,8 @@ came from (`source`: `{"env": NAME, "options": {...}, "task": ID}` or `{"file": 
                  "suggested": false, "judge": {"by": "env", "score": 0.0}, ...}
     vote        {"format": "selfplay.vote/1", "a": {"text": "5", "model": "rl"}, "b": {...},
                  "winner": "a", ...}        winner: "a", "b", "tie" or "both_bad"
+    audit       {"format": "selfplay.audit/1", "of": {"labeller": "judge:env:noise=0.1", "choice": 0},
+                 "choice": 1, "agree": false, ...}    a judged comparison or vote answered again
 
 Readers: `comparison_pairs` turns a pick into (chosen, rejected) pairs, the pick over every other
 completion with a different text (a tie or "all bad" gives none); the older comparison file, lines of
@@ -25,6 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import json
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,12 +35,19 @@ from pathlib import Path
 from typing import Any
 
 from envs.jsonl import iter_jsonl
+from selfplay.io import atomic_write_text
 
 COMPARISON = "selfplay.comparison/2"
 CORRECTION = "selfplay.correction/1"
 VOTE = "selfplay.vote/1"
-FORMATS = (COMPARISON, CORRECTION, VOTE)
-FILES = {"compare": "comparisons.jsonl", "correct": "corrections.jsonl", "arena": "votes.jsonl"}
+AUDIT = "selfplay.audit/1"
+FORMATS = (COMPARISON, CORRECTION, VOTE, AUDIT)
+FILES = {
+    "compare": "comparisons.jsonl",
+    "correct": "corrections.jsonl",
+    "arena": "votes.jsonl",
+    "audit": "audits.jsonl",
+}
 """Each mode's records file in the workbench's directory."""
 
 PICKS = ("tie", "all_bad")
@@ -207,3 +217,36 @@ def iter_prompt_file(path: str | os.PathLike) -> Iterator[tuple[str | None, str]
                 yield None, line
     if count == 0:
         raise LabelFileError(f"{path}: the file holds no prompts")
+
+
+# --- audits ----------------------------------------------------------------------------------------
+def audit_agreement(path: str | os.PathLike) -> dict[str, dict[str, float]]:
+    """Per audited labeller: audits `n`, the share `agree` whose auditor chose as they did, and its
+    standard error `se`."""
+    tally: dict[str, list[int]] = {}
+    for where, r in records(path, kinds=(AUDIT,)):
+        of = r.get("of")
+        if r.get("format") != AUDIT or not isinstance(of, dict) or not isinstance(r.get("agree"), bool):
+            raise LabelFileError(f"{where}: not an audit record (format {AUDIT!r} with of and agree)")
+        t = tally.setdefault(_str(of, "labeller", where), [0, 0])
+        t[0], t[1] = t[0] + 1, t[1] + r["agree"]
+    out = {}
+    for who, (n, agree) in sorted(tally.items()):
+        p = agree / n
+        out[who] = {"n": n, "agree": p, "se": math.sqrt(p * (1 - p) / n)}
+    return out
+
+
+def write_audit_report(directory: str | os.PathLike) -> Path:
+    """DIR/audit.md: each audited labeller's agreement with the auditor, from DIR/audits.jsonl."""
+    directory = Path(directory)
+    rows = audit_agreement(directory / FILES["audit"])
+    lines = ["| labeller audited | audits | agreement | ± SE |", "|---|---:|---:|---:|"]
+    lines += [f"| {who} | {a['n']} | {a['agree']:.3f} | {a['se']:.3f} |" for who, a in rows.items()]
+    path = directory / "audit.md"
+    atomic_write_text(
+        path,
+        "\n".join(lines) + "\n\nAgreement: the share of audited items the auditor "
+        "answered as the labeller did (the same pick, tie or all bad).\n",
+    )
+    return path

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from envs.jsonl import loads
 from selfplay.label.formats import FILES, LabelFileError, append, now, records
 
 
@@ -62,6 +63,7 @@ class Queue:
         self.records = self.dir / FILES[mode]
         self.log = self.dir / f"{mode}.queue.jsonl"
         self._lock = self.dir / f"{mode}.lock"
+        self._state, self._seen = _State(), {}  # what was read, and where each file's reading stopped
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[_State]:
@@ -75,27 +77,61 @@ class Queue:
             os.close(fd)  # releases the lock
 
     def _read(self) -> _State:
-        st = _State()
-        if self.log.exists():
-            for where, e in records(self.log, kinds=()):
-                kind, item = e.get("event"), e.get("item")
-                if not isinstance(item, str):
-                    raise LabelFileError(f"{where}: an event needs an item id")
-                if kind == "claim":
-                    c = Claim(item, e["labeller"], e["token"], float(e["t"]), e.get("shown", {}))
-                    st.claims[item], st.tokens[c.token] = c, c
-                elif kind == "skip":
-                    st.done[item], _ = e["labeller"], st.used.add(e["token"])
-                elif kind == "pass":
-                    st.done[item] = ""
-                else:
-                    raise LabelFileError(f"{where}: unknown event {kind!r}")
-        if self.records.exists():
-            for _, r in records(self.records):
-                st.done[r.get("id", "")] = r.get("labeller", "")
-                st.used.add(r.get("token", ""))
-                st.labelled[r.get("labeller", "")] = st.labelled.get(r.get("labeller", ""), 0) + 1
-        return st
+        """The state, brought up to date with the lines appended since the last read (both files only
+        grow; one that was replaced or shrank is read again from its start)."""
+        for path in (self.log, self.records):
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                continue
+            inode, offset, _ = self._seen.get(path, (st.st_ino, 0, 0))
+            if inode != st.st_ino or st.st_size < offset:
+                self._state, self._seen = _State(), {}
+                return self._read()
+        for path, apply in ((self.log, self._apply_event), (self.records, self._apply_record)):
+            for where, obj in self._new_lines(path):
+                if not isinstance(obj, dict):
+                    raise LabelFileError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+                apply(where, obj)
+        return self._state
+
+    def _new_lines(self, path: Path) -> Iterator[tuple[str, Any]]:
+        if not path.exists():
+            return
+        with path.open("rb") as f:
+            inode, offset, lineno = self._seen.get(path, (os.fstat(f.fileno()).st_ino, 0, 0))
+            f.seek(offset)
+            for raw in f:
+                if not raw.endswith(b"\n"):  # a line still being written: read it next time
+                    break
+                offset, lineno = offset + len(raw), lineno + 1
+                self._seen[path] = (inode, offset, lineno)
+                if raw.strip():
+                    try:
+                        yield f"{path}:{lineno}", loads(raw)
+                    except ValueError as e:
+                        raise LabelFileError(f"{path}:{lineno}: {e}") from None
+
+    def _apply_event(self, where: str, e: dict) -> None:
+        st, kind, item = self._state, e.get("event"), e.get("item")
+        if not isinstance(item, str):
+            raise LabelFileError(f"{where}: an event needs an item id")
+        if kind == "claim":
+            c = Claim(item, e["labeller"], e["token"], float(e["t"]), e.get("shown", {}))
+            st.claims[item], st.tokens[c.token] = c, c
+        elif kind == "skip":
+            st.done[item] = e["labeller"]
+            st.used.add(e["token"])
+        elif kind == "pass":
+            st.done[item] = ""
+        else:
+            raise LabelFileError(f"{where}: unknown event {kind!r}")
+
+    def _apply_record(self, where: str, r: dict) -> None:
+        st, who = self._state, r.get("labeller", "")
+        st.done[r.get("id", "")] = who
+        st.used.add(r.get("token", ""))
+        st.labelled[who] = st.labelled.get(who, 0) + 1
 
     def _event(self, **event: Any) -> None:
         append(self.log, {**event, "time": now(), "t": round(time.time(), 3)})

@@ -8,6 +8,8 @@ person's answer makes.
              (the environment's expert) or skips (the answer is right after all)
     arena    the person types a prompt, two anonymous checkpoints answer, the person votes; the names are
              shown after the vote
+    audit    judged comparisons or votes shown again, as they were, to a person or a stricter judge, whose
+             agreement with the judge is the report (`audit_report`)
 
 Every form answers one claim of the queue (`selfplay.label.queue`) by its one-time token, and the record
 is built from what the claim showed, so a post can name an item and a choice, nothing more.
@@ -25,10 +27,10 @@ from typing import Any
 
 import envs
 import selfplay.ratings as ratings
-from selfplay.label.formats import COMPARISON, CORRECTION, VOTE, load_votes, now
+from selfplay.label.formats import AUDIT, COMPARISON, CORRECTION, VOTE, load_votes, now, write_audit_report
 from selfplay.label.queue import Claim, FormError, Queue
 
-MODES = ("compare", "correct", "arena")
+MODES = ("compare", "correct", "arena", "audit")
 MAX_TEXT = 10_000  # characters of a typed prompt or correction
 
 
@@ -63,6 +65,7 @@ class View:
     mode: str
     token: str
     prompt: str
+    item: str = ""
     options: list[tuple[str, str]] = field(default_factory=list)  # (choice, text) of each answer
     suggestion: str | None = None  # correct: the expert's answer
     judged: str = ""  # correct: why the answer is taken to be wrong
@@ -72,7 +75,8 @@ class Workbench:
     """One mode over one queue: `next` or `ask` hands out a view, `submit` records the answer to it.
 
     `models` maps each checkpoint's name to what generates its text (a policy or a thinking sampler);
-    `judge(item, answer)` says why an answer is wrong, or None when it is right (correct mode)."""
+    `wrong(item, answer)` says why an answer is wrong, or None when it is right (correct mode); `audited`
+    holds the judged records an audit shows again (their mode is `of`)."""
 
     def __init__(
         self,
@@ -85,21 +89,30 @@ class Workbench:
         n: int = 2,
         env: envs.RewardEnv | None = None,
         source: dict[str, Any] | None = None,
-        judge=None,
+        wrong=None,
+        audited: Sequence[dict[str, Any]] = (),
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-        need = {"compare": (1, 2), "correct": (1, 1), "arena": (2, None)}[mode]
+        need = {"compare": (1, 2), "correct": (1, 1), "arena": (2, None), "audit": (0, 0)}[mode]
         if len(models) < need[0] or (need[1] is not None and len(models) > need[1]):
             most = "" if need[1] is None else f" and at most {need[1]}"
             raise ValueError(f"{mode} takes at least {need[0]}{most} checkpoints, got {len(models)}")
         if mode == "compare" and n not in (2, 3):
             raise ValueError(f"compare shows 2 or 3 completions, got {n}")
+        if mode == "audit":  # the records' own tasks, where `items` (the env's) hold them
+            pool = {it.task.id: it.task for it in items if it.task is not None}
+            items = [Item(r["id"], r["prompt"], pool.get(r["source"].get("task"))) for r in audited]
+            if not items:
+                raise ValueError("audit: no records to audit")
         if mode != "arena" and not items:
             raise ValueError(f"{mode} needs prompts: an environment's tasks or a prompt file")
         self.mode, self.queue, self.models, self.env = mode, queue, dict(models), env
         self.items = {it.id: it for it in items}
-        self.sampling, self.n, self.source, self.judge = sampling, n, source or {}, judge
+        self.sampling, self.n, self.source, self.wrong = sampling, n, source or {}, wrong
+        self.audited = {r["id"]: r for r in audited}
+        self.of = "compare" if mode != "audit" or "completions" in next(iter(audited)) else "arena"
+        self.live_ratings = True  # the arena's table after every vote (a judge's run writes it at the end)
 
     # --- generation ------------------------------------------------------------------------------
     def _answer(self, model: str, prompt: str, seed: int) -> str:
@@ -115,6 +128,10 @@ class Workbench:
 
     def _show(self, item_id: str) -> dict[str, Any] | str:
         item, names = self.items[item_id], sorted(self.models)
+        if self.mode == "audit":
+            r = self.audited[item_id]
+            keep = ("prompt", "source", "sampling", "completions", "pick", "a", "b", "winner", "labeller")
+            return {k: r[k] for k in keep if k in r}
         common = {"prompt": item.prompt, "source": self._source(item), "sampling": asdict(self.sampling)}
         if self.mode == "compare":
             shown = [
@@ -125,7 +142,7 @@ class Workbench:
             return {**common, "completions": shown}
         model = names[0]
         answer = self._answer(model, item.prompt, self.sampling.seed_for(item.id, 0))
-        judged = self.judge(item, answer) if self.judge is not None else {"by": "none"}
+        judged = self.wrong(item, answer) if self.wrong is not None else {"by": "none"}
         if judged is None:
             return f"{model} answered right"
         suggestion = None
@@ -141,17 +158,26 @@ class Workbench:
         claim = self.queue.next(labeller, self.items, self._show)
         return None if claim is None else self.view(claim)
 
-    def ask(self, labeller: str, prompt: str) -> View:
-        """Arena: two anonymous checkpoints, the pair with fewest votes so far, answer a typed prompt."""
+    def ask(self, labeller: str, prompt: str, task: envs.Task | None = None) -> View:
+        """Arena: two anonymous checkpoints, the pair with fewest votes so far, answer a typed prompt (or
+        an environment's task, when a judge votes)."""
         if self.mode != "arena":
             raise ValueError("only the arena takes typed prompts")
         prompt = _text(prompt, "prompt")
         pair = self._pair()
-        item = f"arena-{secrets.token_hex(6)}"
-        shown = {"prompt": prompt, "source": {"typed": True}, "sampling": asdict(self.sampling)}
-        for k, (side, m) in enumerate(zip("ab", pair, strict=True)):
-            shown[side] = {"text": self._answer(m, prompt, self.sampling.seed_for(item, k)), "model": m}
-        return self.view(self.queue.open(labeller, item, shown))
+        item = Item(f"arena-{secrets.token_hex(6)}", prompt, task)
+        self.items[item.id] = item
+        source = {"typed": True} if task is None else self._source(item)
+        shown = {"prompt": prompt, "source": source, "sampling": asdict(self.sampling)}
+        try:
+            for k, (side, m) in enumerate(zip("ab", pair, strict=True)):
+                shown[side] = {
+                    "text": self._answer(m, prompt, self.sampling.seed_for(item.id, k)),
+                    "model": m,
+                }
+        except ValueError as e:  # a character the model cannot read, a prompt longer than its context
+            raise FormError(f"the models cannot answer this prompt: {e}") from None
+        return self.view(self.queue.open(labeller, item.id, shown))
 
     def _pair(self) -> tuple[str, str]:
         counts = {p: 0 for p in itertools.combinations(sorted(self.models), 2)}
@@ -166,23 +192,25 @@ class Workbench:
         return pair[0], pair[1]
 
     def view(self, claim: Claim) -> View:
-        s = claim.shown
-        if self.mode == "compare":
+        s, mode = claim.shown, self.of if self.mode == "audit" else self.mode
+        if mode == "compare":
             options = [(str(i), c["text"]) for i, c in enumerate(s["completions"])]
-            return View("compare", claim.token, s["prompt"], options)
-        if self.mode == "correct":
+            return View("compare", claim.token, s["prompt"], claim.item, options)
+        if mode == "correct":
             judged = s["judge"]
             why = {
                 "env": "the environment scores it {score:g}",
                 "verifier": "the verifier gives it {score:.2f}",
             }
             text = why.get(judged["by"], "not judged").format(**judged)
-            return View("correct", claim.token, s["prompt"], [("answer", s["answer"])], s["suggestion"], text)
-        return View("arena", claim.token, s["prompt"], [("a", s["a"]["text"]), ("b", s["b"]["text"])])
+            answer = [("answer", s["answer"])]
+            return View("correct", claim.token, s["prompt"], claim.item, answer, s["suggestion"], text)
+        options = [("a", s["a"]["text"]), ("b", s["b"]["text"])]
+        return View("arena", claim.token, s["prompt"], claim.item, options)
 
     def choices(self, claim: Claim) -> tuple[str, ...]:
         """The choices a form for this claim may send."""
-        if self.mode == "compare":
+        if "completions" in claim.shown:
             return (*(str(i) for i in range(len(claim.shown["completions"]))), "tie", "all_bad")
         if self.mode == "correct":
             return ("write", "skip", *(("accept",) if claim.shown["suggestion"] is not None else ()))
@@ -198,6 +226,11 @@ class Workbench:
                 raise FormError(f"choice {choice!r} is not one of {', '.join(allowed)}")
             s = claim.shown
             common = {"prompt": s["prompt"], "time": now(), "source": s["source"], "sampling": s["sampling"]}
+            if self.mode == "audit":
+                judged = s["pick"] if "pick" in s else s["winner"]
+                mine = int(choice) if choice.isdigit() else choice
+                of = {"labeller": s["labeller"], "choice": judged}
+                return {"format": AUDIT, **common, "of": of, "choice": mine, "agree": mine == judged}
             if self.mode == "compare":
                 pick = int(choice) if choice.isdigit() else choice
                 return {"format": COMPARISON, **common, "completions": s["completions"], "pick": pick}
@@ -217,7 +250,7 @@ class Workbench:
             }
 
         record = self.queue.submit(token, labeller, make)
-        if self.mode == "arena":
+        if self.mode == "arena" and self.live_ratings:
             self.write_ratings(png=False)
         return record
 
@@ -227,8 +260,10 @@ class Workbench:
             ratings.vote_ratings([self.queue.records], self.queue.dir, png=png)
 
     def close(self) -> None:
-        """The end of a session: the arena's ratings with their PNG."""
+        """The end of a session: the arena's ratings with their PNG, an audit's report."""
         self.write_ratings(png=True)
+        if self.mode == "audit" and self.queue.records.exists():
+            write_audit_report(self.queue.dir)
 
 
 def _text(value: str, what: str) -> str:

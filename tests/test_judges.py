@@ -1,0 +1,133 @@
+"""Judges answer the workbench's forms in place of a person: their votes, their noise, a judged arena's
+ratings, corrections, and audits of their labels."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import envs
+from envs.reward import sample_tasks
+from selfplay.label import Queue
+from selfplay.label.formats import audit_agreement
+from selfplay.label.judges import JudgeSpecError, make_judge, parse_spec, run_judge
+from selfplay.label.workbench import Item, Workbench
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = envs.make("arithmetic", digits=2, ops="+")
+
+
+class Skilled:
+    """Answers a fixed share of prompts rightly (which ones: a hash of the prompt), the rest wrongly."""
+
+    def __init__(self, skill: float) -> None:
+        self.skill = skill
+
+    def generate(self, prompts, **knobs):
+        out = []
+        for p in prompts:
+            a, b = (int(x) for x in p.rstrip("=").split("+"))
+            h = int.from_bytes(hashlib.sha256(f"{self.skill}/{p}".encode()).digest()[:4], "little") / 2**32
+            out.append(str(a + b if h < self.skill else a + b + 1))
+        return out
+
+
+def tasks(n: int, seed: int = 0) -> list[Item]:
+    """`n` distinct tasks."""
+    out = {t.id: Item(t.id, ENV.prompt_for(t), t) for t in sample_tasks(ENV, 2 * n, seed=seed)}
+    return list(out.values())[:n]
+
+
+def bench(tmp_path, mode, models, **kw) -> Workbench:
+    return Workbench(mode, Queue(tmp_path, mode), models, env=ENV, **kw)
+
+
+def test_a_noiseless_judge_picks_the_right_answer_ties_and_all_bad(tmp_path):
+    judge = make_judge("env", env=ENV)
+    item = tasks(1)[0]
+    right = str(ENV.expert(item.task))
+    choices, bad = ["0", "1", "2"], "all_bad"
+    assert judge.vote(item, ["x", right, "y"], choices, bad) == "1"
+    assert judge.vote(item, [right, right], choices, bad) == "tie"
+    assert judge.vote(item, ["x", "y"], choices, bad) == "all_bad"
+    assert judge.vote(item, [right, "x", right], choices, bad) in ("0", "2")
+
+
+def test_noise_flips_that_share_of_votes(tmp_path):
+    judge, item = make_judge("env:noise=0.2", env=ENV, seed=1), tasks(1)[0]
+    right = str(ENV.expert(item.task))
+    votes = [judge.vote(item, ["x", right], ["a", "b"], "both_bad") for _ in range(3000)]
+    flipped = sum(v != "b" for v in votes) / len(votes)
+    assert abs(flipped - 0.2) < 0.03  # binomial SE 0.007
+    assert {v for v in votes if v != "b"} == {"a", "tie", "both_bad"}  # a flip is any other choice
+
+
+def test_a_judged_arena_ranks_models_by_their_accuracy_and_writes_the_table(tmp_path):
+    models = {"weak": Skilled(0.2), "mid": Skilled(0.5), "strong": Skilled(0.8)}
+    b = bench(tmp_path, "arena", models)
+    judge = make_judge("env:noise=0.1", env=ENV)
+    made = run_judge(b, judge, prompts=tasks(200), votes=100, progress=False)
+    assert made == 300
+    votes = [json.loads(x) for x in (tmp_path / "votes.jsonl").read_text().splitlines()]
+    pairs = {tuple(sorted((v["a"]["model"], v["b"]["model"]))) for v in votes}
+    assert len(pairs) == 3 and all(v["labeller"] == "judge:env:noise=0.1" for v in votes)
+    assert all(v["source"]["env"] == "arithmetic" for v in votes)
+    table = (tmp_path / "ratings.md").read_text().splitlines()
+    assert [row.split("|")[2].strip() for row in table[2:5]] == ["strong", "mid", "weak"]
+    assert (tmp_path / "ratings.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_an_audit_of_a_noisy_judge_reports_its_agreement(tmp_path):
+    models = {"weak": Skilled(0.3), "strong": Skilled(0.7)}
+    items = tasks(400)
+    made = run_judge(
+        bench(tmp_path, "compare", models, items=items), make_judge("env:noise=0.25", env=ENV), progress=False
+    )
+    assert made == 400
+    records = [json.loads(x) for x in (tmp_path / "comparisons.jsonl").read_text().splitlines()]
+    audit = bench(tmp_path, "audit", {}, items=items, audited=records)
+    assert run_judge(audit, make_judge("env", env=ENV), progress=False) == 400
+    got = audit_agreement(tmp_path / "audits.jsonl")["judge:env:noise=0.25"]
+    assert got["n"] == 400 and abs(got["agree"] - 0.75) < 0.07  # SE 0.022
+    assert "judge:env:noise=0.25 | 400 |" in (tmp_path / "audit.md").read_text()
+
+
+def test_a_judge_corrects_with_the_expert_and_noise_keeps_wrong_answers(tmp_path):
+    items = tasks(300)
+    wrong = lambda item, answer: {"by": "env", "score": 0.0}  # noqa: E731
+    b = bench(tmp_path, "correct", {"m": Skilled(0.0)}, items=items, wrong=wrong)
+    assert run_judge(b, make_judge("env:noise=0.1", env=ENV, seed=3), items=300, progress=False) == 300
+    fixed = [json.loads(x) for x in (tmp_path / "corrections.jsonl").read_text().splitlines()]
+    by_id = {it.id: it for it in items}
+    right = [ENV.score(by_id[r["id"]].task, r["completion"]) == 1.0 for r in fixed]
+    assert abs(sum(right) / len(right) - 0.9) < 0.05
+    assert all(r["suggested"] == ok for r, ok in zip(fixed, right, strict=True))
+
+
+def test_judge_specs_are_checked_before_anything_loads(tmp_path):
+    assert parse_spec("env:noise=0.1") == ("env", {"noise": "0.1"})
+    for spec, says in [
+        ("oracle", "must be env or verifier"),
+        ("env:noise=2", "in [0, 1]"),
+        ("env:noise=x", "must be a number"),
+        ("env:temperature=1", "unknown option"),
+        ("verifier", "verifier:path=DIR"),
+        ("env:noise", "is not KEY=VALUE"),
+    ]:
+        with pytest.raises(JudgeSpecError, match=re.escape(says)):
+            parse_spec(spec)
+    with pytest.raises(JudgeSpecError, match="needs an environment"):
+        make_judge("env")
+    run = subprocess.run(
+        [sys.executable, "-m", "selfplay.label", "compare", "--env", "arithmetic", "--judge", "env:noise=3"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert run.returncode != 0 and "noise must be in [0, 1]" in run.stderr
