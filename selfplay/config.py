@@ -32,6 +32,7 @@ from selfplay.sections import (
     CorrectionsConfig,
     EvaluationConfig,
     ImitationConfig,
+    JudgeSection,
     RLConfig,
     RuntimeConfig,
     Section,
@@ -47,6 +48,7 @@ __all__ = [
     "CorrectionsConfig",
     "EvaluationConfig",
     "ImitationConfig",
+    "JudgeSection",
     "ModelSection",
     "RLConfig",
     "RuntimeConfig",
@@ -86,6 +88,7 @@ class Config(Section):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     rl: RLConfig = Field(default_factory=RLConfig)
     verifier: VerifierSection = Field(default_factory=VerifierSection)
+    judge: JudgeSection = Field(default_factory=JudgeSection)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
 
     @field_validator("run_dir")
@@ -255,6 +258,13 @@ class Config(Section):
             env = self.reward_env()
         except (TypeError, ValueError) as e:
             raise ValueError(f"env_options: {e}") from None
+        if self.verifier.labels == "comparisons" and self.rl.reward == "programmatic":
+            raise ValueError(
+                "verifier.labels: comparisons train the verifier, which rl.reward: programmatic "
+                "never uses; set rl.reward: verifier (or mixed)"
+            )
+        if (self.judge.kind == "verifier") != (self.judge.path is not None):
+            raise ValueError("judge.path: a verifier's directory, given exactly when judge.kind is verifier")
         if self.rl.think_budget is not None and not isinstance(env, Thinking):
             raise ValueError("rl.think_budget: the thinking format is off; set env_options.thinking: true")
         if self.transcripts.path is not None and self.transcripts.teacher != "expert":
@@ -416,6 +426,8 @@ ADDED_LATER = {
     "imitation": {"symmetries": False},
     "transcripts": {"teacher": "expert", "corrections": []},
     "rl": {"think_budget": None},
+    "verifier": {"labels": "env"},
+    "judge": {"kind": "env", "path": None, "noise": 0.0, "seed": 0},
 }
 
 

@@ -28,6 +28,7 @@ from selfplay.resume import RL_DIR, SELFPLAY_DIR
 from selfplay.runtime import RuntimeFailure
 from selfplay.transcript_stage import transcripts_stage
 from selfplay.transcripts import TranscriptError
+from selfplay.verifier_data import VerifierDataError
 
 
 def outputs(config: Config, run_dir: Path, resume: bool) -> list[rundir.Output]:
@@ -195,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         imitate.ImitationError,
         agents.CheckpointError,
         rundir.RunDirError,
+        VerifierDataError,
     ) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -269,9 +269,43 @@ class RLConfig(Stage2Section):
     )
 
 
+class JudgeSection(Section):
+    """Who labels for the run when people are in the loop (`verifier.labels: comparisons`): a simulated
+    labeller answering the labelling workbench's forms, or people (`python -m selfplay.label`)."""
+
+    kind: Literal["env", "verifier", "people"] = Field(
+        default="env",
+        description="`env`: the environment's score picks the better answer; `verifier`: a learned verifier "
+        "(`judge.path`) does; `people`: the run reads what people labelled in `RUN/labels` "
+        "(`python -m selfplay.label compare --run RUN`) and labels nothing itself.",
+    )
+    path: str | None = Field(default=None, description="`kind: verifier`: the verifier's directory.")
+    noise: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Share of the judge's votes flipped to another choice, at random.",
+    )
+    seed: int = Field(default=0, description="Seed of the judge's ties and flips.")
+
+    def spec(self) -> str:
+        """The judge as `selfplay.label.judges.make_judge` reads it (and its records' labeller, after
+        `judge:`)."""
+        knobs = ([f"path={self.path}"] if self.kind == "verifier" else []) + [f"noise={self.noise:g}"]
+        return f"{self.kind}:{','.join(knobs)}"
+
+
 class VerifierSection(Section):
     """The verifier stage (reward environments, when `rl.reward` is `verifier` or `mixed`): an outcome
-    verifier trained on the imitation policy's own samples, each labelled by the environment's score."""
+    verifier trained on the imitation policy's own samples, each labelled by the environment's score, or
+    on comparisons of them made through the labelling workbench."""
+
+    labels: Literal["env", "comparisons"] = Field(
+        default="env",
+        description="`env`: each sample labelled by the environment's score (pointwise, plus `pairs`); "
+        "`comparisons`: three samples of each task shown to the judge (`judge.*`) through the labelling "
+        "workbench (`RUN/labels/comparisons.jsonl`), and the verifier trains on its picks as pairs alone.",
+    )
 
     init: str = Field(
         default="policy",

@@ -84,12 +84,19 @@ def load_labelled(path: str | os.PathLike) -> list[Labelled]:
     return out
 
 
-def load_comparisons(path: str | os.PathLike) -> list[Comparison]:
+def load_comparisons(
+    path: str | os.PathLike, *, labeller: str | None = None, ids: set[str] | None = None
+) -> list[Comparison]:
     """Comparisons from a JSONL file (see the module docstring), every line checked: pairs, and the
-    workbench's comparison records turned into pairs (a tie or "all bad" makes none)."""
+    workbench's comparison records turned into pairs (a tie or "all bad" makes none); with `labeller` or
+    `ids`, only the workbench's records of that labeller, or of those items."""
     out = []
     try:
         for where, obj in formats.records(path, kinds=(formats.COMPARISON,)):
+            if (labeller is not None and obj.get("labeller") != labeller) or (
+                ids is not None and obj.get("id") not in ids
+            ):
+                continue
             prompt = obj.get("prompt")
             if not isinstance(prompt, str):
                 raise VerifierDataError(f"{where}: 'prompt' must be a string")

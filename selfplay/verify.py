@@ -22,7 +22,7 @@ from torch.utils.tensorboard import SummaryWriter
 import agents
 import selfplay.rundir as rundir
 import selfplay.verifier as V
-from selfplay.config import Config
+from selfplay.config import ADDED_LATER, Config
 from selfplay.imitate import config_hash
 from selfplay.io import atomic_write_text
 from selfplay.rundir import rel
@@ -41,7 +41,12 @@ from selfplay.text_imitate import imitation_stage
 
 
 def verifier_hash(config: Config) -> str:
-    relevant = {"imitation": config_hash(config), "verifier": config.verifier.model_dump()}
+    verifier = config.verifier.model_dump()
+    if verifier["labels"] == ADDED_LATER["verifier"]["labels"]:
+        del verifier["labels"]  # verifiers made before the key existed stay valid
+    relevant = {"imitation": config_hash(config), "verifier": verifier}
+    if config.verifier.labels == "comparisons":
+        relevant["judge"] = config.judge.model_dump()
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -154,12 +159,15 @@ def _make(config: Config, run_dir: Path, imitation: Path, *, progress: bool) -> 
         "stop": env.stop,
     }
     tasks = TaskSampler(env, held_out_ids(config, env), seed=[vc.seed, 31])(vc.tasks)
-    data = _labelled(policy, env, tasks, vc.samples, seed=vc.seed, **sampling)
-    if vc.with_expert:
-        data += [V.Labelled(env.prompt_for(t), env.expert(t), 1.0, f"expert, task {t.id}") for t in tasks]
+    if vc.labels == "comparisons":
+        data, pairs = [], _compared(config, run_dir, policy, env, tasks, progress=progress)
+    else:
+        data = _labelled(policy, env, tasks, vc.samples, seed=vc.seed, **sampling)
+        if vc.with_expert:
+            data += [V.Labelled(env.prompt_for(t), env.expert(t), 1.0, f"expert, task {t.id}") for t in tasks]
+        pairs = V.make_pairs(data, max_per_prompt=vc.pairs, seed=vc.seed) if vc.pairs else []
     verifier = initial_verifier(config, policy, run_dir, progress=progress)
     writer = SummaryWriter(str(run_dir / "tb" / "verifier"))
-    pairs = V.make_pairs(data, max_per_prompt=vc.pairs, seed=vc.seed) if vc.pairs else []
     result = V.train(
         verifier, pointwise=data, pairwise=pairs, writer=writer, progress=progress, **V.knobs(vc)
     )
@@ -170,7 +178,7 @@ def _make(config: Config, run_dir: Path, imitation: Path, *, progress: bool) -> 
     summary = {
         "checkpoint": rel(path, run_dir),
         "train_completions": len(data),
-        "train_positive_rate": float(np.mean([r.label for r in data])),
+        "train_positive_rate": float(np.mean([r.label for r in data])) if data else None,
         "train_pairs": len(pairs),
         "heldout_tasks": vc.eval_tasks,
         "heldout_completions": len(held_data),
@@ -191,6 +199,39 @@ def _make(config: Config, run_dir: Path, imitation: Path, *, progress: bool) -> 
         f"(majority {measured['majority_of_n_accuracy']:.3f}, pass@{k} {measured['pass_at_n']:.3f})"
     )
     return path
+
+
+def _compared(config: Config, run_dir: Path, policy, env, tasks, *, progress: bool) -> list[V.Comparison]:
+    """Comparisons of three samples of each task through the labelling workbench (`RUN/labels`): made by
+    the run's judge, or (`judge.kind: people`) read from what people labelled there."""
+    from selfplay.label import Queue
+    from selfplay.label.judges import make_judge, run_judge
+    from selfplay.label.workbench import Item, Sampling, Workbench
+
+    vc, labels = config.verifier, run_dir / "labels"
+    items = [Item(t.id, env.prompt_for(t), t) for t in {t.id: t for t in tasks}.values()]
+    who = None
+    if config.judge.kind != "people":
+        judge = make_judge(config.judge.spec(), env=env, device=str(policy.device), seed=config.judge.seed)
+        sampling = Sampling(vc.temperature, None, max_new_tokens(config, env), vc.seed)
+        bench = Workbench(
+            "compare",
+            Queue(labels, "compare"),
+            {"policy": sampler(policy, env)},
+            items=items,
+            sampling=sampling,
+            n=3,
+            env=env,
+        )
+        run_judge(bench, judge, progress=progress)
+        who = judge.name
+    path = labels / "comparisons.jsonl"
+    if not path.exists():
+        raise V.VerifierDataError(
+            f"{path}: no comparisons yet; with judge.kind: people, label first: python -m selfplay.label "
+            f"compare --run {run_dir}; then python -m selfplay.run --resume {run_dir}"
+        )
+    return V.load_comparisons(path, labeller=who, ids={it.id for it in items} if who else None)
 
 
 def _labelled(policy, env, tasks, n: int, *, seed: int, **sampling) -> list[V.Labelled]:

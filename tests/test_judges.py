@@ -131,3 +131,37 @@ def test_judge_specs_are_checked_before_anything_loads(tmp_path):
         cwd=ROOT,
     )
     assert run.returncode != 0 and "noise must be in [0, 1]" in run.stderr
+
+
+def test_a_run_trains_its_verifier_on_a_judges_comparisons_and_people_come_first(tmp_path, capsys):
+    from test_text_rl import TINY
+
+    from selfplay.config import ConfigError, load_config
+    from selfplay.run import main
+
+    run = tmp_path / "run"
+    argv = [
+        str(ROOT / "configs/arithmetic.yaml"),
+        f"run_dir={run}",
+        *TINY,
+        "rl.reward=verifier",
+        "rl.steps=2",
+    ]
+    argv += ["verifier.labels=comparisons", "judge.noise=0.1", "verifier.tasks=30", "imitation.max_steps=200"]
+    assert main([*argv, "--no-progress"]) == 0
+    records = [json.loads(x) for x in (run / "labels" / "comparisons.jsonl").read_text().splitlines()]
+    assert len(records) == len({r["id"] for r in records}) >= 25  # one a distinct task
+    assert {r["labeller"] for r in records} == {"judge:env:noise=0.1"}
+    assert all(len(r["completions"]) == 3 for r in records)
+    summary = json.loads((run / "verifier.json").read_text())
+    assert summary["train_completions"] == 0 and summary["train_pairs"] > 0  # pairs alone
+    people = tmp_path / "people"
+    argv = [*argv[:1], f"run_dir={people}", *argv[2:], "judge.kind=people"]
+    assert main([*argv, "--no-progress"]) == 2
+    assert "label first: python -m selfplay.label compare --run" in capsys.readouterr().err
+    for bad, says in [
+        (["verifier.labels=comparisons"], "rl.reward: programmatic"),
+        (["rl.reward=verifier", "judge.kind=verifier"], "judge.path"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(says)):
+            load_config(ROOT / "configs/arithmetic.yaml", bad)
