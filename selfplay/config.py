@@ -144,8 +144,14 @@ class Config(Section):
             )
         self._check_face()
         if self.is_reward_env:
-            if self.corrections.rounds:
-                raise ValueError("corrections.rounds: rounds play games; a reward environment has none")
+            c, default = self.corrections, CorrectionsConfig()
+            game_only = [
+                k for k in ("opponent", "expert", "opening_plies") if getattr(c, k) != getattr(default, k)
+            ]
+            if c.rounds and game_only:
+                raise ValueError(
+                    f"corrections.{game_only[0]}: for games; a reward environment's rounds have none"
+                )
             if self.runtime.inference_server == "on":
                 raise ValueError(
                     "runtime.inference_server: 'on' serves game actors only; reward environments "
@@ -428,6 +434,7 @@ ADDED_LATER = {
     "rl": {"think_budget": None},
     "verifier": {"labels": "env"},
     "judge": {"kind": "env", "path": None, "noise": 0.0, "seed": 0},
+    "corrections": {"share": 0.5},
 }
 
 

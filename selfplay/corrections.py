@@ -34,7 +34,7 @@ from selfplay.transcripts import FORMAT, game_seed, load_transcripts
 def round_hash(config: Config, r: int) -> str:
     """What round `r` depends on: imitation's inputs and the corrections section (not `rounds`: a run
     given more rounds keeps the ones it has)."""
-    cc = config.corrections.model_dump(exclude={"rounds"})
+    cc = config.corrections.model_dump(exclude={"rounds", "share"})  # `share`: reward environments only
     return fingerprint(config, {"game", "transcripts", "model", "imitation"}, corrections=cc, round=r)
 
 

@@ -35,6 +35,9 @@ def outputs(config: Config, run_dir: Path, resume: bool) -> list[rundir.Output]:
     """Everything the pipeline of `config` writes that an earlier run may have left, and when it may stay."""
     out = imitate.stage1_outputs(config, run_dir)
     if config.is_reward_env:
+        from selfplay.text_corrections import text_corrections_outputs
+
+        out += text_corrections_outputs(config, run_dir)
         if config.rl.algorithm != "none" and config.rl.reward != "programmatic":
             from selfplay.verify import verifier_outputs
 
@@ -144,10 +147,12 @@ def game_pipeline(config: Config, run_dir: Path, *, resume: bool, progress: bool
 def text_pipeline(config: Config, run_dir: Path, *, resume: bool, progress: bool) -> None:
     import selfplay.text_imitate as text_imitate
     import selfplay.text_rl as text_rl
+    from selfplay.text_corrections import text_corrections_stage
     from selfplay.verify import verifier_stage
 
     data = transcripts_stage(config, run_dir, progress=progress)
     start = text_imitate.imitation_stage(config, data, run_dir, progress=progress)
+    start = text_corrections_stage(config, run_dir, data, start, progress=progress)
     if config.rl.algorithm == "none":
         return
     if config.rl.reward != "programmatic":

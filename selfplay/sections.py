@@ -85,8 +85,10 @@ class ImitationConfig(Section):
 
 
 class CorrectionsConfig(Section):
-    """Correction rounds (DAgger, `selfplay.corrections`) between imitation and self-play (games): the
-    policy plays, the expert labels every position it reached, imitation continues on all games so far."""
+    """Correction rounds between imitation and stage 2. Games (DAgger, `selfplay.corrections`): the policy
+    plays, the expert labels every position it reached, imitation continues on all games so far. Reward
+    environments (`selfplay.text_corrections`): the policy answers `games` tasks, the run's judge corrects
+    the wrong answers through the labelling workbench, imitation continues with the corrections."""
 
     rounds: int = Field(default=0, ge=0, description="Correction rounds; 0 goes from imitation to self-play.")
     games: int = Field(default=200, ge=2, description="Games the policy plays per round.")
@@ -110,7 +112,14 @@ class CorrectionsConfig(Section):
     lr: float | None = Field(
         default=None, gt=0, description="Peak learning rate of a round; None: `imitation.lr`."
     )
-    seed: int = Field(default=0, description="Seed of the rounds' games.")
+    share: float = Field(
+        default=0.5,
+        gt=0,
+        lt=1,
+        description="Reward environments: the share of a round's imitation data that the corrections so far "
+        "make (repeated to it); the transcripts are the rest.",
+    )
+    seed: int = Field(default=0, description="Seed of the rounds' games (reward environments: tasks).")
 
 
 class Stage2Section(Section):

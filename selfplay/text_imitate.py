@@ -17,6 +17,7 @@ evaluation keys, `eval_positions` being the number of held-out tasks. The game-o
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from collections.abc import Sequence
@@ -32,7 +33,7 @@ import selfplay.rundir as rundir
 from selfplay.config import Config
 from selfplay.imitate import ImitationError, KeepBest, Steps, config_hash
 from selfplay.io import atomic_write_text
-from selfplay.label.formats import load_corrections
+from selfplay.label.formats import Correction, load_corrections
 from selfplay.rundir import rel
 from selfplay.text import (
     accuracy,
@@ -83,11 +84,13 @@ def build_examples(
     return out
 
 
-def correction_examples(files: Sequence[str], policy: agents.Policy, held_out: set[str]) -> list[TextExample]:
-    """The corrections in `files` (`transcripts.corrections`) as examples, like a transcript's turns;
-    a correction of a held-out task is left out, one with no task (any prompt source) kept."""
+def correction_examples(
+    corrections: Sequence[Correction], policy: agents.Policy, held_out: set[str]
+) -> list[TextExample]:
+    """Corrections (`transcripts.corrections`, a correction round's) as examples, like a transcript's
+    turns; a correction of a held-out task is left out, one with no task (any prompt source) kept."""
     out, block = [], policy.model.cfg.block_size
-    for c in (c for f in files for c in load_corrections(f)):
+    for c in corrections:
         if c.task in held_out:
             continue
         try:
@@ -138,8 +141,21 @@ def _new_policy(config: Config, records: list[dict]) -> agents.Policy:
     )
 
 
-def train(config: Config, transcripts: Path, run_dir: Path, *, progress: bool = True) -> Path:
-    """Train the text imitation policy; returns its checkpoint (the best held-out accuracy seen)."""
+def train(
+    config: Config,
+    transcripts: Path,
+    run_dir: Path,
+    *,
+    progress: bool = True,
+    start: Path | None = None,
+    more: Sequence[Correction] = (),
+    share: float = 0.0,
+    name: str = "imitation",
+    meta: dict | None = None,
+) -> Path:
+    """Train the text imitation policy; returns its checkpoint `RUN/checkpoints/NAME` (the best held-out
+    accuracy seen; its summary `RUN/NAME.json`). From the checkpoint `start`, continue training it, the
+    corrections `more` added to the data and repeated to make `share` of it (a correction round)."""
     cfg = config.imitation
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -148,16 +164,21 @@ def train(config: Config, transcripts: Path, run_dir: Path, *, progress: bool = 
         records = load_for(config, transcripts)
     except TranscriptError as e:
         raise ImitationError(str(e)) from None
-    policy = _new_policy(config, records)
+    policy = _new_policy(config, records) if start is None else agents.load(start, device=cfg.device)
     new_tokens = max_new_tokens(config, env)
     tasks = held_out_tasks(config, env, cfg.eval_positions)
     held_out = held_out_ids(config, env)
     examples = build_examples(records, policy, held_out, source=str(transcripts))
-    corrections = correction_examples(config.transcripts.corrections, policy, held_out)
-    examples += corrections
+    given = [c for f in config.transcripts.corrections for c in load_corrections(f)]
+    corrections = correction_examples(given, policy, held_out)
+    rounds = correction_examples(more, policy, held_out)
+    if rounds and share > 0:  # repeated to make `share` of the data
+        rounds *= max(1, math.ceil(share / (1 - share) * len(examples) / len(rounds)))
+    examples += corrections + rounds
     rng = random.Random(cfg.seed)
-    ckpt = run_dir / "checkpoints" / "imitation"
-    writer = SummaryWriter(str(run_dir / "tb" / "imitation"))
+    ckpt = run_dir / "checkpoints" / name
+    writer = SummaryWriter(str(run_dir / "tb" / name))
+    meta = {**_meta(config), **(meta or {})}
     opt = agents.adamw(policy.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     untrained = accuracy(policy, env, tasks, max_new_tokens=new_tokens)
     keep, steps, step = KeepBest(cfg.patience), Steps(cfg, opt, len(examples), rng, progress=progress), 0
@@ -178,12 +199,12 @@ def train(config: Config, transcripts: Path, run_dir: Path, *, progress: bool = 
             writer.add_scalar("val/true_accuracy", acc, step + 1)
             steps.bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{acc:.3f}")
             if keep.improved(acc, step + 1):
-                agents.save(policy, ckpt, meta=_meta(config, step + 1, acc))
+                agents.save(policy, ckpt, meta={**meta, "step": step + 1, "metrics": {"true_accuracy": acc}})
             elif keep.done:
                 break
     if keep.step < 0:  # the clock ran out before the first evaluation
         keep.improved(accuracy(policy, env, tasks, max_new_tokens=new_tokens), step + 1)
-        agents.save(policy, ckpt, meta=_meta(config, step + 1, keep.score))
+        agents.save(policy, ckpt, meta={**meta, "step": step + 1, "metrics": {"true_accuracy": keep.score}})
     best = (keep.score, keep.step)
     summary = {
         "checkpoint": rel(ckpt, run_dir),
@@ -192,6 +213,7 @@ def train(config: Config, transcripts: Path, run_dir: Path, *, progress: bool = 
         "seconds": round(time.perf_counter() - steps.start, 1),
         "train_examples": len(examples),
         "correction_examples": len(corrections),
+        "round_examples": len(rounds),
         "held_out_tasks": len(tasks),
         "untrained_accuracy": untrained,
         "held_out_accuracy": best[0],
@@ -199,19 +221,17 @@ def train(config: Config, transcripts: Path, run_dir: Path, *, progress: bool = 
     }
     writer.add_scalar("final/true_accuracy", best[0], best[1])
     writer.close()
-    atomic_write_text(run_dir / "imitation.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(run_dir / f"{name}.json", json.dumps(summary, indent=2) + "\n")
     return ckpt
 
 
-def _meta(config: Config, step: int, acc: float) -> dict:
+def _meta(config: Config) -> dict:
     return {
         "game": config.game,
         "env_options": dict(config.env_options),
         "stage": "imitation",
-        "step": step,
         "parent": None,
         "config_hash": config_hash(config),
-        "metrics": {"true_accuracy": acc},
     }
 
 

@@ -99,8 +99,8 @@ def test_bad_settings_are_refused_at_load(overrides, message, tmp_path):
     config.write_text(Path(TTT).read_text())
     with pytest.raises(ConfigError, match=message):
         load_config(config, overrides)
-    with pytest.raises(ConfigError, match=r"corrections\.rounds: rounds play games"):
-        load_config(ROOT / "configs/arithmetic.yaml", ["corrections.rounds=1"])
+    with pytest.raises(ConfigError, match=r"corrections\.opponent: for games"):
+        load_config(ROOT / "configs/arithmetic.yaml", ["corrections.rounds=1", "corrections.opponent=random"])
 
 
 def test_a_label_that_is_not_a_legal_move_is_named(ttt_nano, tmp_path):

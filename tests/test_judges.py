@@ -165,3 +165,27 @@ def test_a_run_trains_its_verifier_on_a_judges_comparisons_and_people_come_first
     ]:
         with pytest.raises(ConfigError, match=re.escape(says)):
             load_config(ROOT / "configs/arithmetic.yaml", bad)
+
+
+def test_correction_rounds_on_a_reward_environment_train_on_the_judges_corrections(tmp_path, capsys):
+    from test_text_rl import TINY
+
+    from selfplay.run import main
+
+    run = tmp_path / "run"
+    argv = [str(ROOT / "configs/arithmetic.yaml"), f"run_dir={run}", *TINY, "rl.algorithm=none"]
+    argv += ["corrections.rounds=2", "corrections.games=40", "corrections.steps=20"]
+    argv += ["corrections.temperature=0", "judge.noise=0.1", "imitation.max_steps=60"]
+    assert main([*argv, "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    fixed = [json.loads(x) for x in (run / "labels" / "corrections.jsonl").read_text().splitlines()]
+    assert fixed and {r["labeller"] for r in fixed} == {"judge:env:noise=0.1"}
+    assert all(r["judge"]["by"] == "env" and r["sampling"]["temperature"] == 0 for r in fixed)
+    for r in (1, 2):
+        assert f"corrections {r}: " in out
+        summary = json.loads((run / f"corrections_{r}.json").read_text())
+        assert summary["round_examples"] >= summary["train_examples"] // 3  # repeated to about half
+        meta = json.loads((run / "checkpoints" / f"corrections_{r}" / "meta.json").read_text())
+        assert meta["stage"] == "corrections" and meta["parent"].endswith("imitation" if r == 1 else "_1")
+    assert main(["--resume", str(run), "--no-progress"]) == 0  # both rounds reused
+    assert "corrections 2: reusing" in capsys.readouterr().out

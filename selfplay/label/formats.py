@@ -140,17 +140,22 @@ class Correction:
     where: str = field(default="", compare=False)
 
 
-def load_corrections(path: str | os.PathLike) -> list[Correction]:
-    """Corrections from a file of correction records or plain `{"prompt", "completion"}` lines."""
+def load_corrections(path: str | os.PathLike, *, labeller: str | None = None) -> list[Correction]:
+    """Corrections from a file of correction records or plain `{"prompt", "completion"}` lines (with
+    `labeller`, only the records that labeller made)."""
     out = []
     for where, obj in records(path, kinds=(CORRECTION,)):
+        if labeller is not None and obj.get("labeller") != labeller:
+            continue
         source = obj.get("source") if isinstance(obj.get("source"), dict) else {}
         task = source.get("task")
         if task is not None and not isinstance(task, str):
             raise LabelFileError(f"{where}: source.task must be a string, got {type(task).__name__}")
         out.append(Correction(_str(obj, "prompt", where), _str(obj, "completion", where), task, where))
     if not out:
-        raise LabelFileError(f"{path}: the file holds no corrections")
+        raise LabelFileError(
+            f"{path}: the file holds no corrections" + (f" by {labeller}" if labeller else "")
+        )
     return out
 
 
@@ -247,6 +252,6 @@ def write_audit_report(directory: str | os.PathLike) -> Path:
     atomic_write_text(
         path,
         "\n".join(lines) + "\n\nAgreement: the share of audited items the auditor "
-        "answered as the labeller did (the same pick, tie or all bad).\n",
+        "answered as the labeller did (the same pick or a pick of the same text, a tie, all bad).\n",
     )
     return path

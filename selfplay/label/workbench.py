@@ -230,7 +230,7 @@ class Workbench:
                 judged = s["pick"] if "pick" in s else s["winner"]
                 mine = int(choice) if choice.isdigit() else choice
                 of = {"labeller": s["labeller"], "choice": judged}
-                return {"format": AUDIT, **common, "of": of, "choice": mine, "agree": mine == judged}
+                return {"format": AUDIT, **common, "of": of, "choice": mine, "agree": _same(s, mine, judged)}
             if self.mode == "compare":
                 pick = int(choice) if choice.isdigit() else choice
                 return {"format": COMPARISON, **common, "completions": s["completions"], "pick": pick}
@@ -264,6 +264,15 @@ class Workbench:
         self.write_ratings(png=True)
         if self.mode == "audit" and self.queue.records.exists():
             write_audit_report(self.queue.dir)
+
+
+def _same(shown: dict[str, Any], a: int | str, b: int | str) -> bool:
+    """Whether two answers to one comparison agree: the same choice, or picks of the same text (picking
+    one of two identical completions is no choice)."""
+    if a == b:
+        return True
+    texts = [c["text"] for c in shown.get("completions", [])]
+    return isinstance(a, int) and isinstance(b, int) and texts[a] == texts[b]
 
 
 def _text(value: str, what: str) -> str:
