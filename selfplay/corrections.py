@@ -15,6 +15,7 @@ summary plus what its games were). Each round is reused when this configuration 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,14 +56,24 @@ def corrections_stage(
 ) -> Path:
     """`corrections.rounds` rounds from the imitation checkpoint; returns the last round's checkpoint
     (`imitation` itself with no rounds)."""
-    current = imitation
+    make = lambda current, r: _round(config, run_dir, data, current, r, progress=progress)  # noqa: E731
+    return each_round(config, run_dir, imitation, make, round_hash)
+
+
+def each_round(
+    config: Config,
+    run_dir: Path,
+    start: Path,
+    make: Callable[[Path, int], Path],
+    round_hash: Callable[[Config, int], str],
+) -> Path:
+    """Rounds 1..`corrections.rounds`, each `make(previous checkpoint, r)` -> `RUN/checkpoints/corrections_R`
+    (summary `RUN/corrections_R.json`), reused when `round_hash(config, r)` made it; the last checkpoint."""
+    current = start
     for r in range(1, config.corrections.rounds + 1):
         ckpt, summary = run_dir / "checkpoints" / f"corrections_{r}", run_dir / f"corrections_{r}.json"
-
-        def make(r: int = r, current: Path = current) -> Path:
-            return _round(config, run_dir, data, current, r, progress=progress)
-
-        current = rundir.reuse_or_make(f"corrections {r}", ckpt, summary, round_hash(config, r), make)
+        step = lambda r=r, current=current: make(current, r)  # noqa: E731
+        current = rundir.reuse_or_make(f"corrections {r}", ckpt, summary, round_hash(config, r), step)
     return current
 
 

@@ -12,11 +12,13 @@ apply. Files: `RUN/labels/corrections.jsonl` (the workbench's, shared with peopl
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import agents
 import selfplay.rundir as rundir
 from selfplay.config import Config, fingerprint
+from selfplay.corrections import each_round
 from selfplay.label import Queue, load_corrections
 from selfplay.label.formats import LabelFileError
 from selfplay.label.judges import make_judge, run_judge
@@ -48,15 +50,8 @@ def text_corrections_stage(
 ) -> Path:
     """`corrections.rounds` rounds from the imitation checkpoint; the last round's checkpoint (`imitation`
     itself with no rounds)."""
-    current = imitation
-    for r in range(1, config.corrections.rounds + 1):
-        ckpt, summary = run_dir / "checkpoints" / f"corrections_{r}", run_dir / f"corrections_{r}.json"
-
-        def make(r: int = r, current: Path = current) -> Path:
-            return _round(config, run_dir, data, current, r, progress=progress)
-
-        current = rundir.reuse_or_make(f"corrections {r}", ckpt, summary, round_hash(config, r), make)
-    return current
+    make = lambda current, r: _round(config, run_dir, data, current, r, progress=progress)  # noqa: E731
+    return each_round(config, run_dir, imitation, make, round_hash)
 
 
 def _round(config: Config, run_dir: Path, data: Path, current: Path, r: int, *, progress: bool) -> Path:
@@ -98,7 +93,7 @@ def _round(config: Config, run_dir: Path, data: Path, current: Path, r: int, *, 
     round_config = config.model_copy(update={"imitation": config.imitation.model_copy(update=steps)})
     meta = {"stage": "corrections", "round": r, "parent": rundir.rel(current, run_dir)}
     meta["config_hash"] = round_hash(config, r)
-    return train(
+    ckpt = train(
         round_config,
         data,
         run_dir,
@@ -109,3 +104,9 @@ def _round(config: Config, run_dir: Path, data: Path, current: Path, r: int, *, 
         name=f"corrections_{r}",
         meta=meta,
     )
+    s = json.loads((run_dir / f"corrections_{r}.json").read_text())
+    print(
+        f"corrections {r}: held-out accuracy {s['held_out_accuracy']:.3f} (from "
+        f"{s['untrained_accuracy']:.3f}) after {s['step']} steps, {len(fixed)} corrections so far"
+    )
+    return ckpt
