@@ -215,7 +215,7 @@ def test_correct(driver, env, items, tmp_path):
 
     queue = Queue(tmp_path / "correct", "correct")
     bench = Workbench(
-        "correct", queue, {"gamma": FakeModel(lambda p, seed: "x")}, items=items, env=env, judge=judge
+        "correct", queue, {"gamma": FakeModel(lambda p, seed: "x")}, items=items, env=env, wrong=judge
     )
     with served(driver, bench) as base:
         start(driver, base)
