@@ -237,6 +237,13 @@ def test_the_terminal_labels_each_mode_from_piped_input(tmp_path, checkpoints):
     train = ["train", "--pairs", str(tmp_path / "comparisons.jsonl"), "--out", str(verifier), "--steps", "2"]
     assert verifier_main([*train, "--block-size", "64", "--val-fraction", "0.5", "--no-progress"]) == 0
     assert (verifier / "config.json").exists()
+    judged = tmp_path / "judged"  # and that verifier can judge in a person's place
+    args = ["compare", *ENV_ARGS, "--checkpoint", a, "--out", str(judged), "--tasks", "20", "--items", "3"]
+    assert label_main([*args, "--judge", f"verifier:path={verifier},noise=0"]) == 0
+    judged_by = lines(judged / "comparisons.jsonl")
+    assert len(judged_by) == 3 and {r["labeller"] for r in judged_by} == {
+        f"judge:verifier:path={verifier},noise=0"
+    }
     longest = envs.make("arithmetic", digits=1).max_completion_chars  # the default answer length
     assert picks[0]["sampling"] == {"temperature": 1.0, "top_k": None, "max_new_tokens": longest, "seed": 0}
 
@@ -399,8 +406,8 @@ def test_a_killed_server_loses_no_saved_vote(tmp_path, checkpoints):
         assert client.post("/submit", {"token": pending, "choice": "all_bad"})[0] == 200
         assert client.post("/submit", {"token": token(client.get()), "choice": "0"})[0] == 200
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(30)
+        proc.terminate()  # SIGTERM: stops as Ctrl-C does (which a shell may have told it to ignore)
+        assert proc.wait(30) == 0
     after = lines(tmp_path / "comparisons.jsonl")
     assert after[:3] == before and [r["pick"] for r in after[3:]] == ["all_bad", 0]
     assert len({r["id"] for r in after}) == 5

@@ -13,6 +13,7 @@ unknown, replayed or someone else's, the choice is not offered, or the post come
 from __future__ import annotations
 
 import http.server
+import signal
 import sys
 import urllib.parse
 from http import HTTPStatus
@@ -229,8 +230,9 @@ def make_server(
 
 
 def serve(bench: Workbench, *, host: str = "127.0.0.1", port: int = 8765) -> int:
-    """Serve until interrupted; every answer is saved as it comes."""
+    """Serve until interrupted (Ctrl-C, SIGTERM); every answer is saved as it comes."""
     server = make_server(bench, host=host, port=port)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops it as Ctrl-C does
     h, p = server.server_address[:2]
     print(f"label {bench.mode}: open http://{'localhost' if h == '127.0.0.1' else h}:{p}/", flush=True)
     try:
