@@ -33,9 +33,9 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# Two workers, a file each at a time: the slow tic-tac-toe file (one core) runs beside everything else.
+# Two workers, a file each at a time, the slowest files first (tests/conftest.py), in that order.
 test: lint
-	$(BIN)/pytest -n 2 --dist loadfile
+	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 bench: setup
 	$(BIN)/python bench/games.py

@@ -25,6 +25,9 @@ import selfplay.verifier as V
 from selfplay.config import ADDED_LATER, Config
 from selfplay.imitate import config_hash
 from selfplay.io import atomic_write_text
+from selfplay.label import Queue
+from selfplay.label.judges import make_judge, run_judge
+from selfplay.label.workbench import Item, Sampling, Workbench
 from selfplay.rundir import rel
 from selfplay.text import (
     TaskSampler,
@@ -204,10 +207,6 @@ def _make(config: Config, run_dir: Path, imitation: Path, *, progress: bool) -> 
 def _compared(config: Config, run_dir: Path, policy, env, tasks, *, progress: bool) -> list[V.Comparison]:
     """Comparisons of three samples of each task through the labelling workbench (`RUN/labels`): made by
     the run's judge, or (`judge.kind: people`) read from what people labelled there."""
-    from selfplay.label import Queue
-    from selfplay.label.judges import make_judge, run_judge
-    from selfplay.label.workbench import Item, Sampling, Workbench
-
     vc, labels = config.verifier, run_dir / "labels"
     items = [Item(t.id, env.prompt_for(t), t) for t in {t.id: t for t in tasks}.values()]
     who = None

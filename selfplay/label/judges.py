@@ -107,7 +107,7 @@ def make_judge(spec: str, *, env: envs.RewardEnv | None = None, device: str = "c
             return [env.score(item.task, t) for t in texts]
 
         return Judge(f"judge:{spec}", env_score, noise, seed)
-    import agents
+    import agents  # here: torch loads for a verifier judge only
 
     try:
         verifier = agents.load_verifier(knobs["path"], device=device)
