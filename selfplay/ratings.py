@@ -327,10 +327,13 @@ def pyplot():
 
 
 def save_png(fig, path: str | os.PathLike) -> Path:
-    """`fig` as a PNG at `path`, written atomically."""
+    """`fig` as a PNG at `path`, written atomically; the figure is closed (drawn once, then freed)."""
     path = Path(path)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    try:
+        fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    finally:
+        pyplot().close(fig)
     with atomic_open(path, "wb") as f:
         f.write(buf.getvalue())
     return path
@@ -361,10 +364,7 @@ def plot_elo_by_step(
     if curves:
         ax.legend()
     fig.tight_layout()
-    try:
-        return save_png(fig, path)
-    finally:
-        plt.close(fig)
+    return save_png(fig, path)
 
 
 def plot_elo_by_budget(
@@ -395,10 +395,7 @@ def plot_elo_by_budget(
             ax.annotate(r.name, (0, r.elo), xycoords=("axes fraction", "data"), fontsize=7, va="bottom")
     ax.set(xlabel="simulations per move", ylabel="Elo", title=title)
     fig.tight_layout()
-    try:
-        return save_png(fig, path)
-    finally:
-        plt.close(fig)
+    return save_png(fig, path)
 
 
 def plot_scores_by_step(
@@ -431,10 +428,7 @@ def plot_scores_by_step(
     if curves:
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside, not over, the lines
     fig.tight_layout()
-    try:
-        return save_png(fig, path)
-    finally:
-        plt.close(fig)
+    return save_png(fig, path)
 
 
 def plot_league(rows: Sequence[Row], path: str | os.PathLike, *, title: str = "Ratings") -> Path:
@@ -448,10 +442,7 @@ def plot_league(rows: Sequence[Row], path: str | os.PathLike, *, title: str = "R
     ax.set_yticks(y, [f"{r.name} ({r.games})" for r in rows])
     ax.set(xlabel="Elo (95% interval); games in brackets", title=title)
     fig.tight_layout()
-    try:
-        return save_png(fig, path)
-    finally:
-        plt.close(fig)
+    return save_png(fig, path)
 
 
 # --- votes ------------------------------------------------------------------------------------------

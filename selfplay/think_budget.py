@@ -163,9 +163,7 @@ def plot(result: dict[str, Any], path: str | Path, *, title: str) -> Path:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
-    path = save_png(fig, path)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
 
 
 def _ints(text: str, name: str) -> list[int]:

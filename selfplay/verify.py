@@ -8,7 +8,6 @@ Files: `RUN/checkpoints/verifier` (meta `stage: verifier`, with its metrics), `R
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import asdict
@@ -22,7 +21,7 @@ from torch.utils.tensorboard import SummaryWriter
 import agents
 import selfplay.rundir as rundir
 import selfplay.verifier as V
-from selfplay.config import ADDED_LATER, Config
+from selfplay.config import Config, fingerprint
 from selfplay.imitate import config_hash
 from selfplay.io import atomic_write_text
 from selfplay.label import Queue
@@ -44,13 +43,10 @@ from selfplay.text_imitate import imitation_stage
 
 
 def verifier_hash(config: Config) -> str:
-    verifier = config.verifier.model_dump()
-    if verifier["labels"] == ADDED_LATER["verifier"]["labels"]:
-        del verifier["labels"]  # verifiers made before the key existed stay valid
-    relevant = {"imitation": config_hash(config), "verifier": verifier}
-    if config.verifier.labels == "comparisons":
-        relevant["judge"] = config.judge.model_dump()
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+    """What the verifier depends on: the imitation checkpoint, the verifier section and, when it learns
+    from comparisons, the judge making them."""
+    judged = {"judge": config.judge.model_dump()} if config.verifier.labels == "comparisons" else {}
+    return fingerprint(config, {"verifier"}, imitation=config_hash(config), **judged)
 
 
 def _pretrained_dir(path: Path) -> bool:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import envs
 from selfplay.label.queue import FormError
@@ -156,4 +155,4 @@ def run_judge(
     return made
 
 
-__all__: list[Any] = ["Judge", "JudgeSpecError", "make_judge", "parse_spec", "run_judge"]
+__all__ = ["Judge", "JudgeSpecError", "make_judge", "parse_spec", "run_judge"]

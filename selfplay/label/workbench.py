@@ -111,7 +111,9 @@ class Workbench:
         self.items = {it.id: it for it in items}
         self.sampling, self.n, self.source, self.wrong = sampling, n, source or {}, wrong
         self.audited = {r["id"]: r for r in audited}
-        self.of = "compare" if mode != "audit" or "completions" in next(iter(audited)) else "arena"
+        self.of = mode  # the mode whose forms it shows: an audit's, the audited records'
+        if mode == "audit":
+            self.of = "compare" if "completions" in next(iter(audited)) else "arena"
         self.live_ratings = True  # the arena's table after every vote (a judge's run writes it at the end)
 
     # --- generation ------------------------------------------------------------------------------
@@ -192,7 +194,7 @@ class Workbench:
         return pair[0], pair[1]
 
     def view(self, claim: Claim) -> View:
-        s, mode = claim.shown, self.of if self.mode == "audit" else self.mode
+        s, mode = claim.shown, self.of
         if mode == "compare":
             options = [(str(i), c["text"]) for i, c in enumerate(s["completions"])]
             return View("compare", claim.token, s["prompt"], claim.item, options)
