@@ -269,6 +269,14 @@ class Config(Section):
                 "verifier.labels: comparisons train the verifier, which rl.reward: programmatic "
                 "never uses; set rl.reward: verifier (or mixed)"
             )
+        refresh = self.rl.verifier_refresh_every
+        if refresh and self.rl.reward == "programmatic":
+            raise ValueError("rl.verifier_refresh_every: rl.reward: programmatic uses no verifier to refresh")
+        if refresh and self.verifier.labels == "comparisons" and self.judge.kind == "people":
+            raise ValueError(
+                "rl.verifier_refresh_every: judge.kind: people cannot label while RL runs; refresh with a "
+                "judge (judge.kind: env or verifier), or label between runs and resume"
+            )
         if (self.judge.kind == "verifier") != (self.judge.path is not None):
             raise ValueError("judge.path: a verifier's directory, given exactly when judge.kind is verifier")
         if self.rl.think_budget is not None and not isinstance(env, Thinking):
@@ -431,7 +439,12 @@ ADDED_LATER = {
     },
     "imitation": {"symmetries": False},
     "transcripts": {"teacher": "expert", "corrections": []},
-    "rl": {"think_budget": None},
+    "rl": {
+        "think_budget": None,
+        "verifier_refresh_every": 0,
+        "verifier_refresh_tasks": 1000,
+        "verifier_refresh_steps": 300,
+    },
     "verifier": {"labels": "env"},
     "judge": {"kind": "env", "path": None, "noise": 0.0, "seed": 0},
     "corrections": {"share": 0.5},

@@ -102,7 +102,8 @@ def stage2_outputs(run_dir: Path, state: str, *, what: str, keep: bool) -> list[
         Output(f"{what} ({hint})", run_dir / state, lambda: keep),
         *(
             Output(f"{what}'s checkpoint {p.name} ({hint})", p, lambda: keep)
-            for p in sorted((run_dir / "checkpoints").glob("step_*"))
+            for pattern in ("step_*", "verifier_step_*")  # the verifier's refreshes during RL
+            for p in sorted((run_dir / "checkpoints").glob(pattern))
         ),
         Output(
             "a resume state in the old pickle format, which selfplay never loads (a pickle can run code)",

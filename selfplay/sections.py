@@ -276,6 +276,21 @@ class RLConfig(Stage2Section):
     eval_tasks: int = Field(
         default=500, ge=1, description="Held-out tasks for true accuracy (greedy, the env's own score)."
     )
+    verifier_refresh_every: int = Field(
+        default=0,
+        ge=0,
+        description="With a verifier in the reward: learner steps between retrains of the verifier on the "
+        "policy's latest samples (`verifier_refresh_tasks` training tasks, labelled as `verifier.labels` "
+        "says: the env's score, or the judge's comparisons in `RUN/labels/refresh_STEP`), continuing from "
+        "its current weights, so it keeps up as the policy moves; each saved as "
+        "`RUN/checkpoints/verifier_step_STEP`. 0: the verifier stays as trained.",
+    )
+    verifier_refresh_tasks: int = Field(
+        default=1000, ge=2, description="Training tasks sampled from the current policy per verifier refresh."
+    )
+    verifier_refresh_steps: int = Field(
+        default=300, ge=1, description="Verifier optimizer steps per refresh (its other knobs: `verifier.*`)."
+    )
 
 
 class JudgeSection(Section):

@@ -13,6 +13,7 @@ a policy writes raises (`guarded_reward`).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ import torch
 import agents
 import envs
 from selfplay.config import Config
+from selfplay.io import atomic_write_text
+from selfplay.rundir import rel, resolve
 from selfplay.text import (
     TaskSampler,
     encode_completion,
@@ -39,6 +42,7 @@ Episode = list[tuple[str, str]]  # (prompt, completion) per turn
 Reward = Callable[[Sequence[envs.Task], Sequence[Episode]], tuple[np.ndarray, np.ndarray, np.ndarray | None]]
 
 VERIFIER_DIR = "checkpoints/verifier"
+VERIFIER_NOW = "rl/verifier.json"  # which verifier the RL reward reads now: the trained one or a refresh
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,37 @@ def verifier_reward(env: envs.RewardEnv, verifier, weight: float = 1.0) -> Rewar
     return reward
 
 
+class LiveVerifier:
+    """The verifier the RL reward reads now: the one `RUN/rl/verifier.json` names (the verifier stage's,
+    or the newest refresh of it during RL; `RUN/checkpoints/verifier` without that file), loaded again
+    whenever the file changes, so actors in any process follow the learner's refreshes."""
+
+    def __init__(self, run_dir: str | Path, device: str = "cpu") -> None:
+        self.run_dir, self.device = Path(run_dir), device
+        self.named: str | None = None
+        self.verifier = None
+
+    def current(self):
+        from agents.verifier import load_verifier
+
+        try:
+            named = json.loads((self.run_dir / VERIFIER_NOW).read_text(encoding="utf-8"))["checkpoint"]
+        except FileNotFoundError:
+            named = VERIFIER_DIR
+        if self.verifier is None or named != self.named:
+            self.verifier = load_verifier(resolve(named, self.run_dir), device=self.device)
+            self.named = named
+        return self.verifier
+
+    def score(self, prompts, completions) -> np.ndarray:
+        return self.current().score(prompts, completions)
+
+
+def point_verifier(run_dir: Path, checkpoint: Path) -> None:
+    """Make `checkpoint` the verifier the RL reward reads (`LiveVerifier`)."""
+    atomic_write_text(run_dir / VERIFIER_NOW, json.dumps({"checkpoint": rel(checkpoint, run_dir)}) + "\n")
+
+
 def guarded_reward(reward: Reward) -> Reward:
     """`reward`, with anything it raises or returns out of [0, 1] turned into 0 for the episodes at fault
     (one episode at a time when the batch fails), so bad completions never stop training."""
@@ -160,9 +195,8 @@ def make_reward(config: Config, env: envs.RewardEnv, *, device: str = "cpu") -> 
     rl = config.rl
     if rl.reward == "programmatic":
         return guarded_reward(programmatic_reward(env))
-    from agents.verifier import load_verifier
-
-    verifier = load_verifier(Path(config.run_dir) / VERIFIER_DIR, device=device)
+    verifier = LiveVerifier(config.run_dir, device=device)
+    verifier.current()  # a missing or broken verifier stops the actor here, not inside the guard
     weight = 1.0 if rl.reward == "verifier" else rl.verifier_weight
     return guarded_reward(verifier_reward(env, verifier, weight))
 

@@ -14,8 +14,15 @@ accuracy is always the env's own score of greedy episodes on held-out tasks.
 
 TensorBoard (`RUN/tb/rl`): `rl/mean_reward`, `rl/sample_true_score` (env score of the same samples),
 `rl/verifier_agreement`, `rl/completion_length`, `rl/true_accuracy` (held-out, greedy) and, with a
-verifier, `rl/heldout_verifier_score` beside it: the verifier's opinion of those same greedy answers.
-Reward hacking shows as that score (or `rl/mean_reward`) rising while `rl/true_accuracy` falls.
+verifier, `rl/heldout_verifier_score` beside it: the verifier's opinion of those same greedy answers,
+and `rl/heldout_verifier_auc`, its ROC-AUC on them (how well it still tells the policy's current right
+answers from wrong ones). Reward hacking shows as that score (or `rl/mean_reward`) rising while
+`rl/true_accuracy` falls.
+
+With `rl.verifier_refresh_every`, the learner retrains the verifier on the policy's latest samples every
+so many steps (`selfplay.verify.refresh`; `RUN/checkpoints/verifier_step_XXXXXX`) and points the reward
+at it (`RUN/rl/verifier.json`, which every actor follows); the verifier as trained is scored beside it
+(`rl/heldout_frozen_verifier_auc`, `..._score`).
 
 Files: `RUN/checkpoints/step_XXXXXX` (meta stage `rl/<reward>`), the resume state `RUN/rl/state/`
 (`selfplay.resume`), `RUN/rl/stats.json` (what the runtime delivered), all written by the stage-2 loop
@@ -24,7 +31,6 @@ Files: `RUN/checkpoints/step_XXXXXX` (meta stage `rl/<reward>`), the resume stat
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -36,11 +42,11 @@ from torch.utils.tensorboard import SummaryWriter
 import agents
 import selfplay.loop as loop
 import selfplay.resume as resume_state
-from selfplay.config import Config, RLConfig
+from selfplay.config import Config, RLConfig, fingerprint
 from selfplay.imitate import config_hash
 from selfplay.io import atomic_write_text
 from selfplay.loop import Learner, Stage
-from selfplay.rundir import rel
+from selfplay.rundir import rel, resolve
 from selfplay.text import (
     forward_completions,
     held_out_tasks,
@@ -48,8 +54,17 @@ from selfplay.text import (
     max_new_tokens,
     play,
 )
-from selfplay.text_actor import VERIFIER_DIR, Completion, Group, make_text_actor, well_formed
-from selfplay.verify import verifier_hash
+from selfplay.text_actor import (
+    VERIFIER_DIR,
+    Completion,
+    Group,
+    LiveVerifier,
+    make_text_actor,
+    point_verifier,
+    well_formed,
+)
+from selfplay.verifier_metrics import roc_auc
+from selfplay.verify import refresh, verifier_hash
 
 STATE_DIR = resume_state.RL_DIR
 
@@ -96,12 +111,7 @@ def rl_losses(
 
 # --- checkpoints and resume ----------------------------------------------------------------------
 def rl_hash(config: Config) -> str:
-    relevant = {
-        "imitation": config_hash(config),
-        "rl": config.rl.model_dump(),
-        "verifier": verifier_hash(config),
-    }
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return fingerprint(config, {"rl"}, imitation=config_hash(config), verifier=verifier_hash(config))
 
 
 # --- the learner loop ----------------------------------------------------------------------------
@@ -112,11 +122,13 @@ class _Evaluator:
         self.env = make_env(config)
         self.tasks = held_out_tasks(config, self.env, config.rl.eval_tasks)
         self.max_new_tokens = max_new_tokens(config, self.env)
-        self.verifier = None
+        self.verifier = self.frozen = None
         if config.rl.reward != "programmatic":
             from agents.verifier import load_verifier
 
-            self.verifier = load_verifier(run_dir / VERIFIER_DIR, device=config.rl.device)
+            self.verifier = LiveVerifier(run_dir, device=config.rl.device)
+            if config.rl.verifier_refresh_every:  # the verifier as trained, beside its refreshes
+                self.frozen = load_verifier(run_dir / VERIFIER_DIR, device=config.rl.device)
 
     @torch.no_grad()
     def __call__(self, policy: agents.Policy) -> dict[str, float]:
@@ -129,10 +141,15 @@ class _Evaluator:
             for t, ep in zip(self.tasks, episodes, strict=True)
         ]
         out = {"true_accuracy": float(np.mean(true))}
-        if self.verifier is not None:
-            ok = [all(well_formed(self.env, c) for _, c in ep) for ep in episodes]
-            v = self.verifier.score([ep[-1][0] for ep in episodes], [ep[-1][1] for ep in episodes])
-            out["heldout_verifier_score"] = float(np.mean(np.where(ok, v, 0.0)))
+        ok = [all(well_formed(self.env, c) for _, c in ep) for ep in episodes]
+        last = [ep[-1] for ep in episodes]
+        for name, verifier in (("", self.verifier), ("frozen_", self.frozen)):
+            if verifier is not None:  # its score as the reward reads it; its ROC-AUC on these answers
+                v = np.where(ok, verifier.score([p for p, _ in last], [c for _, c in last]), 0.0)
+                out[f"heldout_{name}verifier_score"] = float(np.mean(v))
+                auc = roc_auc(true, v)
+                if np.isfinite(auc):  # both right and wrong answers among them
+                    out[f"heldout_{name}verifier_auc"] = auc
         return out
 
 
@@ -143,6 +160,7 @@ class GroupRL(Stage):
     name, state_dir, what = "rl", STATE_DIR, "an RL run"
     state_keys, stats_keys = ("collected", "episodes"), ("completions", "episodes")
     waiting_for, sample, extra_keys = "samples", Completion, ("evals",)
+    # (the reward's verifier now, `verifier`, is in the state too: a state from before refreshes lacks it)
 
     def __init__(self, config: Config, run_dir: Path) -> None:
         super().__init__(config, run_dir)
@@ -151,6 +169,7 @@ class GroupRL(Stage):
         self.evaluate = _Evaluator(config, run_dir)
         self.evals: list[dict[str, float]] = []
         self.window = _Window()
+        self.verifier = run_dir / VERIFIER_DIR  # the one the reward reads now (`rl.verifier_refresh_every`)
 
     def make_runtime(self, current: Path, model, version: int):
         from selfplay.runtime import Actors, make_runtime
@@ -175,10 +194,11 @@ class GroupRL(Stage):
         return {"game": c.game, "env_options": dict(c.env_options), "stage": stage, "config_hash": rl_hash(c)}
 
     def state(self) -> dict:
-        return {"evals": self.evals}
+        return {"evals": self.evals, "verifier": rel(self.verifier, self.run_dir)}
 
     def restore(self, state: dict) -> None:
         self.evals = state["evals"]
+        self.verifier = resolve(state.get("verifier", VERIFIER_DIR), self.run_dir)
 
     def record_eval(self, learner: Learner) -> dict[str, float]:
         m = self.evaluate(learner.policy)
@@ -188,6 +208,8 @@ class GroupRL(Stage):
         return m
 
     def started(self, learner: Learner) -> None:
+        if self.cfg.reward != "programmatic":  # before any actor loads it
+            point_verifier(self.run_dir, self.verifier)
         if not self.evals:
             m = self.record_eval(learner)
             name = learner.history[-1].name
@@ -197,6 +219,12 @@ class GroupRL(Stage):
         self.window.log(learner.writer, learner.step, metrics, learner.runtime.depth(), learner.episodes)
 
     def stepped(self, learner: Learner) -> None:
+        every = self.cfg.verifier_refresh_every
+        if every and learner.step % every == 0 and learner.step < self.cfg.steps:
+            t0 = time.perf_counter()
+            self.verifier = refresh(self.config, self.run_dir, learner.policy, self.verifier, learner.step)
+            point_verifier(self.run_dir, self.verifier)
+            learner.writer.add_scalar("rl/verifier_refresh_seconds", time.perf_counter() - t0, learner.step)
         if learner.step % self.cfg.eval_every == 0 or learner.step == self.cfg.steps:
             m = self.record_eval(learner)
             learner.bar.set_postfix(acc=f"{m['true_accuracy']:.3f}")
@@ -218,7 +246,15 @@ class GroupRL(Stage):
             "held_out_tasks": len(self.evaluate.tasks),
             "evals": evals,
         }
+        if self.cfg.reward != "programmatic":
+            summary["verifier"] = rel(self.verifier, self.run_dir)
         atomic_write_text(self.run_dir / "rl.json", json.dumps(summary, indent=2) + "\n")
+        last = evals[-1]
+        if "heldout_verifier_auc" in last and "heldout_frozen_verifier_auc" in last:
+            print(
+                f"rl: verifier ROC-AUC on the policy's held-out answers: refreshed "
+                f"{last['heldout_verifier_auc']:.3f}, as trained {last['heldout_frozen_verifier_auc']:.3f}"
+            )
 
 
 def train(config: Config, run_dir: Path, start: Path, *, resume: bool = False, progress: bool = True) -> Path:

@@ -158,13 +158,10 @@ def _make(config: Config, run_dir: Path, imitation: Path, *, progress: bool) -> 
         "stop": env.stop,
     }
     tasks = TaskSampler(env, held_out_ids(config, env), seed=[vc.seed, 31])(vc.tasks)
-    if vc.labels == "comparisons":
-        data, pairs = [], _compared(config, run_dir, policy, env, tasks, progress=progress)
-    else:
-        data = _labelled(policy, env, tasks, vc.samples, seed=vc.seed, **sampling)
-        if vc.with_expert:
-            data += [V.Labelled(env.prompt_for(t), env.expert(t), 1.0, f"expert, task {t.id}") for t in tasks]
-        pairs = V.make_pairs(data, max_per_prompt=vc.pairs, seed=vc.seed) if vc.pairs else []
+    labels = run_dir / "labels"
+    data, pairs = _data(
+        config, run_dir, labels, policy, env, tasks, sampling, seed=vc.seed, progress=progress
+    )
     verifier = initial_verifier(config, policy, run_dir, progress=progress)
     writer = SummaryWriter(str(run_dir / "tb" / "verifier"))
     result = V.train(
@@ -200,15 +197,80 @@ def _make(config: Config, run_dir: Path, imitation: Path, *, progress: bool) -> 
     return path
 
 
-def _compared(config: Config, run_dir: Path, policy, env, tasks, *, progress: bool) -> list[V.Comparison]:
-    """Comparisons of three samples of each task through the labelling workbench (`RUN/labels`): made by
+def _data(
+    config: Config,
+    run_dir: Path,
+    labels: Path,
+    policy,
+    env,
+    tasks,
+    sampling: dict,
+    *,
+    seed: int,
+    progress: bool,
+) -> tuple[list[V.Labelled], list[V.Comparison]]:
+    """The verifier's training data from `policy`'s samples of `tasks`, as `verifier.labels` says: each
+    labelled by the env's score (plus the expert's answers, plus pairs), or comparisons by the judge
+    through the workbench in the directory `labels`."""
+    vc = config.verifier
+    if vc.labels == "comparisons":
+        return [], _compared(config, run_dir, labels, policy, env, tasks, sampling, seed, progress=progress)
+    data = _labelled(policy, env, tasks, vc.samples, seed=seed, **sampling)
+    if vc.with_expert:
+        data += [V.Labelled(env.prompt_for(t), env.expert(t), 1.0, f"expert, task {t.id}") for t in tasks]
+    return data, V.make_pairs(data, max_per_prompt=vc.pairs, seed=seed) if vc.pairs else []
+
+
+def refresh(
+    config: Config, run_dir: Path, policy, current: Path, step: int, *, progress: bool = True
+) -> Path:
+    """The verifier `current` retrained on `policy`'s samples (at the RL temperature) of fresh training
+    tasks, labelled as the verifier stage labels, for `rl.verifier_refresh_steps` steps from its weights;
+    saved as `RUN/checkpoints/verifier_step_STEP` (its held-out metrics in the meta)."""
+    from agents.verifier import load_verifier, save_verifier
+
+    rc, vc = config.rl, config.verifier
+    env = make_env(config)
+    sampling = {
+        "temperature": rc.temperature,
+        "max_new_tokens": max_new_tokens(config, env),
+        "stop": env.stop,
+    }
+    tasks = TaskSampler(env, held_out_ids(config, env), seed=[vc.seed, 37, step])(rc.verifier_refresh_tasks)
+    labels = run_dir / "labels" / f"refresh_{step:06d}"
+    was_training = policy.model.training
+    policy.model.eval()
+    data, pairs = _data(
+        config, run_dir, labels, policy, env, tasks, sampling, seed=vc.seed + step, progress=progress
+    )
+    policy.model.train(was_training)
+    verifier = load_verifier(current, device=str(policy.device))
+    knobs = {**V.knobs(vc), "steps": rc.verifier_refresh_steps, "seed": vc.seed + step}
+    result = V.train(verifier, pointwise=data, pairwise=pairs, progress=progress, **knobs)
+    meta = {"stage": "verifier", "game": config.game, "parent": rel(current, run_dir), "refreshed_at": step}
+    meta["val"] = {k: v for k, v in asdict(result.final).items() if np.isfinite(v)}
+    return save_verifier(verifier, run_dir / "checkpoints" / f"verifier_step_{step:06d}", meta=meta)
+
+
+def _compared(
+    config: Config,
+    run_dir: Path,
+    labels: Path,
+    policy,
+    env,
+    tasks,
+    sampling: dict,
+    seed: int,
+    *,
+    progress: bool,
+) -> list[V.Comparison]:
+    """Comparisons of three samples of each task through the labelling workbench (in `labels`): made by
     the run's judge, or (`judge.kind: people`) read from what people labelled there."""
-    vc, labels = config.verifier, run_dir / "labels"
     items = [Item(t.id, env.prompt_for(t), t) for t in {t.id: t for t in tasks}.values()]
     who = None
     if config.judge.kind != "people":
         judge = make_judge(config.judge.spec(), env=env, device=str(policy.device), seed=config.judge.seed)
-        sampling = Sampling(vc.temperature, None, max_new_tokens(config, env), vc.seed)
+        sampling = Sampling(sampling["temperature"], None, sampling["max_new_tokens"], seed)
         bench = Workbench(
             "compare",
             Queue(labels, "compare"),

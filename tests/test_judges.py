@@ -167,6 +167,58 @@ def test_a_run_trains_its_verifier_on_a_judges_comparisons_and_people_come_first
             load_config(ROOT / "configs/arithmetic.yaml", bad)
 
 
+def test_the_verifier_is_retrained_on_the_latest_samples_during_rl_and_actors_follow(tmp_path, capsys):
+    from test_text_rl import TINY
+
+    from selfplay.config import ConfigError, load_config
+    from selfplay.run import main
+
+    run = tmp_path / "run"
+    argv = [str(ROOT / "configs/arithmetic.yaml"), f"run_dir={run}", *TINY, "rl.reward=verifier"]
+    argv += ["verifier.labels=comparisons", "judge.noise=0.1", "verifier.tasks=30", "imitation.max_steps=200"]
+    argv += ["rl.steps=5", "rl.verifier_refresh_every=2", "rl.verifier_refresh_tasks=20"]
+    argv += ["rl.verifier_refresh_steps=5", "rl.actors=1", "rl.eval_every=2", "--no-progress"]
+    assert main(argv) == 0  # refreshes at steps 2 and 4, an actor process scoring with each
+    out = capsys.readouterr().out
+    for step, parent in ((2, "checkpoints/verifier"), (4, "checkpoints/verifier_step_000002")):
+        meta = json.loads((run / f"checkpoints/verifier_step_{step:06d}/meta.json").read_text())
+        assert meta["refreshed_at"] == step and meta["parent"] == parent and meta["stage"] == "verifier"
+        lines = (run / f"labels/refresh_{step:06d}/comparisons.jsonl").read_text().splitlines()
+        records = [json.loads(r) for r in lines]  # one per distinct task of the 20 drawn
+        assert 10 <= len(records) == len({r["id"] for r in records}) <= 20
+        assert {r["labeller"] for r in records} == {"judge:env:noise=0.1"}
+    assert (
+        json.loads((run / "rl/verifier.json").read_text())["checkpoint"] == "checkpoints/verifier_step_000004"
+    )
+    summary = json.loads((run / "rl.json").read_text())
+    assert summary["verifier"] == "checkpoints/verifier_step_000004"
+    last = summary["evals"][-1]
+    assert {"heldout_verifier_score", "heldout_frozen_verifier_score"} <= set(last)
+    if "heldout_frozen_verifier_auc" in last:  # the answers held both right and wrong ones
+        assert "verifier ROC-AUC on the policy's held-out answers: refreshed" in out
+    # a resumed run scores with the refresh it had reached, and refreshes on from there
+    (run / "rl/verifier.json").unlink()
+    assert main(["--resume", str(run), "rl.steps=7", "--no-progress"]) == 0
+    assert "resuming at step 5" in capsys.readouterr().out
+    assert json.loads((run / "rl.json").read_text())["verifier"] == "checkpoints/verifier_step_000006"
+    meta = json.loads((run / "checkpoints/verifier_step_000006/meta.json").read_text())
+    assert meta["parent"] == "checkpoints/verifier_step_000004"
+    for bad, says in [
+        (["rl.verifier_refresh_every=10"], "rl.reward: programmatic uses no verifier"),
+        (
+            [
+                "rl.reward=verifier",
+                "rl.verifier_refresh_every=10",
+                "verifier.labels=comparisons",
+                "judge.kind=people",
+            ],
+            "judge.kind: people cannot label while RL runs",
+        ),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(says)):
+            load_config(ROOT / "configs/arithmetic.yaml", bad)
+
+
 def test_correction_rounds_on_a_reward_environment_train_on_the_judges_corrections(tmp_path, capsys):
     from test_text_rl import TINY
 

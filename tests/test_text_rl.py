@@ -121,6 +121,29 @@ def test_group_advantages_are_relative_to_the_group():
     assert not text_actor.group_advantages(np.array([0.5, 0.5, 0.5])).any()
 
 
+def test_the_reward_follows_the_verifier_the_run_points_at(tmp_path, nano_policy):
+    from agents.verifier import Verifier, save_verifier
+
+    config = tiny_config(tmp_path, "rl.reward=verifier")
+    run = Path(config.run_dir)
+    made = {}
+    for name, seed in (("verifier", 0), ("verifier_step_000010", 1)):
+        v = Verifier.from_policy(nano_policy, seed=seed)
+        made[name] = (v, save_verifier(v, run / "checkpoints" / name, meta={"stage": "verifier"}))
+    env = text.make_env(config)
+    tasks = text.held_out_tasks(config, env, 6)
+    episodes = [[(env.prompt_for(t), env.expert(t))] for t in tasks]
+    reward = text_actor.make_reward(config, env)
+
+    def expected(name):
+        return made[name][0].score([e[0][0] for e in episodes], [e[0][1] for e in episodes])
+
+    assert np.allclose(reward(tasks, episodes)[0], expected("verifier"), atol=1e-5)  # no pointer yet
+    text_actor.point_verifier(run, made["verifier_step_000010"][1])
+    assert np.allclose(reward(tasks, episodes)[0], expected("verifier_step_000010"), atol=1e-5)
+    assert not np.allclose(expected("verifier"), expected("verifier_step_000010"))
+
+
 @pytest.mark.parametrize("reward", ["programmatic", "verifier"])
 def test_main_command_runs_every_text_stage(tmp_path, reward, capsys):
     run_dir = tmp_path / "run"
