@@ -30,6 +30,9 @@ class LoraSection(Section):
 # Keys of the native model that an HF backbone has no use for (its tokenizer, shape and faces are its own).
 NATIVE_ONLY = (
     "size",
+    "n_layer",
+    "n_head",
+    "n_embd",
     "tokenizer",
     "merges",
     "dropout",
@@ -73,6 +76,22 @@ class ModelSection(Section):
     )
     size: Literal["nano", "micro", "small", "medium"] = Field(
         default="small", description="Preset: nano (2x64), micro (3x96), small (4x128), medium (6x192)."
+    )
+    n_layer: int | None = Field(
+        default=None,
+        ge=1,
+        description="Transformer blocks, overriding the preset's (`size`); None: the preset's.",
+    )
+    n_head: int | None = Field(
+        default=None,
+        ge=1,
+        description="Attention heads per block, overriding the preset's; None: the preset's.",
+    )
+    n_embd: int | None = Field(
+        default=None,
+        ge=1,
+        description="Width (a multiple of the heads, each head's width even), overriding the preset's; "
+        "None: the preset's. With `n_layer` and `n_head`, what a scaling sweep varies.",
     )
     tokenizer: Literal["char", "bpe"] = Field(
         default="bpe",
@@ -135,6 +154,14 @@ class ModelSection(Section):
             wrong = [k for k in HF_ONLY if k in self.model_fields_set]
             if wrong:
                 raise ValueError(f"model.{', model.'.join(wrong)}: for backbone hf only (backbone is native)")
+            if self.shape():  # the model's own checks (heads divide the width ...), before any work
+                import agents  # only then: loading a config needs no torch
+
+                agents.ModelConfig.preset(self.size, **self.shape(), vocab_size=8, positions=self.positions)
+
+    def shape(self) -> dict[str, int]:
+        """The preset's shape (`size`) overridden: those of n_layer, n_head and n_embd that are set."""
+        return {k: getattr(self, k) for k in ("n_layer", "n_head", "n_embd") if getattr(self, k) is not None}
 
     def lora_for(self, stage: str):
         """The `agents.hf.Lora` that `stage` (imitation, selfplay, rl) trains, or None."""
@@ -184,6 +211,7 @@ class ModelSection(Section):
             )
         return agents.ModelConfig.preset(
             self.size,
+            **self.shape(),
             vocab_size=vocab_size,
             block_size=self.block_size,
             dropout=self.dropout,

@@ -34,6 +34,19 @@ def test_an_rl_replay_buffer_smaller_than_the_learner_waits_for_is_refused(tmp_p
     refused(capsys, tmp_path, [str(ARITHMETIC), "rl.min_replay=2048"], "rl.min_replay", "rl.replay_size")
 
 
+def test_a_model_shape_its_heads_cannot_split_is_refused_and_one_that_can_is_built(tmp_path, capsys):
+    refused(capsys, tmp_path, [str(ARITHMETIC), "model.n_embd=100", "model.n_head=3"], "model.n_embd (100)")
+    refused(capsys, tmp_path, [str(ARITHMETIC), "model.n_embd=91"], "multiple of n_head (2)")  # nano's 2
+    refused(
+        capsys, tmp_path, [str(TTT), "model.backbone=hf", "model.path=x", "model.n_layer=2"], "model.n_layer"
+    )
+    from selfplay.config import load_config
+
+    config = load_config(ARITHMETIC, ["model.n_layer=3", "model.n_embd=48"])
+    cfg = config.model.build(20, "arithmetic")
+    assert (cfg.n_layer, cfg.n_head, cfg.n_embd) == (3, 2, 48)  # the head count from the preset (nano)
+
+
 def test_an_unknown_teacher_or_one_for_a_game_is_refused(tmp_path, capsys):
     err = refused(capsys, tmp_path, [str(ARITHMETIC), "transcripts.teacher=sloppy"], "transcripts.teacher")
     assert "'sloppy'" in err and "known: expert, no_carry" in err
