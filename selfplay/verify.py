@@ -218,7 +218,25 @@ def _data(
     data = _labelled(policy, env, tasks, vc.samples, seed=seed, **sampling)
     if vc.with_expert:
         data += [V.Labelled(env.prompt_for(t), env.expert(t), 1.0, f"expert, task {t.id}") for t in tasks]
+    labels.mkdir(parents=True, exist_ok=True)
+    V.save_records(labels / LABELLED, data)  # for the refreshes, which train on every round so far
     return data, V.make_pairs(data, max_per_prompt=vc.pairs, seed=seed) if vc.pairs else []
+
+
+LABELLED = "labelled.jsonl"  # the env-labelled samples of a labels directory (`verifier.labels: env`)
+
+
+def _recorded(config: Config, labels: Path) -> tuple[list[V.Labelled], list[V.Comparison]]:
+    """What a labels directory holds for the verifier: env-labelled samples (and their pairs), and the
+    run's judge's comparisons."""
+    vc, data, pairs = config.verifier, [], []
+    if (labels / LABELLED).exists():
+        data = V.load_labelled(labels / LABELLED)
+        pairs = V.make_pairs(data, max_per_prompt=vc.pairs, seed=vc.seed) if vc.pairs else []
+    if (labels / "comparisons.jsonl").exists():
+        who = None if config.judge.kind == "people" else f"judge:{config.judge.spec()}"
+        pairs += V.load_comparisons(labels / "comparisons.jsonl", labeller=who)
+    return data, pairs
 
 
 def refresh(
@@ -226,7 +244,11 @@ def refresh(
 ) -> Path:
     """The verifier `current` retrained on `policy`'s samples (at the RL temperature) of fresh training
     tasks, labelled as the verifier stage labels, for `rl.verifier_refresh_steps` steps from its weights;
-    saved as `RUN/checkpoints/verifier_step_STEP` (its held-out metrics in the meta)."""
+    saved as `RUN/checkpoints/verifier_step_STEP` (its held-out metrics in the meta).
+
+    It trains on every round labelled so far (the verifier stage's, earlier refreshes'), the newest
+    repeated to make about half: on the new samples alone it forgot what it knew, and its ROC-AUC on the
+    policy's answers fell below the verifier's as trained."""
     from agents.verifier import load_verifier, save_verifier
 
     rc, vc = config.rl, config.verifier
@@ -244,6 +266,14 @@ def refresh(
         config, run_dir, labels, policy, env, tasks, sampling, seed=vc.seed + step, progress=progress
     )
     policy.model.train(was_training)
+    earlier = [
+        run_dir / "labels",
+        *(p for p in sorted(labels.parent.glob("refresh_*")) if p.name < labels.name),
+    ]
+    old = [_recorded(config, p) for p in earlier]
+    old_data, old_pairs = [r for d, _ in old for r in d], [c for _, ps in old for c in ps]
+    k = max(1, round((len(old_data) + len(old_pairs)) / max(1, len(data) + len(pairs))))
+    data, pairs = old_data + data * k, old_pairs + pairs * k
     verifier = load_verifier(current, device=str(policy.device))
     knobs = {**V.knobs(vc), "steps": rc.verifier_refresh_steps, "seed": vc.seed + step}
     result = V.train(verifier, pointwise=data, pairwise=pairs, progress=progress, **knobs)
