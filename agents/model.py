@@ -260,6 +260,17 @@ class GPT(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    def non_embedding_parameters(self) -> int:
+        """Parameters but the token and position embeddings (the head is tied to the former) and the value
+        head: N as Kaplan et al. (2020) count it, about 12 n_layer n_embd^2."""
+        skip = {
+            id(p)
+            for m in (self.tok_emb, self.pos_emb, self.value_head)
+            if m is not None
+            for p in m.parameters()
+        }
+        return sum(p.numel() for p in self.parameters() if id(p) not in skip)
+
     def forward(
         self,
         idx: torch.Tensor,

@@ -440,7 +440,7 @@ ADDED_LATER = {
         "n_head": None,
         "n_embd": None,
     },
-    "imitation": {"symmetries": False},
+    "imitation": {"symmetries": False, "epochs": None},
     "transcripts": {"teacher": "expert", "corrections": []},
     "rl": {
         "think_budget": None,

@@ -155,24 +155,28 @@ def evaluate_examples(
 class Steps:
     """The steps of an imitation run, for both imitation stages: iterating yields (step, the indices of
     its batch of `n` examples, epoch after shuffled epoch) with the step's learning rate set on `opt`
-    (warm-up, cosine to `max_steps`), until `max_steps` or `max_minutes`; `bar` is the progress bar."""
+    (warm-up, cosine to the last step), for `max_steps` (or `epochs` passes) or until `max_minutes`;
+    `bar` is the progress bar."""
 
     def __init__(self, cfg: ImitationConfig, opt, n: int, rng: random.Random, *, progress: bool) -> None:
         self.cfg, self.opt, self.n, self.rng, self.order = cfg, opt, n, rng, []
-        self.bar = tqdm(total=cfg.max_steps, desc="imitation", unit="step", disable=not progress)
+        self.total = (
+            cfg.max_steps if cfg.epochs is None else max(1, math.ceil(cfg.epochs * n / cfg.batch_size))
+        )
+        self.bar = tqdm(total=self.total, desc="imitation", unit="step", disable=not progress)
         self.start, self.lr = time.perf_counter(), cfg.lr
 
     def __iter__(self) -> Iterator[tuple[int, list[int]]]:
         cfg = self.cfg
         try:
-            for step in range(cfg.max_steps):
+            for step in range(self.total):
                 if cfg.max_minutes is not None and time.perf_counter() - self.start > 60 * cfg.max_minutes:
                     return
                 self.lr = agents.lr_at(
                     step,
                     lr=cfg.lr,
                     warmup_steps=cfg.warmup_steps,
-                    steps=cfg.max_steps,
+                    steps=self.total,
                     min_lr_ratio=cfg.min_lr_ratio,
                 )
                 for group in self.opt.param_groups:
@@ -184,6 +188,32 @@ class Steps:
                 self.bar.update()
         finally:
             self.bar.close()
+
+
+class Compute:
+    """What an imitation run trained on, step by step, for scaling laws: tokens the loss fell on (D) and
+    tokens processed, and the non-embedding parameters N (Kaplan et al. 2020), so C ~ 6 N x processed."""
+
+    def __init__(self, model) -> None:
+        count = getattr(model, "non_embedding_parameters", None)
+        self.n = count() if count is not None else None  # an HF backbone's is not counted
+        self.targets: list[int] = []
+        self.processed: list[int] = []
+
+    def add(self, targets: int, processed: int) -> None:
+        self.targets.append(int(targets))
+        self.processed.append(int(processed))
+
+    def summary(self, step: int) -> dict:
+        """The counts up to `step` (the checkpoint kept), as the run summary records them."""
+        d, p = sum(self.targets[:step]), sum(self.processed[:step])
+        flops = None if self.n is None else 6 * self.n * p
+        return {
+            "non_embedding_parameters": self.n,
+            "train_tokens": d,
+            "tokens_processed": p,
+            "train_flops": flops,
+        }
 
 
 class KeepBest:
@@ -232,13 +262,14 @@ def train(
     writer = SummaryWriter(str(run_dir / "tb" / name))
     opt = agents.adamw(policy.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     keep, steps, step = KeepBest(cfg.patience), Steps(cfg, opt, len(train_ex), rng, progress=progress), 0
-    tokens_seen, tok_t0 = 0, time.perf_counter()
+    tokens_seen, tok_t0, count = 0, time.perf_counter(), Compute(policy.model)
     for step, idx in steps:
         policy.model.train()
         batch = [train_ex[i] for i in idx]
         with policy.autocast():
-            pl, vl, _ = batch_losses(policy, batch, cfg.loss)
+            pl, vl, n_tok = batch_losses(policy, batch, cfg.loss)
             loss = pl + cfg.value_weight * vl
+        count.add(n_tok, sum(len(e.prompt) + len(e.move) for e in batch))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.model.parameters(), cfg.grad_clip)
@@ -251,7 +282,7 @@ def train(
             writer.add_scalar("charts/learning_rate", steps.lr, step)
             writer.add_scalar("charts/tokens_per_second", tokens_seen / max(elapsed, 1e-9), step)
             tokens_seen, tok_t0 = 0, time.perf_counter()
-        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.max_steps:
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == steps.total:
             m = evaluate_examples(policy, val_sample, loss=cfg.loss)
             for k, v in m.items():
                 writer.add_scalar(f"val/{k}", v, step + 1)
@@ -273,7 +304,9 @@ def train(
         "train_positions": len(train_ex),
         "val_positions": len(val_ex),
         "parameters": final.model.num_parameters(),
+        **count.summary(final.meta["step"]),
         **{f"val_{k}": v for k, v in metrics.items()},
+        "held_out_loss": metrics["policy_loss"],
     }
     for k, v in metrics.items():
         writer.add_scalar(f"final/{k}", v, final.meta["step"])

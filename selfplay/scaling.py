@@ -74,7 +74,7 @@ def fit_loss(
     N: Sequence[float], D: Sequence[float], L: Sequence[float], *, delta: float = 1e-3, starts=None
 ) -> Law:
     """The Chinchilla law through the points (N_i, D_i, L_i): Huber on log-loss, the best of L-BFGS runs
-    from `starts` (a, b, e, alpha, beta each; default a grid of 128)."""
+    from the 8 best of `starts` (a, b, e, alpha, beta each; default a grid of 128)."""
     from scipy.optimize import minimize
 
     logN, logD = np.log(np.asarray(N, dtype=float)), np.log(np.asarray(D, dtype=float))
@@ -109,6 +109,7 @@ def fit_loss(
             itertools.product((0, 5, 10, 20), (0, 5, 10, 20), (lo - 1, lo - 0.2), (0.3, 1), (0.3, 1))
         )
     best = None
+    starts = sorted(starts, key=lambda p: objective(np.asarray(p, dtype=float))[0])[:8]  # the grid's best
     for start in starts:
         r = minimize(objective, np.asarray(start, dtype=float), jac=True, method="L-BFGS-B", bounds=_BOUNDS)
         if best is None or r.fun < best.fun:
@@ -138,14 +139,17 @@ def bootstrap(
     return {k: (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))) for k, v in values.items()}
 
 
-def law_intervals(N, D, L, *, samples: int = 200, seed: int = 0) -> dict[str, tuple[float, float]]:
-    """Bootstrap intervals on the law's parameters and the compute-optimal exponents a and b."""
+def law_intervals(
+    N, D, L, *, samples: int = 200, seed: int = 0
+) -> tuple[Law, dict[str, tuple[float, float]]]:
+    """The law of all points, and bootstrap intervals on its parameters and the compute-optimal exponents
+    a and b (each resample's fit starts from the law of all points, and a few other places)."""
     N, D, L = (np.asarray(x, dtype=float) for x in (N, D, L))
     full = fit_loss(N, D, L)
     lo = float(np.log(L).min())
     starts = [full.start(), *itertools.product((0, 10), (0, 10), (lo - 0.5,), (0.3, 1), (0.3,))]
     fit = lambda i: fit_loss(N[i], D[i], L[i], starts=starts).to_dict()  # noqa: E731
-    return bootstrap(fit, len(L), samples=samples, seed=seed)
+    return full, bootstrap(fit, len(L), samples=samples, seed=seed)
 
 
 @dataclass(frozen=True)

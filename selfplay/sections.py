@@ -67,6 +67,13 @@ class ImitationConfig(Section):
         "Connect Four's mirror, the 8 of tic-tac-toe, 4 of Othello); held-out games stay as played.",
     )
     max_steps: int = Field(default=3000, ge=1, description="Optimizer steps at most.")
+    epochs: float | None = Field(
+        default=None,
+        gt=0,
+        description="Passes over the training examples, setting the steps (ceil(epochs x examples / "
+        "batch_size)) in place of `max_steps`: 1 sees each example once, as a scaling sweep needs; None: "
+        "`max_steps`.",
+    )
     max_minutes: float | None = Field(default=None, gt=0, description="Wall-clock budget; stops early.")
     batch_size: int = Field(default=64, ge=1, description="Positions per step.")
     lr: float = Field(default=2e-3, gt=0, description="Peak learning rate (AdamW).")

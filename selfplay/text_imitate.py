@@ -30,8 +30,9 @@ from torch.utils.tensorboard import SummaryWriter
 
 import agents
 import selfplay.rundir as rundir
+from envs.reward import run_episode
 from selfplay.config import Config
-from selfplay.imitate import ImitationError, KeepBest, Steps, config_hash
+from selfplay.imitate import Compute, ImitationError, KeepBest, Steps, config_hash
 from selfplay.io import atomic_write_text
 from selfplay.label.formats import Correction, load_corrections
 from selfplay.rundir import rel
@@ -117,6 +118,22 @@ def token_loss(policy: agents.Policy, batch: Sequence[TextExample]) -> tuple[tor
     return F.cross_entropy(logits, tgt), len(tgt)
 
 
+@torch.no_grad()
+def held_out_loss(policy: agents.Policy, env, tasks, batch_size: int = 256) -> float:
+    """Cross-entropy in nats per token of the expert's completions (and their `<eos>`) of held-out tasks,
+    each task's episode played by the expert: what a scaling law fits."""
+    was_training = policy.model.training
+    policy.model.eval()
+    records = [{"task": {"id": t.id}, "turns": run_episode(env, t).turns} for t in tasks]
+    examples = build_examples(records, policy, set(), source="held-out tasks")
+    total = n = 0
+    for i in range(0, len(examples), batch_size):
+        loss, k = token_loss(policy, examples[i : i + batch_size])
+        total, n = total + float(loss) * k, n + k
+    policy.model.train(was_training)
+    return total / max(1, n)
+
+
 # --- training ------------------------------------------------------------------------------------
 def _new_policy(config: Config, records: list[dict]) -> agents.Policy:
     cfg = config.imitation
@@ -182,11 +199,13 @@ def train(
     opt = agents.adamw(policy.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     untrained = accuracy(policy, env, tasks, max_new_tokens=new_tokens)
     keep, steps, step = KeepBest(cfg.patience), Steps(cfg, opt, len(examples), rng, progress=progress), 0
+    count = Compute(policy.model)
     for step, idx in steps:
         policy.model.train()
         batch = [examples[i] for i in idx]
         with policy.autocast():
-            loss, _ = token_loss(policy, batch)
+            loss, n_tok = token_loss(policy, batch)
+        count.add(n_tok, sum(len(e.prompt) + len(e.completion) for e in batch))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.model.parameters(), cfg.grad_clip)
@@ -194,7 +213,7 @@ def train(
         if step % 20 == 0:
             writer.add_scalar("losses/policy", loss.item(), step)
             writer.add_scalar("charts/learning_rate", steps.lr, step)
-        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.max_steps:
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == steps.total:
             acc = accuracy(policy, env, tasks, max_new_tokens=new_tokens)
             writer.add_scalar("val/true_accuracy", acc, step + 1)
             steps.bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{acc:.3f}")
@@ -217,7 +236,9 @@ def train(
         "held_out_tasks": len(tasks),
         "untrained_accuracy": untrained,
         "held_out_accuracy": best[0],
+        "held_out_loss": held_out_loss(agents.load(ckpt, device=cfg.device), env, tasks),
         "parameters": policy.model.num_parameters(),
+        **count.summary(best[1]),
     }
     writer.add_scalar("final/true_accuracy", best[0], best[1])
     writer.close()

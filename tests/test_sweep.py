@@ -1,0 +1,119 @@
+"""Scaling sweeps: the Chinchilla fit recovers known exponents and predicts held-out points; a sweep runs
+its points as run directories, survives being killed and resumes, skipping what finished."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from selfplay import scaling
+from selfplay.config import ConfigError
+from selfplay.sweep import load_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def synthetic(noise: float, seed: int = 0):
+    true = scaling.Law(E=1.2, A=300.0, alpha=0.34, B=900.0, beta=0.28)
+    N, D = (x.ravel() for x in np.meshgrid([2e3, 8e3, 3e4, 1e5, 4e5], [1e4, 1e5, 1e6, 1e7]))
+    L = true.loss(N, D) * np.exp(np.random.default_rng(seed).normal(0, noise, N.size))
+    return true, N, D, L
+
+
+def test_the_fit_recovers_known_exponents_with_intervals_and_predicts_the_largest_points():
+    true, N, D, L = synthetic(0.003)  # 0.3% noise on every loss
+    law, iv = scaling.law_intervals(N, D, L, samples=20)
+    for k in ("alpha", "beta", "a", "b"):
+        assert abs(getattr(law, k) / getattr(true, k) - 1) < 0.05, (k, getattr(law, k))
+    for k in ("alpha", "beta"):
+        lo, hi = iv[k]
+        assert lo <= getattr(law, k) <= hi and hi - lo < 0.2 * getattr(true, k), (k, iv[k])
+    _, preds = scaling.predict_largest(N, D, L, k=2)
+    assert len(preds) == 2 and all(p.within(0.05, 0.02) for p in preds)
+    assert {p.index for p in preds} == set(np.argsort(N * D)[-2:].tolist())
+    n_opt, d_opt = true.optimal(1e15)
+    assert np.isclose(6 * n_opt * d_opt, 1e15)  # the optimum spends the budget
+    with pytest.raises(ValueError, match="at least 5 points"):
+        scaling.fit_loss(N[:4], D[:4], L[:4])
+
+
+def test_elo_lines_and_the_exchange_rate():
+    train, test = np.meshgrid([1e12, 1e13, 1e14], [1, 8, 64])
+    elo = 100 + 200 * np.log10(train) / 1 + 100 * np.log10(test)
+    r = scaling.exchange_rate(train.ravel(), test.ravel(), elo.ravel())
+    assert np.isclose(r["rate"], 100.0)  # 10x train compute = 100x search, by construction
+    assert np.allclose(scaling.fit_log_linear([1e12, 1e13], [0, 150]), (-1800, 150))
+
+
+def sweep_file(tmp_path, **extra) -> Path:
+    text = {
+        "base": str(ROOT / "configs/tictactoe.yaml"),
+        "dir": str(tmp_path / "sweep"),
+        "overrides": [
+            "model.size=nano",
+            "model.block_size=64",
+            "imitation.epochs=1",
+            "imitation.batch_size=16",
+            "imitation.eval_every=5",
+            "imitation.threads=1",
+            "selfplay.algorithm=none",
+        ],
+        "grid": {"model.n_embd": [16, 32], "transcripts.games": [20, 40]},
+        "workers": 1,
+        "bootstrap": 0,
+        **extra,
+    }
+    path = tmp_path / "sweep_ttt.yaml"
+    path.write_text(json.dumps(text))
+    return path
+
+
+def test_a_sweep_runs_its_points_and_resumes_after_a_kill(tmp_path):
+    path = sweep_file(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "selfplay.sweep", str(path), "--no-progress"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    points = tmp_path / "sweep" / "points"
+    deadline = time.time() + 240
+    while not list(points.glob("*/point.json")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    first = list(points.glob("*/point.json"))
+    assert first, proc.communicate()[0].decode()[-2000:] if proc.poll() is not None else "no point finished"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    time.sleep(1.0)
+    alive = subprocess.run(["pgrep", "-f", str(points)], capture_output=True, text=True).stdout.split()
+    assert not alive  # the running point died with the sweep
+    done_before = {p.parent.name: p.read_text() for p in points.glob("*/point.json")}
+    out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"{len(done_before)} of 4 points done before" in out.stdout
+    results = {p.parent.name: json.loads(p.read_text()) for p in points.glob("*/point.json")}
+    assert len(results) == 4 and all(results[n] == json.loads(t) for n, t in done_before.items())
+    by = {(r["overrides"][0], r["overrides"][1]): r for r in results.values()}
+    small, large = (
+        by[("model.n_embd=16", "transcripts.games=20")],
+        by[("model.n_embd=32", "transcripts.games=40")],
+    )
+    assert small["N"] < large["N"] and small["D"] > 0 and large["D"] > 0  # D: tokens to the kept step
+    processed = json.loads((points / small["name"] / "imitation.json").read_text())["tokens_processed"]
+    assert small["C"] == 6 * small["N"] * processed
+    assert all(np.isfinite(r["loss"]) and r["loss"] > 0 for r in results.values())
+    md = (tmp_path / "sweep" / "sweep.md").read_text()
+    assert "No fit" in md and md.count("| n_embd-") == 4
+    assert list((tmp_path / "sweep" / "tb").glob("*/events*"))
+
+
+def test_a_bad_sweep_file_names_the_point_or_key(tmp_path):
+    with pytest.raises(ConfigError, match="grid"):
+        load_sweep(sweep_file(tmp_path, grid=[1]))
+    with pytest.raises(ConfigError, match=r"point n_embd-15_games-20: .*multiple of n_head"):
+        load_sweep(sweep_file(tmp_path, grid={"model.n_embd": [15], "transcripts.games": [20]}))
+    with pytest.raises(ConfigError, match="unknown_key"):
+        load_sweep(sweep_file(tmp_path, unknown_key=1))
