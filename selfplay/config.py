@@ -131,6 +131,8 @@ class Config(Section):
             raise ValueError("selfplay.value_mix: for alphazero only (the search's root value is its target)")
         if self.runtime.backend == "ray" and (self.rl if self.is_reward_env else self.selfplay).actors < 1:
             raise ValueError("runtime.backend: ray needs at least 1 actor (selfplay.actors / rl.actors)")
+        if self.transcripts.take is not None and self.transcripts.path is None:
+            raise ValueError("transcripts.take: the first N episodes of transcripts.path; set the path")
         self._check_devices()
         self.model.check_backbone()
         if self.model.backbone == "hf" and self.selfplay.start == "scratch" and not self.is_reward_env:
@@ -441,7 +443,7 @@ ADDED_LATER = {
         "n_embd": None,
     },
     "imitation": {"symmetries": False, "epochs": None},
-    "transcripts": {"teacher": "expert", "corrections": []},
+    "transcripts": {"teacher": "expert", "corrections": [], "take": None},
     "rl": {
         "think_budget": None,
         "verifier_refresh_every": 0,

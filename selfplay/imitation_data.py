@@ -15,7 +15,8 @@ import numpy as np
 import agents
 import envs
 from selfplay.config import Config
-from selfplay.transcripts import Transcript, TranscriptError, load_transcripts
+from selfplay.transcript_stage import load_for
+from selfplay.transcripts import Transcript, TranscriptError
 
 
 class ImitationError(ValueError):
@@ -109,7 +110,7 @@ def split_games(n_games: int, val_fraction: float, seed: int) -> tuple[set[int],
 
 def load_games(path: str | Path, config: Config) -> list[Transcript]:
     try:
-        transcripts = load_transcripts(path, game=config.game)
+        transcripts = load_for(config, path)
     except TranscriptError as e:
         raise ImitationError(str(e)) from None
     if len(transcripts) < 2:

@@ -28,6 +28,12 @@ class TranscriptsConfig(Section):
         default=None,
         description="Existing transcript JSONL to use instead of generating; relative to the config file.",
     )
+    take: int | None = Field(
+        default=None,
+        ge=2,
+        description="With `path`: imitate its first N episodes only (a data-size sweep over one file); "
+        "None: all of them.",
+    )
     corrections: list[str] = Field(
         default=[],
         description="Reward environments: correction files (the labelling workbench's `corrections.jsonl`, "

@@ -63,6 +63,12 @@ class SweepConfig(Section):
     holdout: int = Field(
         default=2, ge=0, description="Points with the largest N x D left out of the fit, then predicted."
     )
+    share_transcripts: bool = Field(
+        default=True,
+        description="Generate the transcripts of the point with the most `transcripts.games` once "
+        "(DIR/transcripts/) and give every point the first `transcripts.games` of them "
+        "(`transcripts.take`): nested data, generated once.",
+    )
     bootstrap: int = Field(default=200, ge=0, description="Bootstrap resamples of the fit's intervals.")
     seed: int = Field(default=0, description="Seed of the bootstrap.")
 
@@ -90,12 +96,13 @@ def load_sweep(path: str | os.PathLike) -> tuple[SweepConfig, list[tuple[str, li
     if len({n for n, _ in points}) != len(points):
         raise ConfigError(f"{path}: two points with the same overrides")
     base = (path.parent / sweep.base).resolve()
+    sweep = sweep.model_copy(update={"base": str(base)})
     for name, overrides in points:  # every point's config loads, before any runs
         try:
-            load_config(base, [*sweep.overrides, *overrides, f"run_dir={Path(sweep.dir) / 'points' / name}"])
+            _config(sweep, name, overrides)
         except ConfigError as e:
             raise ConfigError(f"{path}: point {name}: {e}") from None
-    return sweep.model_copy(update={"base": str(base)}), points
+    return sweep, points
 
 
 def _yaml(v: Any) -> str:
@@ -120,6 +127,50 @@ def _die_with_parent() -> None:
         _LIBC.prctl(1, signal.SIGKILL)
 
 
+def share_transcripts(
+    sweep: SweepConfig, points: list[tuple[str, list[str]]], *, progress: bool
+) -> list[str]:
+    """With `share_transcripts`: the largest point's transcripts, made once in DIR/transcripts, and the
+    overrides that give them to every point (each then takes its own `transcripts.games` of them)."""
+    from selfplay.transcript_stage import transcripts_stage
+
+    if not sweep.share_transcripts:
+        return []
+    configs = {n: _config(sweep, n, o) for n, o in points}
+    tcs = {n: c.transcripts for n, c in configs.items()}
+    if len({t.games for t in tcs.values()}) < 2:
+        return []
+    same = {json.dumps(t.model_dump(exclude={"games", "workers"}), sort_keys=True) for t in tcs.values()}
+    if len(same) > 1 or any(t.path is not None for t in tcs.values()):
+        raise ConfigError(
+            "share_transcripts: the points' transcripts differ in more than games; set it false"
+        )
+    largest = max(configs, key=lambda n: tcs[n].games)
+    run_dir = Path(sweep.dir) / "transcripts"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = configs[largest].model_copy(update={"run_dir": str(run_dir)})
+    path = transcripts_stage(config, run_dir, progress=progress)
+    return [f"transcripts.path={path.resolve()}"]
+
+
+def _config(sweep: SweepConfig, name: str, overrides: list[str]):
+    return load_config(
+        sweep.base, [*sweep.overrides, *overrides, f"run_dir={Path(sweep.dir) / 'points' / name}"]
+    )
+
+
+def _shared(sweep: SweepConfig, name: str, overrides: list[str], shared: list[str]) -> list[str]:
+    """A point's overrides with the shared transcripts: their first `transcripts.games` of them."""
+    if not shared:
+        return overrides
+    games = _config(sweep, name, overrides).transcripts.games
+    return [
+        *[o for o in overrides if not o.startswith("transcripts.games=")],
+        *shared,
+        f"transcripts.take={games}",
+    ]
+
+
 def _command(sweep: SweepConfig, name: str, overrides: list[str]) -> list[str]:
     run_dir = Path(sweep.dir) / "points" / name
     if (run_dir / "config.yaml").exists():  # started before: its finished stages are reused
@@ -128,7 +179,7 @@ def _command(sweep: SweepConfig, name: str, overrides: list[str]) -> list[str]:
     return [sys.executable, "-m", "selfplay.run", *argv, "--no-progress"]
 
 
-def run_point(sweep: SweepConfig, name: str, overrides: list[str]) -> dict[str, Any]:
+def run_point(sweep: SweepConfig, name: str, overrides: list[str], shared: list[str] = ()) -> dict[str, Any]:
     """Run one point to its end (in a process of its own) and write its `point.json`."""
     run_dir = Path(sweep.dir) / "points" / name
     run_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -136,7 +187,7 @@ def run_point(sweep: SweepConfig, name: str, overrides: list[str]) -> dict[str, 
     t0 = time.perf_counter()
     with open(run_dir.parent / f"{name}.log", "ab") as log:
         rc = subprocess.call(
-            _command(sweep, name, overrides),
+            _command(sweep, name, _shared(sweep, name, overrides, list(shared))),
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -183,12 +234,13 @@ def run_sweep(
     if results:
         print(f"sweep: {len(results)} of {len(points)} points done before; skipping them")
     todo = [(n, o) for n, o in points if n not in results]
+    shared = share_transcripts(sweep, points, progress=progress) if todo else []
     bar = tqdm(total=len(points), initial=len(results), desc="sweep", unit="point", disable=not progress)
     submit = _ray_submit(sweep) if sweep.backend == "ray" else None
     with ThreadPoolExecutor(max_workers=sweep.workers) as pool:
         running: dict[Future, str] = {}
         for name, overrides in todo:
-            fut = pool.submit(submit or run_point, sweep, name, overrides)
+            fut = pool.submit(submit or run_point, sweep, name, overrides, shared)
             running[fut] = name
         while running:
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -318,7 +370,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.workers:
         sweep = sweep.model_copy(update={"workers": args.workers})
-    results = run_sweep(sweep, points, progress=not args.no_progress)
+    try:
+        results = run_sweep(sweep, points, progress=not args.no_progress)
+    except ConfigError as e:
+        print(f"error: {args.config}: {e}", file=sys.stderr)
+        return 2
     report(sweep, results)
     print(f"sweep: {len(results)} points; {Path(sweep.dir) / 'sweep.md'}")
     return 0

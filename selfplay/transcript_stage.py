@@ -12,6 +12,7 @@ import envs
 from selfplay.io import atomic_write_text
 from selfplay.transcripts import (
     TextTranscriptError,
+    TranscriptError,
     expert_transcripts,
     generate,
     load_text_transcripts,
@@ -42,17 +43,23 @@ def transcripts_output(config, run_dir: Path) -> list:
 
 
 def load_for(config, path: str | os.PathLike) -> list:
-    """The transcripts at `path`, checked against the config: its game, or its environment and options."""
+    """The transcripts at `path`, checked against the config: its game, or its environment and options;
+    the first `transcripts.take` of them when it is set."""
+    take = config.transcripts.take
     if not config.is_reward_env:
-        return load_transcripts(path, game=config.game)
-    records = load_text_transcripts(path, env=config.game)
-    options = envs.make(config.game, **config.env_options).options
-    for i, r in enumerate(records, 1):
-        if r["options"] != options:
-            raise TextTranscriptError(
-                f"{path}: record {i} has options {r['options']}, the config's env_options give {options}"
-            )
-    return records
+        records = load_transcripts(path, game=config.game)
+        error = TranscriptError
+    else:
+        records, error = load_text_transcripts(path, env=config.game), TextTranscriptError
+        options = envs.make(config.game, **config.env_options).options
+        for i, r in enumerate(records, 1):
+            if r["options"] != options:
+                raise error(
+                    f"{path}: record {i} has options {r['options']}, the config's env_options give {options}"
+                )
+    if take is not None and len(records) < take:
+        raise error(f"{path}: transcripts.take is {take} but the file holds {len(records)} episodes")
+    return records if take is None else records[:take]
 
 
 def transcripts_stage(config, run_dir: Path, *, progress: bool = True) -> Path:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from selfplay import scaling
 from selfplay.config import ConfigError
@@ -107,6 +108,10 @@ def test_a_sweep_runs_its_points_and_resumes_after_a_kill(tmp_path):
     assert all(np.isfinite(r["loss"]) and r["loss"] > 0 for r in results.values())
     md = (tmp_path / "sweep" / "sweep.md").read_text()
     assert "No fit" in md and md.count("| n_embd-") == 4
+    shared = tmp_path / "sweep" / "transcripts" / "transcripts.jsonl"  # made once, 40 games
+    assert len(shared.read_text().splitlines()) == 40
+    config = yaml.safe_load((points / small["name"] / "config.yaml").read_text())
+    assert config["transcripts"]["take"] == 20 and config["transcripts"]["path"] == str(shared.resolve())
     assert list((tmp_path / "sweep" / "tb").glob("*/events*"))
 
 
