@@ -279,6 +279,9 @@ def refresh(
     result = V.train(verifier, pointwise=data, pairwise=pairs, progress=progress, **knobs)
     meta = {"stage": "verifier", "game": config.game, "parent": rel(current, run_dir), "refreshed_at": step}
     meta["val"] = {k: v for k, v in asdict(result.final).items() if np.isfinite(v)}
+    meta["kept_step"] = result.best_step  # 0: no step did better on validation than the weights it began with
+    for stale in ("metrics", "config_hash"):  # the verifier stage's measurements of the one it began from
+        verifier.meta.pop(stale, None)
     return save_verifier(verifier, run_dir / "checkpoints" / f"verifier_step_{step:06d}", meta=meta)
 
 

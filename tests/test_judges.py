@@ -183,6 +183,7 @@ def test_the_verifier_is_retrained_on_the_latest_samples_during_rl_and_actors_fo
     for step, parent in ((2, "checkpoints/verifier"), (4, "checkpoints/verifier_step_000002")):
         meta = json.loads((run / f"checkpoints/verifier_step_{step:06d}/meta.json").read_text())
         assert meta["refreshed_at"] == step and meta["parent"] == parent and meta["stage"] == "verifier"
+        assert "metrics" not in meta and meta["kept_step"] in range(6)  # not the first one's measurements
         lines = (run / f"labels/refresh_{step:06d}/comparisons.jsonl").read_text().splitlines()
         records = [json.loads(r) for r in lines]  # one per distinct task of the 20 drawn
         assert 10 <= len(records) == len({r["id"] for r in records}) <= 20
