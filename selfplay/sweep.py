@@ -11,6 +11,9 @@ A sweep file (keys: `SweepConfig`):
     grid: {model.n_embd: [32, 64], transcripts.games: [2500, 5000]}
     points: [{model.n_layer: 3}]     # more points, beside the grid's
 
+A grid value may be a mapping of overrides that go together, the axis named by its key:
+`width: [{model.n_embd: 32, imitation.lr: 0.004}, {model.n_embd: 64, imitation.lr: 0.002}]`.
+
 Each point runs `python -m selfplay.run` in its own process (`backend: local`, `workers` at once) or as
 a Ray task (`backend: ray`, apart from the points' own `runtime.backend`); a point is done when its
 `point.json` (N, D, C, held-out loss, read from its `imitation.json`) is written, so a killed sweep run
@@ -25,6 +28,7 @@ import itertools
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -50,7 +54,10 @@ class SweepConfig(Section):
     dir: str = Field(description="The sweep's directory (relative to the working directory).")
     overrides: list[str] = Field(default_factory=list, description="KEY=VALUE overrides of every point.")
     grid: dict[str, list[Any]] = Field(
-        default_factory=dict, description="KEY: [values]: one point per combination of the values."
+        default_factory=dict,
+        description="KEY: [values]: one point per combination of the values. A value may be a mapping of "
+        "KEY: value overrides that go together (e.g. a width and its learning rate), the axis then named "
+        "as the grid's key says.",
     )
     points: list[dict[str, Any]] = Field(
         default_factory=list, description="More points, each a mapping of KEY: value overrides."
@@ -88,9 +95,12 @@ def load_sweep(path: str | os.PathLike) -> tuple[SweepConfig, list[tuple[str, li
     combos = [dict(zip(keys, c, strict=True)) for c in itertools.product(*values)] if keys else []
     points = []
     for combo in combos + list(sweep.points):
-        overrides = [f"{k}={_yaml(v)}" for k, v in combo.items()]
-        name = "_".join(f"{k.split('.')[-1]}-{_slug(v)}" for k, v in combo.items()) or "base"
-        points.append((name, overrides))
+        overrides, parts = [], []
+        for k, v in combo.items():
+            bundle = v if isinstance(v, dict) else {k: v}  # an axis of values that go together
+            overrides += [f"{key}={_yaml(value)}" for key, value in bundle.items()]
+            parts.append(f"{k.split('.')[-1]}-{_slug(next(iter(bundle.values())) if bundle else '')}")
+        points.append(("_".join(parts) or "base", overrides))
     if not points:
         raise ConfigError(f"{path}: no points: give grid or points")
     if len({n for n, _ in points}) != len(points):
@@ -212,6 +222,7 @@ def measure(run_dir: Path, name: str, overrides: list[str], *, seconds: float) -
         "loss": s["held_out_loss"],
         "parameters": s["parameters"],
         "seconds": round(seconds, 1),
+        "runner": f"{socket.gethostname()}:{os.getpid()}",  # the process that ran it (a Ray worker?)
     }
 
 
@@ -328,6 +339,7 @@ def _plot(path: Path, results: list[dict], law) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter
 
     from selfplay.ratings import save_png
 
@@ -341,6 +353,8 @@ def _plot(path: Path, results: list[dict], law) -> None:
             fitted = law.loss(grid, value) if x == "N" else law.loss(value, grid)
             ax.plot(grid, fitted, "-", color=line.get_color(), alpha=0.6)
         ax.set(xscale="log", yscale="log", xlabel=x, ylabel="held-out loss (nats/token)")
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%.2f"))
+        ax.yaxis.set_minor_formatter(FormatStrFormatter("%.2f"))
         ax.legend(fontsize=7)
     fig.suptitle("Held-out loss and the fitted L(N, D)")
     save_png(fig, path)

@@ -166,3 +166,16 @@ def test_reward_env_rl_runs_on_ray(tmp_path, capsys):
     assert main(argv) == 0
     assert "rl: final checkpoint" in capsys.readouterr().out
     assert agents.read_meta(run_dir / "checkpoints/step_000004")["stage"] == "rl/programmatic"
+
+
+def test_a_sweep_runs_its_points_as_ray_tasks(tmp_path):
+    from test_sweep import sweep_file
+
+    from selfplay.sweep import load_sweep, report, run_sweep
+
+    grid = {"model.n_embd": [16], "transcripts.games": [20, 30]}
+    sweep, points = load_sweep(sweep_file(tmp_path, backend="ray", workers=2, grid=grid))
+    results = run_sweep(sweep, points, progress=False)
+    assert [r["name"] for r in results] == [n for n, _ in points] and len(results) == 2
+    assert all(r["runner"].split(":")[1] != str(os.getpid()) for r in results)  # in Ray workers
+    assert "No fit" in report(sweep, results)

@@ -65,7 +65,13 @@ def sweep_file(tmp_path, **extra) -> Path:
             "imitation.threads=1",
             "selfplay.algorithm=none",
         ],
-        "grid": {"model.n_embd": [16, 32], "transcripts.games": [20, 40]},
+        "grid": {  # a width and its learning rate go together
+            "width": [
+                {"model.n_embd": 16, "imitation.lr": 0.003},
+                {"model.n_embd": 32, "imitation.lr": 0.002},
+            ],
+            "transcripts.games": [20, 40],
+        },
         "workers": 1,
         "bootstrap": 0,
         **extra,
@@ -97,17 +103,14 @@ def test_a_sweep_runs_its_points_and_resumes_after_a_kill(tmp_path):
     assert f"{len(done_before)} of 4 points done before" in out.stdout
     results = {p.parent.name: json.loads(p.read_text()) for p in points.glob("*/point.json")}
     assert len(results) == 4 and all(results[n] == json.loads(t) for n, t in done_before.items())
-    by = {(r["overrides"][0], r["overrides"][1]): r for r in results.values()}
-    small, large = (
-        by[("model.n_embd=16", "transcripts.games=20")],
-        by[("model.n_embd=32", "transcripts.games=40")],
-    )
+    small, large = results["width-16_games-20"], results["width-32_games-40"]
+    assert small["overrides"] == ["model.n_embd=16", "imitation.lr=0.003", "transcripts.games=20"]
     assert small["N"] < large["N"] and small["D"] > 0 and large["D"] > 0  # D: tokens to the kept step
     processed = json.loads((points / small["name"] / "imitation.json").read_text())["tokens_processed"]
     assert small["C"] == 6 * small["N"] * processed
     assert all(np.isfinite(r["loss"]) and r["loss"] > 0 for r in results.values())
     md = (tmp_path / "sweep" / "sweep.md").read_text()
-    assert "No fit" in md and md.count("| n_embd-") == 4
+    assert "No fit" in md and md.count("| width-") == 4
     shared = tmp_path / "sweep" / "transcripts" / "transcripts.jsonl"  # made once, 40 games
     assert len(shared.read_text().splitlines()) == 40
     config = yaml.safe_load((points / small["name"] / "config.yaml").read_text())
