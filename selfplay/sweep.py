@@ -276,16 +276,22 @@ def report(sweep: SweepConfig, results: list[dict]) -> str:
     """`sweep.md`, the loss PNG and TensorBoard hparams in the sweep directory; returns the Markdown."""
     from selfplay import scaling
 
-    out = Path(sweep.dir)
+    out, runs = Path(sweep.dir), results
+    results = merged(runs)  # the fit's points
     N, D, L = (np.array([r[k] for r in results], dtype=float) for k in ("N", "D", "loss"))
-    lines = ["# Scaling sweep", "", f"Base config: `{sweep.base}`; {len(results)} points.", ""]
-    lines += ["| point | N (non-embedding) | D (tokens) | C (FLOPs) | held-out loss | seconds |"]
+    lines = ["# Scaling sweep", "", f"Base config: `{sweep.base}`; {len(runs)} runs, {len(results)} points"]
+    lines[-1] += (
+        " (runs of the same N and D, e.g. seeds, are one point: their mean loss)."
+        if len(runs) > len(results)
+        else "."
+    )
+    lines += ["", "| run | N (non-embedding) | D (tokens) | C (FLOPs) | held-out loss | seconds |"]
     lines += ["|---|---:|---:|---:|---:|---:|"]
-    for r in sorted(results, key=lambda r: (r["N"], r["D"])):
+    for r in sorted(runs, key=lambda r: (r["N"], r["D"], r["name"])):
         lines.append(
             f"| {r['name']} | {r['N']:,} | {r['D']:,} | {r['C']:.3g} | {r['loss']:.4f} | {r['seconds']} |"
         )
-    fit: dict[str, Any] = {"points": results}
+    fit: dict[str, Any] = {"runs": runs, "points": results}
     need = 5 + sweep.holdout
     if len(results) < need:
         lines += ["", f"No fit: the law has 5 parameters and {sweep.holdout} points are held out; "]
@@ -330,8 +336,20 @@ def report(sweep: SweepConfig, results: list[dict]) -> str:
     md = "\n".join(lines) + "\n"
     atomic_write_text(out / "sweep.md", md)
     atomic_write_text(out / "sweep.json", json.dumps(fit, indent=2, default=float) + "\n")
-    _hparams(out / "tb", results)
+    _hparams(out / "tb", runs)
     return md
+
+
+def merged(runs: list[dict]) -> list[dict]:
+    """Runs of the same N and D (a seed axis) as one point each: their mean loss, named by the runs."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        groups.setdefault((r["N"], r["D"]), []).append(r)
+    out = []
+    for g in groups.values():
+        name = g[0]["name"] if len(g) == 1 else f"{g[0]['name']} (mean of {len(g)})"
+        out.append({**g[0], "name": name, "loss": float(np.mean([r["loss"] for r in g])), "runs": len(g)})
+    return out
 
 
 def _plot(path: Path, results: list[dict], law) -> None:

@@ -125,3 +125,18 @@ def test_a_bad_sweep_file_names_the_point_or_key(tmp_path):
         load_sweep(sweep_file(tmp_path, grid={"model.n_embd": [15], "transcripts.games": [20]}))
     with pytest.raises(ConfigError, match="unknown_key"):
         load_sweep(sweep_file(tmp_path, unknown_key=1))
+
+
+def test_runs_of_one_n_and_d_are_one_point_of_the_fit():
+    from selfplay.sweep import merged
+
+    runs = [
+        {"name": "w-8_seed-0", "N": 10, "D": 100, "loss": 1.0},
+        {"name": "w-8_seed-1", "N": 10, "D": 100, "loss": 2.0},
+        {"name": "w-16_seed-0", "N": 40, "D": 100, "loss": 0.5},
+    ]
+    points = merged(runs)
+    assert [(p["name"], p["loss"], p["runs"]) for p in points] == [
+        ("w-8_seed-0 (mean of 2)", 1.5, 2),
+        ("w-16_seed-0", 0.5, 1),
+    ]
