@@ -101,9 +101,10 @@ def stage2_outputs(run_dir: Path, state: str, *, what: str, keep: bool) -> list[
     return [
         Output(f"{what} ({hint})", run_dir / state, lambda: keep),
         *(
-            Output(f"{what}'s checkpoint {p.name} ({hint})", p, lambda: keep)
-            for pattern in ("step_*", "verifier_step_*")  # the verifier's refreshes during RL
-            for p in sorted((run_dir / "checkpoints").glob(pattern))
+            Output(f"{what}'s {p.parent.name}/{p.name} ({hint})", p, lambda: keep)
+            # the verifier's refreshes during RL, and what was labelled for them
+            for pattern in ("checkpoints/step_*", "checkpoints/verifier_step_*", "labels/refresh_*")
+            for p in sorted(run_dir.glob(pattern))
         ),
         Output(
             "a resume state in the old pickle format, which selfplay never loads (a pickle can run code)",
