@@ -341,12 +341,17 @@ def report(sweep: SweepConfig, results: list[dict]) -> str:
 
 
 def merged(runs: list[dict]) -> list[dict]:
-    """Runs of the same N and D (a seed axis) as one point each: their mean loss, named by the runs."""
-    groups: dict[tuple, list[dict]] = {}
-    for r in runs:
-        groups.setdefault((r["N"], r["D"]), []).append(r)
+    """Runs of the same N and D (a seed axis) as one point each: their mean loss, named by the runs. D
+    within 0.1% is the same (seeds order the batches apart, so a last partial batch may differ a token)."""
+    groups: list[list[dict]] = []
+    for r in sorted(runs, key=lambda r: (r["N"], r["D"])):
+        g = groups[-1] if groups else None
+        if g and g[0]["N"] == r["N"] and abs(r["D"] - g[0]["D"]) <= 1e-3 * g[0]["D"]:
+            g.append(r)
+        else:
+            groups.append([r])
     out = []
-    for g in groups.values():
+    for g in groups:
         name = g[0]["name"] if len(g) == 1 else f"{g[0]['name']} (mean of {len(g)})"
         out.append({**g[0], "name": name, "loss": float(np.mean([r["loss"] for r in g])), "runs": len(g)})
     return out

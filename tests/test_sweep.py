@@ -132,7 +132,7 @@ def test_runs_of_one_n_and_d_are_one_point_of_the_fit():
 
     runs = [
         {"name": "w-8_seed-0", "N": 10, "D": 100, "loss": 1.0},
-        {"name": "w-8_seed-1", "N": 10, "D": 100, "loss": 2.0},
+        {"name": "w-8_seed-1", "N": 10, "D": 100.05, "loss": 2.0},  # a token apart: the last batch
         {"name": "w-16_seed-0", "N": 40, "D": 100, "loss": 0.5},
     ]
     points = merged(runs)
