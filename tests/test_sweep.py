@@ -82,7 +82,7 @@ def sweep_file(tmp_path, **extra) -> Path:
 
 
 def test_a_sweep_runs_its_points_and_resumes_after_a_kill(tmp_path):
-    path = sweep_file(tmp_path)
+    path = sweep_file(tmp_path, workers=2)  # a second point is running when the sweep is killed
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "selfplay.sweep", str(path), "--no-progress"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
