@@ -11,9 +11,7 @@ reused, and the README's config reference (`python -m selfplay.config` prints it
 
 from __future__ import annotations
 
-import hashlib
 import inspect
-import json
 import os
 import sys
 from pathlib import Path
@@ -26,6 +24,7 @@ import envs
 from envs.experts import ExpertSpecError, make_expert
 from envs.thinking import Thinking
 from selfplay.config_text import ConfigError, DuplicateKey, UniqueKeyLoader, parse_overrides, set_dotted
+from selfplay.fingerprint import ADDED_LATER, fingerprint
 from selfplay.label.formats import LabelFileError, load_corrections
 from selfplay.model_section import HF_ONLY, NATIVE_ONLY, ModelSection
 from selfplay.sections import (
@@ -420,54 +419,6 @@ def _describe(err: dict[str, Any]) -> str:
     if isinstance(got, dict) or repr(got) in msg:
         return f"{key}: {msg}"
     return f"{key}: {msg} (got {got!r})"
-
-
-# Keys added after run directories already existed: left out of `fingerprint` while at these values, so
-# the stages those directories hold stay reusable (their checkpoints record the older fingerprint).
-ADDED_LATER = {
-    "model": {
-        "backbone": "native",
-        "path": None,
-        "dtype": "float32",
-        "lora": None,
-        "copy_base": False,
-        "face": "text",
-        "stem_channels": 64,
-        "stem_layers": 4,
-        "stem_patch": 2,
-        "prefix": "causal",
-        "scoring": "sequence",
-        "board_features": [],
-        "n_layer": None,
-        "n_head": None,
-        "n_embd": None,
-    },
-    "imitation": {"symmetries": False, "epochs": None},
-    "transcripts": {"teacher": "expert", "corrections": [], "take": None},
-    "rl": {
-        "think_budget": None,
-        "verifier_refresh_every": 0,
-        "verifier_refresh_tasks": 1000,
-        "verifier_refresh_steps": 300,
-    },
-    "verifier": {"labels": "env"},
-    "judge": {"kind": "env", "path": None, "noise": 0.0, "seed": 0},
-    "corrections": {"share": 0.5},
-}
-
-
-def fingerprint(config: Config, sections: set[str], **extra: Any) -> str:
-    """A short hash of what a stage's output depends on: the config's `sections` (and `extra` values);
-    a stage is reused when its checkpoint records the same fingerprint."""
-    relevant = config.model_dump(include=sections)
-    if "transcripts" in relevant:
-        relevant["transcripts"].pop("workers", None)  # how fast, not what
-    for section, added in ADDED_LATER.items():
-        for key, value in added.items():
-            if key in relevant.get(section, {}) and relevant[section][key] == value:
-                del relevant[section][key]
-    relevant.update(extra)
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def dump_config(config: Config) -> str:
