@@ -177,6 +177,7 @@ class SelfPlay(Stage):
         self.perms = [None, *self.game.symmetries()[1:]] if cfg.symmetries else [None]  # None: as played
         self.pool = run_dir / "selfplay" / "pool.json" if cfg.algorithm == "pg" else None
         self.window = _Window()
+        self.compute = Compute(cfg.batch_size)
 
     def make_runtime(self, current: Path, model, version: int):
         from selfplay.actor import make_actor
@@ -194,6 +195,7 @@ class SelfPlay(Stage):
                 out += samples_of(t) if perm is None else symmetric_samples(t, self.game, self.face, perm)
             self.window.lag.append(version - t.version)
         self.window.add(len(items), stats)
+        self.compute.evaluated += stats.positions
         return out, len(items)
 
     def loss(self, policy, batch, ref):
@@ -206,10 +208,22 @@ class SelfPlay(Stage):
             "game": self.config.game,
             "stage": f"selfplay/{self.cfg.algorithm}",
             "config_hash": config_hash(self.config),
+            "compute": self.compute.summary(),
         }
+
+    def state(self) -> dict:
+        return {"compute": {"evaluated": self.compute.evaluated}}
+
+    def restore(self, state: dict) -> None:
+        self.compute.evaluated = state.get("compute", {}).get("evaluated", 0)  # runs before it: unknown
+        self.compute.step = state["step"]
+
+    def stepped(self, learner: Learner) -> None:
+        self.compute.step = learner.step
 
     def started(self, learner: Learner) -> None:
         self.face = learner.policy.face
+        self.compute.measure(learner.policy, self.game)
         if self.pool is not None:
             _write_pool(self.pool, learner.history, self.cfg)
         if learner.step == 0 and self.config.evaluation.games > 0:
@@ -293,6 +307,34 @@ def _write_pool(path: Path, history: list[Path], cfg: SelfPlayConfig, run_dir: P
         if by_rating:
             weights = {rel(p, home): w for p, w in by_rating.items()}
     write_pool(path, list(weights.items()))
+
+
+class Compute:
+    """The self-play run's compute so far, as its checkpoints record it (`meta["compute"]`): positions the
+    actors' network evaluated (search leaves and roots) and positions the learner trained on, each
+    about T tokens through N non-embedding parameters: C ~ 2 N T evaluated + 6 N T trained."""
+
+    def __init__(self, batch_size: int) -> None:
+        self.batch_size, self.evaluated, self.step = batch_size, 0, 0
+        self.n: int | None = None
+        self.tokens = 0
+
+    def measure(self, policy, game: envs.Game) -> None:
+        count = getattr(policy.model, "non_embedding_parameters", None)
+        self.n = count() if count is not None else None  # an HF backbone's is not counted
+        state = game.new_initial_state()
+        self.tokens = int(policy.pack([policy.query(state)]).tok.shape[1])
+
+    def summary(self) -> dict:
+        trained = self.step * self.batch_size
+        flops = None if self.n is None else 2 * self.n * self.tokens * (self.evaluated + 3 * trained)
+        return {
+            "non_embedding_parameters": self.n,
+            "tokens_per_position": self.tokens,
+            "positions_evaluated": self.evaluated,
+            "positions_trained": trained,
+            "flops": flops,
+        }
 
 
 class _Window:

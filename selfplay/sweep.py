@@ -43,6 +43,7 @@ from pydantic import Field, ValidationError
 from selfplay.config import ConfigError, load_config
 from selfplay.io import atomic_write_text
 from selfplay.sections import Section
+from selfplay.sweep_arena import SweepArena
 
 POINT = "point.json"
 
@@ -75,6 +76,16 @@ class SweepConfig(Section):
         description="Generate the transcripts of the point with the most `transcripts.games` once "
         "(DIR/transcripts/) and give every point the first `transcripts.games` of them "
         "(`transcripts.take`): nested data, generated once.",
+    )
+    fit_loss: bool = Field(
+        default=True,
+        description="Fit L(N, D) to the points' held-out imitation loss; false where imitation is not what "
+        "the sweep measures (a self-play sweep rated by its `arena`).",
+    )
+    arena: SweepArena | None = Field(
+        default=None,
+        description="A game sweep's arena: the points' checkpoints at search budgets and baselines in one "
+        "league (`selfplay.sweep_arena`): Elo per point, Elo against compute, iso-Elo contours.",
     )
     bootstrap: int = Field(default=200, ge=0, description="Bootstrap resamples of the fit's intervals.")
     seed: int = Field(default=0, description="Seed of the bootstrap.")
@@ -109,9 +120,18 @@ def load_sweep(path: str | os.PathLike) -> tuple[SweepConfig, list[tuple[str, li
     sweep = sweep.model_copy(update={"base": str(base)})
     for name, overrides in points:  # every point's config loads, before any runs
         try:
-            _config(sweep, name, overrides)
+            config = _config(sweep, name, overrides)
         except ConfigError as e:
             raise ConfigError(f"{path}: point {name}: {e}") from None
+    if sweep.arena is not None:  # its baselines play the points' game
+        import envs
+        from selfplay.players import PlayerSpecError, check
+
+        try:
+            for b in sweep.arena.baselines:
+                check(b, envs.make(config.game))
+        except (PlayerSpecError, envs.UnknownEnvError) as e:
+            raise ConfigError(f"{path}: arena.baselines: {e}") from None
     return sweep, points
 
 
@@ -262,6 +282,18 @@ def run_sweep(
     return [results[n] for n, _ in points]
 
 
+def rate_sweep(
+    sweep: SweepConfig, points: list[tuple[str, list[str]]], results: list[dict], *, progress: bool = True
+) -> dict | None:
+    """With an `arena`: the points' checkpoints and the baselines in one league (`selfplay.sweep_arena`)."""
+    if sweep.arena is None:
+        return None
+    from selfplay.sweep_arena import rate
+
+    game = _config(sweep, *points[0]).game
+    return rate(sweep.arena, game, results, Path(sweep.dir), progress=progress)
+
+
 def _ray_submit(sweep: SweepConfig):
     import ray
 
@@ -272,8 +304,9 @@ def _ray_submit(sweep: SweepConfig):
 
 
 # --- the report ----------------------------------------------------------------------------------
-def report(sweep: SweepConfig, results: list[dict]) -> str:
-    """`sweep.md`, the loss PNG and TensorBoard hparams in the sweep directory; returns the Markdown."""
+def report(sweep: SweepConfig, results: list[dict], arena: dict | None = None) -> str:
+    """`sweep.md`, the loss PNG and TensorBoard hparams in the sweep directory (with the `arena`'s results,
+    `rate_sweep`, its section); returns the Markdown."""
     from selfplay import scaling
 
     out, runs = Path(sweep.dir), results
@@ -293,10 +326,10 @@ def report(sweep: SweepConfig, results: list[dict]) -> str:
         )
     fit: dict[str, Any] = {"runs": runs, "points": results}
     need = 5 + sweep.holdout
-    if len(results) < need:
+    if sweep.fit_loss and len(results) < need:
         lines += ["", f"No fit: the law has 5 parameters and {sweep.holdout} points are held out; "]
         lines[-1] += f"{len(results)} points < {need}."
-    else:
+    elif sweep.fit_loss:
         if sweep.bootstrap:
             law, iv = scaling.law_intervals(N, D, L, samples=sweep.bootstrap, seed=sweep.seed)
         else:
@@ -333,10 +366,15 @@ def report(sweep: SweepConfig, results: list[dict]) -> str:
             }
         _plot(out / "loss.png", results, law)
         lines += ["", "![loss against N and D](loss.png)"]
+    if arena is not None:
+        from selfplay.sweep_arena import markdown
+
+        lines += markdown(arena)
+        fit["arena"] = arena
     md = "\n".join(lines) + "\n"
     atomic_write_text(out / "sweep.md", md)
     atomic_write_text(out / "sweep.json", json.dumps(fit, indent=2, default=float) + "\n")
-    _hparams(out / "tb", runs)
+    _hparams(out / "tb", runs, arena)
     return md
 
 
@@ -383,15 +421,19 @@ def _plot(path: Path, results: list[dict], law) -> None:
     save_png(fig, path)
 
 
-def _hparams(tb: Path, results: list[dict]) -> None:
+def _hparams(tb: Path, results: list[dict], arena: dict | None = None) -> None:
+    """Each run's overrides against its measurements (and its final checkpoint's best Elo)."""
     from torch.utils.tensorboard import SummaryWriter
 
     for r in results:
+        metrics = {"hparam/loss": r["loss"], "hparam/N": r["N"], "hparam/D": r["D"]}
+        mine = [p for p in (arena or {}).get("players", []) if p["point"] == r["name"]]
+        if mine:
+            last = max(p["step"] for p in mine)
+            metrics["hparam/elo"] = max(p["elo"] for p in mine if p["step"] == last)
         with SummaryWriter(str(tb / r["name"])) as w:
             hp = {o.split("=", 1)[0]: o.split("=", 1)[1] for o in r["overrides"]}
-            w.add_hparams(
-                hp, {"hparam/loss": r["loss"], "hparam/N": r["N"], "hparam/D": r["D"]}, run_name="."
-            )
+            w.add_hparams(hp, metrics, run_name=".")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -409,10 +451,11 @@ def main(argv: list[str] | None = None) -> int:
         sweep = sweep.model_copy(update={"workers": args.workers})
     try:
         results = run_sweep(sweep, points, progress=not args.no_progress)
+        arena = rate_sweep(sweep, points, results, progress=not args.no_progress)
     except ConfigError as e:
         print(f"error: {args.config}: {e}", file=sys.stderr)
         return 2
-    report(sweep, results)
+    report(sweep, results, arena)
     print(f"sweep: {len(results)} points; {Path(sweep.dir) / 'sweep.md'}")
     return 0
 
