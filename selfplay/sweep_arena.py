@@ -15,6 +15,7 @@ Test compute is 2 N T x the positions one move evaluates: the simulations, or 1 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -77,7 +78,7 @@ def _imitation_flops(run_dir: Path) -> float:
 
 def checkpoints_of(run_dir: Path, which: str) -> list[dict[str, Any]]:
     """A point's rated checkpoints: path, stage-2 step, training FLOPs, N and tokens per position."""
-    steps = sorted(run_dir.glob("checkpoints/step_*"))
+    steps = sorted(run_dir.glob("checkpoints/step_*"), key=lambda c: _meta(c)["step"])
     if not steps:  # no stage 2: the imitation checkpoint is the point's
         ckpt = run_dir / "checkpoints" / "imitation"
         s = json.loads((run_dir / "imitation.json").read_text(encoding="utf-8"))
@@ -86,9 +87,13 @@ def checkpoints_of(run_dir: Path, which: str) -> list[dict[str, Any]]:
     stage1 = 0.0 if _meta(start).get("stage") == "scratch" else _imitation_flops(run_dir)
     rows = [{"path": start, "step": 0, "train_flops": stage1, **_shape(start)}]
     for ckpt in steps:
-        c = _meta(ckpt).get("compute") or {}
+        flops = (_meta(ckpt).get("compute") or {}).get("flops")  # None: not recorded (an older run)
         rows.append(
-            {"path": ckpt, "step": _meta(ckpt)["step"], "train_flops": stage1 + (c.get("flops") or 0)}
+            {
+                "path": ckpt,
+                "step": _meta(ckpt)["step"],
+                "train_flops": stage1 + (math.nan if flops is None else flops),
+            }
         )
         rows[-1].update(_shape(ckpt))
     if which == "final":
@@ -161,9 +166,9 @@ def rate(arena: SweepArena, game: str, points: list[dict], sweep_dir: Path, *, p
         t = by_name[r["name"]]
         r.update(elo=t.elo, lo=t.lo, hi=t.hi, games=t.games, score=t.score)
     baselines = {b: by_name[n].elo for b in arena.baselines if (n := players.check(b, g)) in by_name}
-    result: dict[str, Any] = {"players": [{k: v for k, v in r.items() if k != "spec"} for r in rows]}
+    result: dict[str, Any] = {"players": [_json(r) for r in rows]}
     result["baselines"] = baselines
-    result["lines"] = elo_lines(rows)
+    result["lines"] = elo_lines(rows, seed=arena.seed)
     result["exchange"] = exchange(rows, seed=arena.seed)
     result["plots"] = []
     if any(r["train_flops"] > 0 for r in rows):  # a log axis of training compute
@@ -175,15 +180,29 @@ def rate(arena: SweepArena, game: str, points: list[dict], sweep_dir: Path, *, p
     return result
 
 
-def elo_lines(rows: list[dict]) -> dict[str, list[float]]:
-    """Per search budget: (intercept, slope) of Elo = intercept + slope x log10(training FLOPs)."""
+def _json(row: dict) -> dict:
+    """A player's row for sweep.json: unknown compute (a checkpoint from before it was recorded) as null."""
+    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items() if k != "spec"}
+
+
+def elo_lines(rows: list[dict], *, seed: int = 0, samples: int = 200) -> dict[str, list[float]]:
+    """Per search budget: [intercept, slope, slope's 95% bootstrap interval (lo, hi)] of
+    Elo = intercept + slope x log10(training FLOPs), the interval over the budget's players."""
     from selfplay.scaling import fit_log_linear
 
-    lines = {}
+    lines, rng = {}, np.random.default_rng(seed)
     for s in sorted({r["simulations"] for r in rows}):
         mine = [r for r in rows if r["simulations"] == s and r["train_flops"] > 0]
-        if len({r["train_flops"] for r in mine}) >= 2:
-            lines[str(s)] = list(fit_log_linear([r["train_flops"] for r in mine], [r["elo"] for r in mine]))
+        x, y = np.array([r["train_flops"] for r in mine]), np.array([r["elo"] for r in mine])
+        if len(set(x)) < 2:
+            continue
+        draws = []
+        for _ in range(samples):
+            i = rng.integers(0, len(x), len(x))
+            if len(set(x[i])) >= 2:
+                draws.append(fit_log_linear(x[i], y[i])[1])
+        lo, hi = np.percentile(draws, [2.5, 97.5]) if draws else (np.nan, np.nan)
+        lines[str(s)] = [*fit_log_linear(x, y), float(lo), float(hi)]
     return lines
 
 
@@ -219,7 +238,7 @@ def markdown(result: dict) -> list[str]:
     lines += ["|---|---:|---:|---:|---:|---:|---|---:|---:|"]
     for r in sorted(result["players"], key=lambda r: (r["point"], r["step"], r["simulations"])):
         lines.append(
-            f"| {r['point']} | {r['step']:,} | {r['simulations']} | {r['train_flops']:.3g} | "
+            f"| {r['point']} | {r['step']:,} | {r['simulations']} | {_flops(r['train_flops'])} | "
             f"{r['test_flops']:.3g} | {r['elo']:.0f} | {r['lo']:.0f} to {r['hi']:.0f} | {r['games']} | "
             f"{r['score']:.3f} |"
         )
@@ -230,8 +249,14 @@ def markdown(result: dict) -> list[str]:
         ]
     if result["lines"]:
         lines += ["", "Elo = intercept + slope x log10(train FLOPs), per search budget:", ""]
-        lines += ["| simulations | intercept | slope (Elo per 10x) |", "|---:|---:|---:|"]
-        lines += [f"| {s} | {c:.0f} | {k:.0f} |" for s, (c, k) in result["lines"].items()]
+        lines += [
+            "| simulations | intercept | slope (Elo per 10x) | 95% bootstrap interval |",
+            "|---:|---:|---:|---|",
+        ]
+        lines += [
+            f"| {s} | {c:.0f} | {k:.0f} | {lo:.0f} to {hi:.0f} |"
+            for s, (c, k, lo, hi) in result["lines"].items()
+        ]
     x = result["exchange"]
     if x:
         iv = x.get("rate_interval")
@@ -246,6 +271,10 @@ def markdown(result: dict) -> list[str]:
     alt = {"elo_compute.png": "Elo against training compute", "iso_elo.png": "iso-Elo contours"}
     lines += [x for png in result["plots"] for x in ("", f"![{alt[png]}](arena/{png})")]
     return lines
+
+
+def _flops(v: float | None) -> str:
+    return "unknown" if v is None or math.isnan(v) else f"{v:.3g}"
 
 
 def plot_elo(path: Path, rows: list[dict], baselines: dict[str, float], lines: dict) -> None:
@@ -266,7 +295,7 @@ def plot_elo(path: Path, rows: list[dict], baselines: dict[str, float], lines: d
         label = "raw policy" if s == 0 else f"{s} simulations"
         h = ax.errorbar(x, y, yerr=err, fmt="o", capsize=2, label=label)
         if str(s) in lines:
-            c, k = lines[str(s)]
+            c, k = lines[str(s)][:2]
             grid = np.geomspace(x.min(), x.max(), 20)
             ax.plot(grid, c + k * np.log10(grid), "-", color=h[0].get_color(), alpha=0.5)
     for b, e in baselines.items():

@@ -143,9 +143,9 @@ def test_runs_of_one_n_and_d_are_one_point_of_the_fit():
 
 
 def test_a_selfplay_sweep_rates_every_checkpoint_at_each_budget_in_one_arena(tmp_path):
-    """Two self-play points (a training budget each), their checkpoints at three search budgets and a
-    baseline in one round robin: every player rated, its compute recorded, Elo lines, the exchange rate
-    and the PNGs; run again, nothing is played twice."""
+    """A self-play point's checkpoints at three search budgets and a baseline in one round robin: every
+    player rated, its compute recorded, Elo lines, the exchange rate and the PNGs; run again, nothing is
+    played twice."""
     from selfplay.sweep import main
 
     path = sweep_file(
@@ -166,32 +166,38 @@ def test_a_selfplay_sweep_rates_every_checkpoint_at_each_budget_in_one_arena(tmp
             "evaluation.games=0",
             "evaluation.final_games=0",
         ],
-        grid={"selfplay.steps": [2, 4]},
+        grid={"selfplay.steps": [4]},
         fit_loss=False,
-        arena={"checkpoints": "all", "simulations": [0, 2, 4], "baselines": ["random"], "games": 2},
+        arena={
+            "checkpoints": "all",
+            "simulations": [0, 2, 4],
+            "baselines": ["random"],
+            "games": 2,
+            "workers": 1,
+        },
     )
     assert main([str(path), "--no-progress"]) == 0
     out = json.loads((tmp_path / "sweep" / "sweep.json").read_text())["arena"]
     rated = out["players"]
-    # point steps-2: imitation + step 2; steps-4: imitation + steps 2, 4; each at 0, 2 and 4 simulations
-    assert sorted((p["point"], p["step"], p["simulations"]) for p in rated) == sorted(
-        (f"steps-{n}", s, b) for n, steps in ((2, [0, 2]), (4, [0, 2, 4])) for s in steps for b in (0, 2, 4)
-    )
-    by = {(p["point"], p["step"], p["simulations"]): p for p in rated}
-    meta = json.loads((tmp_path / "sweep/points/steps-4/checkpoints/step_000004/meta.json").read_text())
-    c = meta["compute"]
+    # the imitation checkpoint self-play started from, steps 2 and 4; each at 0, 2 and 4 simulations
+    assert sorted((p["point"], p["step"], p["simulations"]) for p in rated) == [
+        ("steps-4", s, b) for s in (0, 2, 4) for b in (0, 2, 4)
+    ]
+    by = {(p["step"], p["simulations"]): p for p in rated}
+    point = tmp_path / "sweep" / "points" / "steps-4"
+    c = json.loads((point / "checkpoints" / "step_000004" / "meta.json").read_text())["compute"]
     assert c["positions_trained"] == 4 * 8 and c["positions_evaluated"] > 0 and c["tokens_per_position"] > 0
     assert c["flops"] == 2 * c["non_embedding_parameters"] * c["tokens_per_position"] * (
         c["positions_evaluated"] + 3 * c["positions_trained"]
     )
-    imitation = json.loads((tmp_path / "sweep/points/steps-4/imitation.json").read_text())["train_flops"]
-    assert by[("steps-4", 0, 0)]["train_flops"] == imitation  # the stage-2 start: its imitation's compute
-    assert by[("steps-4", 4, 0)]["train_flops"] == imitation + c["flops"]
-    assert by[("steps-4", 2, 4)]["test_flops"] == 4 * by[("steps-4", 2, 0)]["test_flops"]
+    imitation = json.loads((point / "imitation.json").read_text())["train_flops"]
+    assert by[(0, 0)]["train_flops"] == imitation  # the stage-2 start: its imitation's compute
+    assert by[(4, 0)]["train_flops"] == imitation + c["flops"] > by[(2, 0)]["train_flops"] > imitation
+    assert by[(2, 4)]["test_flops"] == 4 * by[(2, 0)]["test_flops"] == 2 * by[(2, 2)]["test_flops"]
     games = (tmp_path / "sweep" / "arena" / "matches.jsonl").read_text().splitlines()
-    assert len(games) == 2 * 16 * 15 // 2  # a round robin of 15 players and random, 2 games a pair
-    assert all(np.isfinite(p["elo"]) and p["games"] == 2 * 15 for p in rated)
-    assert set(out["lines"]) == {"0", "2", "4"} and out["exchange"]["players"] == 10
+    assert len(games) == 2 * 10 * 9 // 2  # a round robin of the 9 players and random, 2 games a pair
+    assert all(np.isfinite(p["elo"]) and p["games"] == 2 * 9 for p in rated)
+    assert set(out["lines"]) == {"0", "2", "4"} and out["exchange"]["players"] == 6
     assert np.isfinite(out["exchange"]["rate"]) and "rate_interval" in out["exchange"]
     md = (tmp_path / "sweep" / "sweep.md").read_text()
     assert "## Arena" in md and "10x training compute is worth" in md and "No fit" not in md
