@@ -18,6 +18,8 @@ Each point runs `python -m selfplay.run` in its own process (`backend: local`, `
 a Ray task (`backend: ray`, apart from the points' own `runtime.backend`); a point is done when its
 `point.json` (N, D, C, held-out loss, read from its `imitation.json`) is written, so a killed sweep run
 again skips the finished points and starts the others afresh; a point's process dies with the sweep's.
+With an `arena:` section the points' checkpoints then meet baselines at several search budgets in one
+league (`selfplay.sweep_arena`): Elo against training compute and the train/test exchange rate.
 """
 
 from __future__ import annotations
