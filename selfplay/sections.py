@@ -7,9 +7,27 @@ the whole from YAML; import them from there or from here.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+
+def search_budgets(v: list[int]) -> list[int]:
+    """Search budgets to play at (0: the raw policy): one or more, distinct, >= 0."""
+    if not v or any(b < 0 for b in v) or len(set(v)) != len(v):
+        raise ValueError(f"give one or more distinct budgets >= 0, got {v}")
+    return v
+
+
+def colour_pairs(v: int) -> int:
+    """Games per pair of players: even, half with each colour."""
+    if v % 2:
+        raise ValueError(f"games come in colour-swapped pairs: an even number, got {v}")
+    return v
+
+
+Budgets = Annotated[list[int], AfterValidator(search_budgets)]
+ColourPairs = Annotated[int, AfterValidator(colour_pairs)]
 
 
 class Section(BaseModel):
@@ -411,20 +429,20 @@ class VerifierSection(Section):
 class EvaluationConfig(Section):
     """Matches of every new checkpoint (gauntlet) against baselines and recent checkpoints."""
 
-    games: int = Field(
+    games: ColourPairs = Field(
         default=40, ge=0, description="Games per opponent, even (half with each colour); 0 disables."
     )
     baselines: list[str] = Field(
         default_factory=lambda: ["random"], description="Fixed opponents by spec, e.g. `alphabeta:2`."
     )
     recent: int = Field(default=2, ge=0, description="Also play this many of the previous checkpoints.")
-    simulations: list[int] = Field(
+    simulations: Budgets = Field(
         default_factory=lambda: [0],
         description="Search budgets a new checkpoint plays its gauntlet with, one gauntlet each: 0 is the "
         "raw policy, N its PUCT search (`PATH@mcts:N`), e.g. `[0, 64]`; a single number is one budget.",
     )
     workers: int = Field(default=1, ge=1, description="Processes for evaluation matches.")
-    final_games: int = Field(
+    final_games: ColourPairs = Field(
         default=0,
         ge=0,
         description="Games per opponent, even, that the final checkpoint plays when stage 2 ends, at each "
@@ -436,20 +454,6 @@ class EvaluationConfig(Section):
     @classmethod
     def _budgets(cls, v: Any) -> Any:
         return [v] if isinstance(v, int) and not isinstance(v, bool) else v
-
-    @field_validator("simulations")
-    @classmethod
-    def _some_budgets(cls, v: list[int]) -> list[int]:
-        if not v or any(b < 0 for b in v) or len(set(v)) != len(v):
-            raise ValueError(f"give one or more distinct budgets >= 0, got {v}")
-        return v
-
-    @field_validator("games", "final_games")
-    @classmethod
-    def _pairs(cls, v: int) -> int:
-        if v % 2:
-            raise ValueError(f"games come in colour-swapped pairs: an even number, got {v}")
-        return v
 
 
 class RuntimeConfig(Section):

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
 import envs
 import selfplay.players as players
-from selfplay.sections import Section
+from selfplay.sections import Budgets, ColourPairs, Section
 
 
 class SweepArena(Section):
@@ -36,7 +36,7 @@ class SweepArena(Section):
         "(snapshots along training, as Jones 2021 rates them); `doubling`: the start, then each checkpoint "
         "at least twice the step of the last one taken, and the final (even steps on a log axis).",
     )
-    simulations: list[int] = Field(
+    simulations: Budgets = Field(
         default_factory=lambda: [0],
         description="Search budgets every checkpoint plays at: 0 the raw policy, S its PUCT search "
         "(`PATH@mcts:S`), each a player of its own.",
@@ -44,24 +44,12 @@ class SweepArena(Section):
     baselines: list[str] = Field(
         default_factory=lambda: ["random"], description="Fixed players by spec, e.g. `alphabeta:depth=2`."
     )
-    games: int = Field(default=20, ge=2, description="Games per pair of players (a round robin), even.")
+    games: ColourPairs = Field(
+        default=20, ge=2, description="Games per pair of players (a round robin), even."
+    )
     workers: int = Field(default=2, ge=1, description="Processes playing the arena's games.")
     seed: int = Field(default=0, description="The arena's schedule seed.")
     anchor: str = Field(default="random", description="The player whose Elo is fixed at 0.")
-
-    @field_validator("games")
-    @classmethod
-    def _pairs(cls, v: int) -> int:
-        if v % 2:
-            raise ValueError(f"games come in colour-swapped pairs: an even number, got {v}")
-        return v
-
-    @field_validator("simulations")
-    @classmethod
-    def _budgets(cls, v: list[int]) -> list[int]:
-        if not v or any(b < 0 for b in v) or len(set(v)) != len(v):
-            raise ValueError(f"distinct simulation counts >= 0, got {v}")
-        return v
 
 
 # --- the players -------------------------------------------------------------------------------------
