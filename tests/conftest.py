@@ -18,10 +18,12 @@ SLOWEST_FIRST = (  # measured on 2 cores, 2026-12-01: about 170, 160, 120, 85, 5
     "test_hf_run.py",
     "test_tictactoe_quality.py",
     "test_bench.py",
+    "test_ray.py",  # a Ray start per test: about 100 s in all
     "test_label.py",
     "test_verifier.py",
     "test_selfplay.py",
     "test_restarts.py",
+    "test_sweep.py",  # sweeps of processes: about 60 s
 )
 
 
