@@ -134,7 +134,7 @@ class Queue:
         st.labelled[who] = st.labelled.get(who, 0) + 1
 
     def _event(self, **event: Any) -> None:
-        append(self.log, {**event, "time": now(), "t": round(time.time(), 3)})
+        append(self.log, {**event, "time": now(), "t": time.time()})  # unrounded: a lease compares it
 
     def _claim(self, item: str, labeller: str, shown: dict[str, Any]) -> Claim:
         c = Claim(item, labeller, secrets.token_urlsafe(16), time.time(), shown)
