@@ -23,13 +23,13 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 import envs
 from envs.experts import ExpertSpecError, make_expert
 from envs.thinking import Thinking
+from selfplay.arena_keys import EvaluationConfig
 from selfplay.config_text import ConfigError, DuplicateKey, UniqueKeyLoader, parse_overrides, set_dotted
 from selfplay.fingerprint import ADDED_LATER, fingerprint
 from selfplay.label.formats import LabelFileError, load_corrections
 from selfplay.model_section import HF_ONLY, NATIVE_ONLY, ModelSection
 from selfplay.sections import (
     CorrectionsConfig,
-    EvaluationConfig,
     ImitationConfig,
     JudgeSection,
     RLConfig,

@@ -24,7 +24,8 @@ from pydantic import Field
 
 import envs
 import selfplay.players as players
-from selfplay.sections import Budgets, ColourPairs, Section
+from selfplay.arena_keys import Budgets, ColourPairs
+from selfplay.sections import Section
 
 
 class SweepArena(Section):
