@@ -24,6 +24,7 @@ from agents.model import GPT, ModelConfig, patch_grid
 from agents.policy import Policy
 from agents.tensorfile import read_tensors
 from agents.tokenizer import CharTokenizer
+from envs.files import read_json
 
 FORMAT = "selfplay.checkpoint/1"
 WEIGHTS, CONFIG, META = "model.safetensors", "config.json", "meta.json"
@@ -116,11 +117,11 @@ def save(policy: Policy, path: str | os.PathLike, meta: dict[str, Any] | None = 
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path, CheckpointError)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: missing (not a complete checkpoint directory)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    except OSError as e:
+        raise CheckpointError(f"{path}: unreadable ({e.strerror})") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: expected a JSON object")
     return data

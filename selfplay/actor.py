@@ -19,6 +19,7 @@ import torch
 
 import agents
 import envs
+import selfplay.rundir as rundir
 from agents import mcts
 from selfplay.config import Config, SelfPlayConfig
 
@@ -251,7 +252,7 @@ class PoolReader:
     def refresh(self) -> None:
         mtime = self.path.stat().st_mtime
         if mtime != self._mtime:
-            data = json.loads(self.path.read_text())
+            data = rundir.read_json(self.path)
             home = self.path.parent.parent  # the run directory
             self.entries = [(str(home / e["path"]), float(e["weight"])) for e in data["opponents"]]
             self._mtime = mtime

@@ -22,9 +22,19 @@ from pathlib import Path
 import envs
 import selfplay.players as players
 import selfplay.ratings as ratings
+from selfplay.io import cannot_write
 from selfplay.league import gauntlet, ratings_from, sample_opponents, steps_of, thinking_longer, write_league
 from selfplay.matches import FORMAT, MATCHES, MatchesError, load_matches, results_of
-from selfplay.matchplay import OPENING_PLIES, Scheduled, default_out, home_of, play, play_games, schedule
+from selfplay.matchplay import (
+    OPENING_PLIES,
+    Scheduled,
+    default_out,
+    home_of,
+    missing,
+    play,
+    play_games,
+    schedule,
+)
 
 __all__ = [
     "FORMAT",
@@ -35,6 +45,7 @@ __all__ = [
     "home_of",
     "load_matches",
     "main",
+    "missing",
     "play",
     "play_games",
     "ratings_from",
@@ -100,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(
                 f"{args.game!r} is a reward environment; the arena plays games: {', '.join(envs.names())}"
             )
+        out = Path(args.out) if args.out else default_out(args.game, [args.gauntlet, *args.players])
+        if why := cannot_write(out):
+            raise ValueError(f"the arena's directory {why}")
         if args.budgets is not None:
             if len(args.players) != 1 or args.gauntlet:
                 raise ValueError("--budgets takes exactly one checkpoint (and no --gauntlet)")
@@ -122,7 +136,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {md} and {png}")
             return 0
         specs = list(args.players)
-        out = Path(args.out) if args.out else default_out(args.game, [args.gauntlet, *specs])
         play(args.game, specs, gauntlet=args.gauntlet, out_dir=out, **knobs)
         rows = ratings_from(out, anchor=args.anchor, anchor_elo=args.anchor_elo, samples=args.bootstrap)
         md = write_league(out, rows, anchor=args.anchor, anchor_elo=args.anchor_elo)

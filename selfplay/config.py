@@ -22,9 +22,10 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 import envs
 from envs.experts import ExpertSpecError, make_expert
+from envs.files import read_yaml
 from envs.thinking import Thinking
 from selfplay.arena_keys import EvaluationConfig
-from selfplay.config_text import ConfigError, DuplicateKey, UniqueKeyLoader, parse_overrides, set_dotted
+from selfplay.config_text import ConfigError, UniqueKeyLoader, parse_overrides, set_dotted
 from selfplay.fingerprint import ADDED_LATER, fingerprint
 from selfplay.label.formats import LabelFileError, load_corrections
 from selfplay.model_section import HF_ONLY, NATIVE_ONLY, ModelSection
@@ -344,15 +345,9 @@ def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> Config:
     if path.is_dir():
         raise ConfigError(f"{path}: is a directory, not a config file (e.g. configs/game.yaml)")
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader)
+        data = read_yaml(path, ConfigError, UniqueKeyLoader)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
-    except DuplicateKey as e:
-        raise ConfigError(f"{path}: {e}") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if data is None:
         raise ConfigError(f"{path}: the config is empty; start from one in configs/, e.g. configs/game.yaml")
     if not isinstance(data, dict):

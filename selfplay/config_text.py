@@ -7,6 +7,8 @@ from typing import Any
 
 import yaml
 
+from envs.files import MAX_DEPTH, too_deep
+
 
 class ConfigError(ValueError):
     """A configuration that cannot be run; the message names the file and the key."""
@@ -33,8 +35,13 @@ def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
             raise ConfigError(f"override {item!r} must look like key=value (e.g. transcripts.games=100)")
         try:
             value = yaml.safe_load(raw) if raw.strip() else ""
+            deep = too_deep(value)
         except yaml.YAMLError as e:
             raise ConfigError(f"override {item!r}: value is not valid YAML ({e})") from None
+        except RecursionError:
+            deep = True
+        if deep:
+            raise ConfigError(f"override {key.strip()!r}: value nested more than {MAX_DEPTH} levels deep")
         out.append((key.strip(), value))
     return out
 

@@ -103,7 +103,7 @@ def _round(config: Config, run_dir: Path, data: Path, current: Path, r: int, *, 
         round_config, data, run_dir, progress=progress, start=current, more=more, name=name, meta=meta
     )
     summary_path = run_dir / f"{name}.json"
-    summary = {**json.loads(summary_path.read_text()), "round": r, "played": played}
+    summary = {**rundir.read_json(summary_path), "round": r, "played": played}
     atomic_write_text(summary_path, json.dumps(summary, indent=2) + "\n")
     return ckpt
 

@@ -49,6 +49,33 @@ def _scores(records: Sequence[dict], me: str, other: str) -> list[float]:
     return [r["score"] if r["players"][0] == me else 1 - r["score"] for r in mine]
 
 
+def _opponents(config: Config, ckpt: Path, history: Sequence[Path]) -> list[tuple[int, list[str]]]:
+    """(search budget, opponents) of each of `ckpt`'s gauntlets: the baselines and the `evaluation.recent`
+    last of `history` (`ckpt` aside) at that budget."""
+    ev = config.evaluation
+    earlier = [p for p in history if Path(p) != Path(ckpt)][-ev.recent :] if ev.recent else []
+    return [(b, [*ev.baselines, *(_spec(p, b) for p in earlier)]) for b in ev.simulations]
+
+
+def unplayed(
+    config: Config, run_dir: Path, ckpt: Path, history: Sequence[Path], *, games: int | None = None
+) -> int:
+    """The games of `ckpt`'s gauntlet (as `gauntlet` plays it) that RUN/arena/matches.jsonl lacks: a run
+    killed mid-gauntlet finishes it on resume."""
+    ev = config.evaluation
+    return sum(
+        arena.missing(
+            config.game,
+            opponents,
+            gauntlet=_spec(ckpt, budget),
+            games=ev.games if games is None else games,
+            seed=config.selfplay.seed,
+            out_dir=run_dir / ARENA_DIR,
+        )
+        for budget, opponents in _opponents(config, ckpt, history)
+    )
+
+
 def gauntlet(
     config: Config,
     run_dir: Path,
@@ -66,12 +93,10 @@ def gauntlet(
     ev = config.evaluation
     game = envs.make(config.game)
     out = run_dir / ARENA_DIR
-    earlier = [p for p in history if Path(p) != Path(ckpt)][-ev.recent :] if ev.recent else []
     results: dict[str, float] = {}
     candidates = {}
-    for budget in ev.simulations:
+    for budget, opponents in _opponents(config, ckpt, history):
         tag = f"@mcts:{budget}" if budget else ""
-        opponents = [*ev.baselines, *(_spec(p, budget) for p in earlier)]
         candidates[tag] = candidate = players.check(_spec(ckpt, budget), game, home=run_dir)
         records = arena.gauntlet(
             _spec(ckpt, budget),

@@ -37,7 +37,6 @@ from selfplay.imitation_data import (
     split_games,
 )
 from selfplay.io import atomic_write_text
-from selfplay.resume import SELFPLAY_DIR
 from selfplay.rundir import rel
 from selfplay.transcript_stage import transcripts_output, transcripts_stage
 from selfplay.transcripts import TranscriptError
@@ -341,7 +340,7 @@ def config_hash(config: Config) -> str:
 
 
 def describe(run_dir: Path) -> str:
-    s = json.loads((run_dir / "imitation.json").read_text())
+    s = rundir.read_json(run_dir / "imitation.json")
     return (
         f"checkpoint {s['checkpoint']} (step {s['step']}): held-out move agreement "
         f"{s['val_action_accuracy']:.3f}, value MSE {s['val_value_mse']:.3f} "
@@ -358,10 +357,11 @@ def stage1_outputs(config: Config, run_dir: Path) -> list[rundir.Output]:
 
 
 def outputs(config: Config, run_dir: Path, resume: bool = False) -> list[rundir.Output]:
-    """Stage 1's outputs; and with a self-play run in the directory, only the config it ran with may
-    write there (this command leaves stage 2 alone, but the config snapshot is the run's)."""
+    """Stage 1's outputs; and with a stage-2 run in the directory (self-play or RL), only the config it
+    ran with may write there (this command leaves stage 2 alone, but the config snapshot is the run's)."""
     same = rundir.same_config(run_dir, config) if (run_dir / rundir.CONFIG).exists() else True
-    stage2 = rundir.stage2_outputs(run_dir, SELFPLAY_DIR, what="a self-play run", keep=same)
+    state, what = rundir.stage2_kind(config, run_dir)
+    stage2 = rundir.stage2_outputs(run_dir, state, what=what, keep=same)
     return [*stage1_outputs(config, run_dir), *stage2]
 
 

@@ -12,9 +12,11 @@ self-play brings to it: samples from finished games (and their symmetric images)
 
 from __future__ import annotations
 
+import reprlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -58,9 +60,25 @@ class Sample:
 
     @classmethod
     def from_json(cls, row: list) -> Sample:
+        """The sample `to_json` wrote, every value checked (a `ValueError` says which is wrong)."""
+        if not isinstance(row, list) or len(row) not in (8, 9):
+            raise ValueError(f"a sample is a list of 8 or 9 values, got {reprlib.repr(row)}")
         prompt, legal, chosen, target, outcome, logprob, value, version, *rest = row
-        target = None if target is None else np.asarray(target, dtype=np.float32)
-        planes = None if not rest or rest[0] is None else np.asarray(rest[0], dtype=np.float32)
+        if not isinstance(prompt, str):
+            raise ValueError(f"prompt: a string, got {reprlib.repr(prompt)}")
+        if not (isinstance(legal, list) and legal and all(isinstance(m, str) for m in legal)):
+            raise ValueError(f"legal: a list of move texts, got {reprlib.repr(legal)}")
+        if not resume_state.is_count(chosen) or chosen >= len(legal):
+            raise ValueError(f"chosen: the index of a legal move (< {len(legal)}), got {chosen!r}")
+        if target is not None:
+            target = resume_state.finite_array(target, "target", shape=(len(legal),))
+        for name, x in (("outcome", outcome), ("logprob", logprob), ("value", value)):
+            resume_state.finite_array(x, name, shape=())
+        if not resume_state.is_count(version):
+            raise ValueError(f"version: a count, got {version!r}")
+        planes = None if not rest or rest[0] is None else resume_state.finite_array(rest[0], "planes", ndim=3)
+        if planes is not None and not np.isin(planes, (0, 1)).all():
+            raise ValueError("planes: cells of 0 and 1")
         return cls(prompt, tuple(legal), chosen, target, outcome, logprob, value, version, planes)
 
 
@@ -169,6 +187,7 @@ class SelfPlay(Stage):
     name, state_dir, what = "selfplay", STATE_DIR, "a self-play run"
     state_keys = stats_keys = ("positions", "games")
     waiting_for, sample = "games", Sample
+    state_fields: ClassVar = {"compute": (dict[str, resume_state.Count] | None, None)}  # None: older runs
 
     def __init__(self, config: Config, run_dir: Path) -> None:
         super().__init__(config, run_dir)
@@ -215,7 +234,7 @@ class SelfPlay(Stage):
         return {"compute": {"evaluated": self.compute.evaluated}}
 
     def restore(self, state: dict) -> None:
-        self.compute.evaluated = state.get("compute", {}).get("evaluated", 0)  # runs before it: unknown
+        self.compute.evaluated = (state.get("compute") or {}).get("evaluated", 0)  # runs before it: unknown
         self.compute.step = state["step"]
 
     def stepped(self, learner: Learner) -> None:
@@ -226,22 +245,27 @@ class SelfPlay(Stage):
         self.compute.measure(learner.policy, self.game)
         if self.pool is not None:
             _write_pool(self.pool, learner.history, self.cfg)
-        if learner.step == 0 and self.config.evaluation.games > 0:
-            self._rate_stage1(learner)
+        if self.config.evaluation.games > 0:
+            self._rate(learner)
 
-    def _rate_stage1(self, learner: Learner) -> None:
+    def _rate(self, learner: Learner) -> None:
         """The gauntlets of the stage-1 checkpoints (imitation, then the start if it is another, such as
-        the last correction round), at step 0: the league and the Elo curve begin where stage 2 does, and
-        every self-play checkpoint is rated against its imitation through one chain of games."""
+        the last correction round) at step 0, so that the league and the Elo curve begin where stage 2
+        does and every self-play checkpoint is rated against its imitation through one chain of games;
+        on resume, the missing games of every checkpoint's gauntlet (a kill mid-gauntlet left them)."""
         import selfplay.evaluation as evaluation
 
         start = learner.history[0]
         firsts = [self._imitation(learner)]
         if firsts[0].resolve() != start.resolve():
             firsts.append(start)
-        for i, ckpt in enumerate(firsts):
-            results = evaluation.gauntlet(self.config, self.run_dir, ckpt, 0, firsts[:i], learner.writer)
-            self._said(learner, ckpt, results)
+        plan = [(ckpt, 0, firsts[:i]) for i, ckpt in enumerate(firsts)]
+        done = learner.history[1:]  # stage-2 checkpoints, each rated against those before it
+        plan += [(c, agents.read_meta(c)["step"], learner.history[: i + 2]) for i, c in enumerate(done)]
+        for ckpt, step, history in plan:
+            if learner.step == 0 or evaluation.unplayed(self.config, self.run_dir, ckpt, history):
+                results = evaluation.gauntlet(self.config, self.run_dir, ckpt, step, history, learner.writer)
+                self._said(learner, ckpt, results)
 
     def log(self, learner: Learner, metrics: dict[str, float]) -> None:
         self.window.log(learner.writer, learner.step, metrics, learner.runtime, learner.episodes)

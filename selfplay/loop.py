@@ -21,7 +21,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
@@ -30,7 +30,12 @@ from tqdm import tqdm
 import agents
 import selfplay.resume as resume_state
 from selfplay.io import atomic_write_text
-from selfplay.rundir import rel, resolve
+from selfplay.rundir import rel
+
+
+class Diverged(RuntimeError):
+    """The learner's loss, gradients or weights stopped being finite: the run stops without saving them,
+    naming the step and the last good checkpoint."""
 
 
 class Replay:
@@ -69,8 +74,12 @@ class Stage:
     state_keys: tuple[str, str]
     stats_keys: tuple[str, str]
     waiting_for: str  # "games": what the progress bar says the learner waits for
-    sample: Any  # the replay's sample class: `to_json()`, and `from_json(row)` for the resume state
-    extra_keys: tuple[str, ...] = ()  # the stage's own keys in the resume state (`state()`)
+    sample: (
+        Any  # the replay's sample class: `to_json()`, and `from_json(row)` (checks it) for the resume state
+    )
+    state_fields: ClassVar[
+        dict[str, Any]
+    ] = {}  # its own resume-state keys (`state()`): name -> (type, default)
 
     def __init__(self, config, run_dir: Path) -> None:
         self.config, self.run_dir = config, run_dir
@@ -149,21 +158,24 @@ class Learner:
 
 
 def load_state(stage: type[Stage] | Stage, run_dir: Path) -> dict[str, Any] | None:
-    """The resume state of a `stage` run (`selfplay.resume`), its paths resolved and its replay as
-    samples; None if there is none."""
-    keys = ("checkpoint", "replay", "rng", "step", "version", *stage.state_keys, "elapsed", "history")
-    state = resume_state.load(run_dir / stage.state_dir, (*keys, *stage.extra_keys, "runtime"))
+    """The resume state of a `stage` run (`selfplay.resume`), every field checked, its paths resolved (each
+    inside the run directory, the checkpoint the last of a history whose steps and parents agree) and
+    its replay as samples; None if there is none. `ResumeError` names the file and the key at fault."""
+    where = run_dir / stage.state_dir / resume_state.STATE
+    state = resume_state.load(run_dir / stage.state_dir)
     if state is None:
         return None
-    try:
-        state["checkpoint"] = resolve(state["checkpoint"], run_dir)
-        state["history"] = [resolve(p, run_dir) for p in state["history"]]
-        state["replay"] = [stage.sample.from_json(r) for r in state["replay"]]
-        agents.read_meta(state["checkpoint"])
-    except (KeyError, TypeError, ValueError) as e:  # CheckpointError is a ValueError
-        where = run_dir / stage.state_dir / resume_state.STATE
-        raise resume_state.ResumeError(f"{where}: cannot resume from it ({e})") from None
-    return state
+    model = resume_state.fields_of(stage.name, stage.state_keys, stage.state_fields)
+    state = dict(resume_state.check_fields(state, model, where))
+    resume_state.check_rng(state["rng"], where)
+    checkpoint, history = resume_state.check_history(state, run_dir, where)
+    replay = []
+    for i, row in enumerate(state["replay"]):
+        try:
+            replay.append(stage.sample.from_json(row))
+        except (TypeError, ValueError) as e:
+            raise resume_state.ResumeError(f"{where}: replay[{i}]: {e}") from None
+    return {**state, "checkpoint": checkpoint, "history": history, "replay": replay}
 
 
 def train(stage: Stage, start: Path, *, resume: bool = False, progress: bool = True) -> Path:
@@ -249,6 +261,9 @@ def _open(stage: Stage, start: Path, *, resume: bool, progress: bool) -> Learner
         history=history,
     )
     if state:
+        resume_state.check_optimizer(
+            state["optimizer"], learner.opt, run_dir / stage.state_dir / resume_state.STATE
+        )
         learner.opt.load_state_dict(state["optimizer"])
         learner.replay.add(state["replay"])
         resume_state.set_rng_state(learner.rng, state["rng"])
@@ -286,7 +301,10 @@ def _learn(learner: Learner) -> dict[str, float]:
         loss, metrics = learner.stage.loss(policy, batch, learner.ref)
     opt.zero_grad(set_to_none=True)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(policy.model.parameters(), cfg.grad_clip)
+    norm = torch.nn.utils.clip_grad_norm_(policy.model.parameters(), cfg.grad_clip)
+    if not (torch.isfinite(loss) and torch.isfinite(norm)):  # the step would make every weight NaN
+        what = f"the loss ({loss.item():g}) or its gradient norm ({norm.item():g}) is not finite"
+        _diverged(learner, learner.step + 1, what)
     opt.step()
     policy.model.eval()
     learner.step += 1
@@ -298,6 +316,13 @@ def _learn(learner: Learner) -> dict[str, float]:
 def _save(learner: Learner) -> None:
     """Checkpoint, then the resume state that points at it, then what the runtime delivered."""
     stage, run_dir, runtime = learner.stage, learner.run_dir, learner.runtime
+    state = learner.policy.model.trained_state()
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        _diverged(
+            learner, learner.step, f"the weights are not finite (NaN or inf in {', '.join(bad[:3])}{more})"
+        )
     meta = {**stage.meta(), "step": learner.step, "version": learner.version}
     meta["parent"] = rel(learner.history[-1], run_dir)
     ckpt = agents.save(learner.policy, run_dir / "checkpoints" / checkpoint_name(learner.step), meta=meta)
@@ -327,6 +352,15 @@ def _save(learner: Learner) -> None:
     stats.update(counters, pids=runtime.pids())  # the processes of this run, for ps, py-spy or kill
     atomic_write_text(run_dir / stage.name / "stats.json", json.dumps(stats, indent=2) + "\n")
     stage.saved(learner, ckpt)
+
+
+def _diverged(learner: Learner, step: int, what: str) -> None:
+    last = learner.history[-1]
+    raise Diverged(
+        f"{learner.stage.name}: step {step}: {what}; nothing was saved. The last good checkpoint is "
+        f"{rel(last, learner.run_dir)} (step {agents.read_meta(last).get('step', 0)}): lower the learning "
+        "rate, or continue from it with --resume"
+    )
 
 
 def _waiting(stage: Stage, learner: Learner) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import selfplay.ratings as ratings
-from envs import jsonl
+from envs import files
 
 FORMAT = "selfplay.match/1"
 MATCHES = "matches.jsonl"
@@ -42,6 +42,10 @@ def _problem(r: Any) -> str | None:
         names = r.get(key)
         if not (isinstance(names, list) and len(names) == 2 and all(isinstance(n, str) for n in names)):
             return f"{key!r} must be a list of two player names, got {reprlib.repr(names)}"
+    if r["players"][0] == r["players"][1]:
+        return f"a player cannot play itself ({r['players'][0]!r} twice)"
+    if sorted(r["players"]) != r["pair"]:
+        return f"'pair' must be the two players sorted, got {reprlib.repr(r['pair'])}"
     for key in ("seed", "opening_plies", "index"):
         if isinstance(r.get(key), bool) or not isinstance(r.get(key), int):
             return f"{key!r} must be an integer, got {reprlib.repr(r.get(key))}"
@@ -66,7 +70,7 @@ def load_matches(path: str | os.PathLike, *, game: str | None = None, repair: bo
             good_end += len(line) + (not last)
             continue
         try:
-            r = jsonl.loads(line)
+            r = files.loads(line)
         except ValueError as e:
             if last:  # written without its newline: the arena died mid-line
                 print(f"warning: {path}:{lineno}: ignoring a truncated last line", file=sys.stderr)

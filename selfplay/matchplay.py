@@ -211,6 +211,46 @@ def play(
     Every spec is checked, and the matches file read, before the first game: bad input is a
     `PlayerSpecError`, `MatchesError` or `ValueError` with nothing played.
     """
+    jobs, done, by_name, out = _plan(game, specs, gauntlet, games, seed, out_dir, opening_plies, batch)
+    todo = [j for j in jobs if j.key not in done]
+    path = out / MATCHES
+    if todo:
+        out.mkdir(parents=True, exist_ok=True)
+        workers = min(workers or os.cpu_count() or 1, math.ceil(len(todo) / 2))
+        size = max(2, min(batch, math.ceil(len(todo) / (4 * workers))))
+        chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
+        with (
+            path.open("a", encoding="utf-8") as f,
+            tqdm(
+                total=len(jobs), initial=len(jobs) - len(todo), unit="game", desc=game, disable=not progress
+            ) as bar,
+        ):
+            for r in _run_chunks(game, device, by_name, chunks, workers):
+                f.write(json.dumps(r, separators=(",", ":")) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+                done[record_key(r)] = r
+                bar.update()
+    return [done[j.key] for j in jobs]
+
+
+def missing(
+    game: str,
+    specs: Sequence[str],
+    *,
+    gauntlet: str | None = None,
+    games: int = 20,
+    seed: int = 0,
+    out_dir: str | os.PathLike | None = None,
+    opening_plies: int | None = None,
+) -> int:
+    """How many games of the schedule `play` would play (those not yet in OUT/matches.jsonl)."""
+    jobs, done, _, _ = _plan(game, specs, gauntlet, games, seed, out_dir, opening_plies, 1)
+    return sum(j.key not in done for j in jobs)
+
+
+def _plan(game, specs, gauntlet, games, seed, out_dir, opening_plies, batch):
+    """(the schedule, the games recorded by key, name -> spec, the arena directory), every input checked."""
     g = envs.make(game)
     if g.num_players() != 2:
         raise ValueError(f"the arena plays two-player games; {game} has {g.num_players()}")
@@ -232,27 +272,8 @@ def play(
     if plies < 0 or batch < 1:
         raise ValueError("opening plies must be >= 0 and batch >= 1")
     jobs = schedule(names, games=games, seed=seed, opening_plies=plies, gauntlet=focus)
-    path = out / MATCHES
-    done = {record_key(r): r for r in load_matches(path, game=game, repair=True)}
-    todo = [j for j in jobs if j.key not in done]
-    if todo:
-        out.mkdir(parents=True, exist_ok=True)
-        workers = min(workers or os.cpu_count() or 1, math.ceil(len(todo) / 2))
-        size = max(2, min(batch, math.ceil(len(todo) / (4 * workers))))
-        chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
-        with (
-            path.open("a", encoding="utf-8") as f,
-            tqdm(
-                total=len(jobs), initial=len(jobs) - len(todo), unit="game", desc=game, disable=not progress
-            ) as bar,
-        ):
-            for r in _run_chunks(game, device, by_name, chunks, workers):
-                f.write(json.dumps(r, separators=(",", ":")) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-                done[record_key(r)] = r
-                bar.update()
-    return [done[j.key] for j in jobs]
+    done = {record_key(r): r for r in load_matches(out / MATCHES, game=game, repair=True)}
+    return jobs, done, by_name, out
 
 
 def _run_chunks(

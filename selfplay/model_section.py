@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -144,6 +145,13 @@ class ModelSection(Section):
         if self.backbone == "hf":
             if self.path is None:
                 raise ValueError("model.path: backbone hf needs the model's directory (or hub name)")
+            if Path(self.path).is_dir():  # pickled weights are refused now, not after the transcripts
+                from agents.hf import HFError, refuse_pickles  # only then: loading a config needs no torch
+
+                try:
+                    refuse_pickles(Path(self.path))
+                except HFError as e:
+                    raise ValueError(f"model.path: {e}") from None
             wrong = [k for k in NATIVE_ONLY if k in self.model_fields_set]
             if wrong:
                 raise ValueError(
@@ -175,8 +183,6 @@ class ModelSection(Section):
     def pretrained(self, *, device: str, seed: int, run_dir: str, game: str, stage: str = "imitation"):
         """`hf`: a new `agents.Policy` over the model at `path` (copied into RUN/base first with
         `copy_base`), with LoRA adapters if `stage` trains them."""
-        from pathlib import Path
-
         import torch
 
         from agents import hf

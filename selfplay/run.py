@@ -15,7 +15,6 @@ skips what is done):
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import selfplay.imitate as imitate
 import selfplay.rundir as rundir
 from selfplay.config import Config, ConfigError, load_config
 from selfplay.io import atomic_write_text
+from selfplay.loop import Diverged
 from selfplay.resume import RL_DIR, SELFPLAY_DIR
 from selfplay.runtime import RuntimeFailure
 from selfplay.transcript_stage import transcripts_stage
@@ -102,7 +102,7 @@ def write_report(config: Config, run_dir: Path, final: Path | None) -> Path:
         ]
         lines += ["|---:|---:|---:|---:|---:|"]
         for r, path in enumerate(rounds, 1):
-            s = json.loads(path.read_text())
+            s = rundir.read_json(path)
             p, agree = s["played"], s["val_action_accuracy"]
             lines.append(f"| {r} | {p['games']} | {p['labels']} | {p['agreement']:.3f} | {agree:.3f} |")
         lines.append("")
@@ -158,7 +158,7 @@ def text_pipeline(config: Config, run_dir: Path, *, resume: bool, progress: bool
     if config.rl.reward != "programmatic":
         verifier_stage(config, run_dir, start, progress=progress)
     final = text_rl.train(config, run_dir, start, resume=resume, progress=progress)
-    s = json.loads((run_dir / "rl.json").read_text())
+    s = rundir.read_json(run_dir / "rl.json")
     print(
         f"rl: final checkpoint {final}: held-out true accuracy {s['final_accuracy']:.3f} "
         f"(imitation {s['start_accuracy']:.3f}, best {s['best_accuracy']:.3f}) after {s['steps']} steps"
@@ -187,6 +187,12 @@ def main(argv: list[str] | None = None) -> int:
         p.error("give a CONFIG or --resume RUN_DIR (not both)")
     try:
         if args.resume:
+            moved = [o for o in args.overrides if o.partition("=")[0].strip() == "run_dir"]
+            if moved:
+                raise ConfigError(
+                    f"{moved[0]!r}: --resume {args.resume} continues the run where it is; run_dir cannot be "
+                    "overridden (copy or move the directory, then --resume it there)"
+                )
             saved = Path(args.resume) / rundir.CONFIG
             if not saved.exists():
                 raise ConfigError(f"{args.resume}: not a run directory (no config.yaml in it)")
@@ -205,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     ) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except RuntimeFailure as e:  # not bad input: the run broke down, and can be resumed
+    except (RuntimeFailure, Diverged) as e:  # not bad input: the run broke down, and can be resumed
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"run directory: {run_dir}")

@@ -13,8 +13,6 @@ player names) are relative to it (`rel`, `resolve`), so a moved or copied run re
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
 import os
 import shutil
 from collections.abc import Callable, Iterator, Sequence
@@ -23,15 +21,34 @@ from pathlib import Path
 from typing import Any
 
 import agents
+from envs import files
 from selfplay.config import Config, dump_config
-from selfplay.io import atomic_write_text
+from selfplay.io import LOCK, InUseError, atomic_write_text, cannot_write, exclusive
+from selfplay.resume import RL_DIR, SELFPLAY_DIR
 
-LOCK = ".lock"
 CONFIG = "config.yaml"
 
 
 class RunDirError(ValueError):
     """A run directory that this command must not write into; the message says why and what to do."""
+
+
+class RunFileError(agents.CheckpointError):
+    """A file of a run directory (a stage's summary, a pointer file) that cannot be read; names the file."""
+
+
+def read_json(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON object in a run directory's file `path`, through the project's one reader
+    (`envs.files`); `RunFileError` naming the file when it is missing or holds no JSON object."""
+    try:
+        data = files.read_json(path, RunFileError)
+    except FileNotFoundError:
+        raise RunFileError(f"{path}: missing") from None
+    except OSError as e:
+        raise RunFileError(f"{path}: unreadable ({e.strerror})") from None
+    if not isinstance(data, dict):
+        raise RunFileError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
 
 
 @dataclass(frozen=True)
@@ -64,11 +81,11 @@ def resolve(stored: str, run_dir: str | os.PathLike) -> Path:
 
 # --- what earlier runs left ------------------------------------------------------------------------
 def same_json(path: Path, wanted: Any) -> bool:
-    """Whether the JSON file at `path` holds exactly `wanted`."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8")) == wanted
-    except (OSError, ValueError):
+    """Whether the JSON file at `path` holds exactly `wanted` (False when there is none; a file that is
+    there but unreadable is a `RunFileError` naming it)."""
+    if not path.exists():
         return False
+    return read_json(path) == wanted
 
 
 def made_with(ckpt: Path, config_hash: str) -> bool:
@@ -88,6 +105,7 @@ def reuse_or_make(stage: str, ckpt: Path, summary: Path, config_hash: str, make:
     """A finished stage's checkpoint, reused when this configuration made it and its summary was written
     (a killed stage is made again), else `make()`'s."""
     if summary.exists() and made_with(ckpt, config_hash):
+        read_json(summary)  # a summary that cannot be read is named now, not when the report reads it
         print(f"{stage}: reusing {ckpt}")
         return ckpt
     return make()
@@ -114,6 +132,15 @@ def stage2_outputs(run_dir: Path, state: str, *, what: str, keep: bool) -> list[
     ]
 
 
+def stage2_kind(config: Config, run_dir: Path) -> tuple[str, str]:
+    """(where its resume state lives, what it is called) of the stage-2 run in `run_dir`: the one found
+    there, else the one `config` would run."""
+    for state, what in ((RL_DIR, "an RL run"), (SELFPLAY_DIR, "a self-play run")):
+        if (run_dir / state).exists():
+            return state, what
+    return (RL_DIR, "an RL run") if config.is_reward_env else (SELFPLAY_DIR, "a self-play run")
+
+
 def same_config(run_dir: Path, config: Config) -> bool:
     """Whether `run_dir` was last written with this very config (the run directory aside)."""
     from selfplay.config import ConfigError, load_config
@@ -130,9 +157,6 @@ def _comparable(config: Config) -> str:
 
 
 # --- opening ---------------------------------------------------------------------------------------
-_HELD: dict[Path, int] = {}  # run directory -> lock file descriptor, for the life of `opened`
-
-
 @contextlib.contextmanager
 def opened(config: Config, *, resume: bool, outputs: Outputs) -> Iterator[Path]:
     """The run directory of `config`, checked, locked, cleaned of partial writes and holding the config
@@ -140,6 +164,8 @@ def opened(config: Config, *, resume: bool, outputs: Outputs) -> Iterator[Path]:
     run_dir = Path(config.run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirError(f"run_dir {str(run_dir)!r} is a file, not a directory")
+    if why := cannot_write(run_dir):
+        raise RunDirError(f"run_dir {why}; nothing was done")
     foreign = run_dir.is_dir() and not (run_dir / CONFIG).exists()
     if foreign and any(p.name != LOCK for p in run_dir.iterdir()):
         raise RunDirError(
@@ -148,7 +174,7 @@ def opened(config: Config, *, resume: bool, outputs: Outputs) -> Iterator[Path]:
         )
     if resume and not (run_dir / CONFIG).exists():
         raise RunDirError(f"{run_dir}: not a run directory (no {CONFIG} in it)")
-    with _lock(run_dir):
+    with _lock(run_dir) as sign:
         stale = [o for o in outputs(config, run_dir, resume) if o.path.exists() and not o.ok()]
         if stale:
             raise RunDirError(
@@ -156,33 +182,19 @@ def opened(config: Config, *, resume: bool, outputs: Outputs) -> Iterator[Path]:
                 + "; ".join(f"{o.what} ({o.path})" for o in stale)
                 + ", which this config would overwrite: nothing was written; use another run_dir"
             )
+        sign()
         clear_partial_writes(run_dir)
         atomic_write_text(run_dir / CONFIG, dump_config(config))
         yield run_dir
 
 
 @contextlib.contextmanager
-def _lock(run_dir: Path) -> Iterator[None]:
-    key = run_dir.resolve()
-    if key in _HELD:  # this process holds it already (a stage calling another)
-        yield
-        return
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+def _lock(run_dir: Path) -> Iterator[Callable[[], None]]:
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.read(fd, 64).decode(errors="replace").strip() or "another process"
-        os.close(fd)
-        raise RunDirError(f"{run_dir} is in use by {holder}; wait for it, or use another run_dir") from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"pid {os.getpid()}\n".encode())
-    _HELD[key] = fd
-    try:
-        yield
-    finally:
-        del _HELD[key]
-        os.close(fd)  # closing lets go of the lock
+        with exclusive(run_dir, "run_dir") as sign:
+            yield sign
+    except InUseError as e:
+        raise RunDirError(str(e)) from None
 
 
 def clear_partial_writes(run_dir: Path) -> None:

@@ -42,8 +42,9 @@ import numpy as np
 import yaml
 from pydantic import Field, ValidationError
 
+from envs.files import read_json, read_yaml
 from selfplay.config import ConfigError, load_config
-from selfplay.io import atomic_write_text
+from selfplay.io import InUseError, atomic_write_text, cannot_write, exclusive
 from selfplay.sections import Section
 from selfplay.sweep_arena import SweepArena
 
@@ -97,9 +98,9 @@ def load_sweep(path: str | os.PathLike) -> tuple[SweepConfig, list[tuple[str, li
     """The sweep at `path` and its points as (name, overrides), every point's config checked first."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = read_yaml(path, ConfigError)
         sweep = SweepConfig.model_validate(raw if raw is not None else {})
-    except (OSError, yaml.YAMLError) as e:
+    except OSError as e:
         raise ConfigError(f"{path}: {e}") from None
     except ValidationError as e:
         where = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
@@ -234,7 +235,7 @@ def run_point(sweep: SweepConfig, name: str, overrides: list[str], shared: list[
 
 def measure(run_dir: Path, name: str, overrides: list[str], *, seconds: float) -> dict[str, Any]:
     """A point's measurements, from its imitation summary."""
-    s = json.loads((run_dir / "imitation.json").read_text(encoding="utf-8"))
+    s = read_json(run_dir / "imitation.json", ConfigError)
     return {
         "name": name,
         "overrides": overrides,
@@ -251,10 +252,10 @@ def measure(run_dir: Path, name: str, overrides: list[str], *, seconds: float) -
 def done(sweep: SweepConfig, name: str, overrides: list[str]) -> dict[str, Any] | None:
     """The point's measurements if it finished with these overrides."""
     try:
-        point = json.loads((Path(sweep.dir) / "points" / name / POINT).read_text(encoding="utf-8"))
+        point = read_json(Path(sweep.dir) / "points" / name / POINT, ValueError)
     except (OSError, ValueError):
         return None
-    return point if point.get("overrides") == overrides else None
+    return point if isinstance(point, dict) and point.get("overrides") == overrides else None
 
 
 def run_sweep(
@@ -451,13 +452,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.workers:
         sweep = sweep.model_copy(update={"workers": args.workers})
+    if why := cannot_write(sweep.dir):
+        print(f"error: {args.config}: dir {why}", file=sys.stderr)
+        return 2
     try:
-        results = run_sweep(sweep, points, progress=not args.no_progress)
-        arena = rate_sweep(sweep, points, results, progress=not args.no_progress)
+        with exclusive(sweep.dir, "sweep dir") as sign:  # two sweeps on one directory would trade points
+            sign()
+            results = run_sweep(sweep, points, progress=not args.no_progress)
+            arena = rate_sweep(sweep, points, results, progress=not args.no_progress)
+            report(sweep, results, arena)
+    except InUseError as e:
+        print(f"error: {args.config}: {e}", file=sys.stderr)
+        return 2
     except ConfigError as e:
         print(f"error: {args.config}: {e}", file=sys.stderr)
         return 2
-    report(sweep, results, arena)
     print(f"sweep: {len(results)} points; {Path(sweep.dir) / 'sweep.md'}")
     return 0
 

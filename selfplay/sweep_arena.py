@@ -14,7 +14,6 @@ Test compute is 2 N T x the positions one move evaluates: the simulations, or 1 
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Literal
@@ -24,7 +23,9 @@ from pydantic import Field
 
 import envs
 import selfplay.players as players
+from envs.files import read_json
 from selfplay.arena_keys import Budgets, ColourPairs
+from selfplay.config_text import ConfigError
 from selfplay.sections import Section
 
 
@@ -55,13 +56,13 @@ class SweepArena(Section):
 
 # --- the players -------------------------------------------------------------------------------------
 def _meta(ckpt: Path) -> dict[str, Any]:
-    return json.loads((ckpt / "meta.json").read_text(encoding="utf-8"))
+    return players.checkpoint_meta(ckpt)
 
 
 def _imitation_flops(run_dir: Path) -> float:
     try:
-        return float(json.loads((run_dir / "imitation.json").read_text(encoding="utf-8"))["train_flops"] or 0)
-    except (OSError, KeyError, ValueError):
+        return float(read_json(run_dir / "imitation.json", ConfigError)["train_flops"] or 0)
+    except (OSError, KeyError, TypeError, ValueError):
         return 0.0
 
 
@@ -70,7 +71,7 @@ def checkpoints_of(run_dir: Path, which: str) -> list[dict[str, Any]]:
     steps = sorted(run_dir.glob("checkpoints/step_*"), key=lambda c: _meta(c)["step"])
     if not steps:  # no stage 2: the imitation checkpoint is the point's
         ckpt = run_dir / "checkpoints" / "imitation"
-        s = json.loads((run_dir / "imitation.json").read_text(encoding="utf-8"))
+        s = read_json(run_dir / "imitation.json", ConfigError)
         return [{"path": ckpt, "step": 0, "train_flops": float(s["train_flops"] or 0), **_shape(ckpt)}]
     start = run_dir / _meta(steps[0])["parent"]  # where stage 2 began: imitation, a correction round, scratch
     stage1 = 0.0 if _meta(start).get("stage") == "scratch" else _imitation_flops(run_dir)

@@ -14,6 +14,7 @@ a policy writes raises (`guarded_reward`).
 from __future__ import annotations
 
 import json
+import reprlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,9 +25,10 @@ import torch
 
 import agents
 import envs
+import selfplay.resume as resume_state
 from selfplay.config import Config
 from selfplay.io import atomic_write_text
-from selfplay.rundir import rel, resolve
+from selfplay.rundir import RunFileError, read_json, rel, resolve
 from selfplay.text import (
     TaskSampler,
     encode_completion,
@@ -61,8 +63,18 @@ class Completion:
 
     @classmethod
     def from_json(cls, row: list) -> Completion:
+        """The completion `to_json` wrote, every value checked (a `ValueError` says which is wrong)."""
+        if not isinstance(row, list) or len(row) != 5:
+            raise ValueError(f"a completion is a list of 5 values, got {reprlib.repr(row)}")
         prompt, tokens, logprobs, advantage, version = row
-        return cls(tuple(prompt), tuple(tokens), np.asarray(logprobs, dtype=np.float32), advantage, version)
+        for name, ids in (("prompt", prompt), ("tokens", tokens)):
+            if not (isinstance(ids, list) and ids and all(map(resume_state.is_count, ids))):
+                raise ValueError(f"{name}: a list of token ids, got {reprlib.repr(ids)}")
+        logprobs = resume_state.finite_array(logprobs, "logprobs", shape=(len(tokens),))
+        resume_state.finite_array(advantage, "advantage", shape=())
+        if not resume_state.is_count(version):
+            raise ValueError(f"version: a count, got {version!r}")
+        return cls(tuple(prompt), tuple(tokens), logprobs, advantage, version)
 
 
 @dataclass
@@ -143,8 +155,10 @@ class LiveVerifier:
         from agents.verifier import load_verifier
 
         try:
-            named = json.loads((self.run_dir / VERIFIER_NOW).read_text(encoding="utf-8"))["checkpoint"]
-        except FileNotFoundError:
+            named = read_json(self.run_dir / VERIFIER_NOW).get("checkpoint")
+        except RunFileError:
+            if (self.run_dir / VERIFIER_NOW).exists():
+                raise
             named = VERIFIER_DIR
         if self.verifier is None or named != self.named:
             self.verifier = load_verifier(resolve(named, self.run_dir), device=self.device)

@@ -12,7 +12,6 @@ apply. Files: `RUN/labels/corrections.jsonl` (the workbench's, shared with peopl
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import agents
@@ -104,7 +103,7 @@ def _round(config: Config, run_dir: Path, data: Path, current: Path, r: int, *, 
         name=f"corrections_{r}",
         meta=meta,
     )
-    s = json.loads((run_dir / f"corrections_{r}.json").read_text())
+    s = rundir.read_json(run_dir / f"corrections_{r}.json")
     print(
         f"corrections {r}: held-out accuracy {s['held_out_accuracy']:.3f} (from "
         f"{s['untrained_accuracy']:.3f}) after {s['step']} steps, {len(fixed)} corrections so far"

@@ -261,7 +261,7 @@ def imitation_stage(config: Config, transcripts: Path, run_dir: Path, *, progres
 
     def make() -> Path:
         ckpt = train(config, transcripts, run_dir, progress=progress)
-        s = json.loads((run_dir / "imitation.json").read_text())
+        s = rundir.read_json(run_dir / "imitation.json")
         print(
             f"imitation: checkpoint {ckpt} (step {s['step']}): held-out accuracy "
             f"{s['held_out_accuracy']:.3f} on {s['held_out_tasks']} tasks "

@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -46,7 +47,7 @@ from selfplay.config import Config, RLConfig, fingerprint
 from selfplay.imitate import config_hash
 from selfplay.io import atomic_write_text
 from selfplay.loop import Learner, Stage
-from selfplay.rundir import rel, resolve
+from selfplay.rundir import rel
 from selfplay.text import (
     forward_completions,
     held_out_tasks,
@@ -159,8 +160,11 @@ class GroupRL(Stage):
 
     name, state_dir, what = "rl", STATE_DIR, "an RL run"
     state_keys, stats_keys = ("collected", "episodes"), ("completions", "episodes")
-    waiting_for, sample, extra_keys = "samples", Completion, ("evals",)
-    # (the reward's verifier now, `verifier`, is in the state too: a state from before refreshes lacks it)
+    waiting_for, sample = "samples", Completion
+    state_fields: ClassVar = {  # the reward's verifier now: a state from before refreshes lacks it
+        "evals": (list[dict[str, resume_state.Number]], ...),
+        "verifier": (resume_state.Stored | None, None),
+    }
 
     def __init__(self, config: Config, run_dir: Path) -> None:
         super().__init__(config, run_dir)
@@ -198,7 +202,10 @@ class GroupRL(Stage):
 
     def restore(self, state: dict) -> None:
         self.evals = state["evals"]
-        self.verifier = resolve(state.get("verifier", VERIFIER_DIR), self.run_dir)
+        where = self.run_dir / self.state_dir / resume_state.STATE
+        self.verifier = resume_state.inside(
+            state.get("verifier") or VERIFIER_DIR, self.run_dir, "verifier", where
+        )
 
     def record_eval(self, learner: Learner) -> dict[str, float]:
         m = self.evaluate(learner.policy)

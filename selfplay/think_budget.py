@@ -31,6 +31,7 @@ import envs
 from selfplay.config import ConfigError, load_config
 from selfplay.io import atomic_write_text
 from selfplay.ratings import pyplot, save_png
+from selfplay.rundir import read_json
 from selfplay.text import episode_scores, held_out_tasks, majority, play, sampler
 from selfplay.text_actor import VERIFIER_DIR
 from selfplay.verifier import sample
@@ -183,7 +184,7 @@ def _checkpoint(run: Path, name: str | None) -> Path:
             raise SystemExit(f"error: --checkpoint {name}: neither a path nor a checkpoint of {run}")
         return path
     if (run / "rl.json").exists():
-        return run / json.loads((run / "rl.json").read_text())["checkpoint"]
+        return run / read_json(run / "rl.json")["checkpoint"]
     if (run / "checkpoints" / "imitation").exists():
         return run / "checkpoints" / "imitation"
     raise SystemExit(f"error: {run}: no checkpoint yet (no rl.json, no checkpoints/imitation)")

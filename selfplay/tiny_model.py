@@ -24,6 +24,7 @@ from pathlib import Path
 
 import envs
 from envs.reward import run_episode, sample_tasks
+from selfplay.io import cannot_write
 
 SPECIAL = {"bos_token": "<|bos|>", "eos_token": "<|eos|>", "pad_token": "<|pad|>"}
 ARCHS = ("llama", "gpt2")
@@ -113,6 +114,8 @@ def build(
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out} exists and is not an empty directory: choose a new one")
+    if why := cannot_write(out.parent):  # the model is made beside it, then renamed
+        raise ValueError(f"--out {why}")
     import torch
     from transformers import AutoModelForCausalLM
 

@@ -51,7 +51,7 @@ from tqdm import tqdm
 
 import envs
 from envs.experts import ExpertSpecError, make_expert
-from envs.jsonl import iter_jsonl
+from envs.files import iter_jsonl
 from envs.reward import run_episode, sample_tasks
 from selfplay.io import atomic_open, atomic_write_text
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import selfplay.label.formats as formats
-from envs.jsonl import iter_jsonl
+from envs.files import iter_jsonl
 from selfplay.io import atomic_open
 
 

@@ -21,6 +21,7 @@ from torch.utils.tensorboard import SummaryWriter
 import agents
 import selfplay.rundir as rundir
 import selfplay.verifier as V
+from envs import files
 from selfplay.config import Config, fingerprint
 from selfplay.imitate import config_hash
 from selfplay.io import atomic_write_text
@@ -52,9 +53,10 @@ def verifier_hash(config: Config) -> str:
 def _pretrained_dir(path: Path) -> bool:
     """Whether `path` is a model directory as `save_pretrained` writes it (not a selfplay checkpoint)."""
     try:
-        return "format" not in json.loads((path / "config.json").read_text(encoding="utf-8"))
+        config = files.read_json(path / "config.json", ValueError)
     except (OSError, ValueError):
         return False
+    return isinstance(config, dict) and "format" not in config
 
 
 def initial_verifier(

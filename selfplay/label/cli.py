@@ -29,6 +29,7 @@ from typing import Any
 
 import envs
 from envs.reward import sample_tasks
+from selfplay.io import cannot_write
 from selfplay.label.formats import FILES, LabelFileError, iter_prompt_file, records
 from selfplay.label.judges import JudgeSpecError, make_judge, parse_spec, run_judge
 from selfplay.label.queue import FormError, Queue
@@ -133,9 +134,9 @@ def _items(args, env: envs.RewardEnv | None, config) -> tuple[list[Item], dict[s
         except LabelFileError as e:
             raise _fail(str(e)) from None
         items = {}
-        for pid, prompt in prompts:
+        for where, pid, prompt in prompts:
             pid = pid or "p" + hashlib.sha256(prompt.encode()).hexdigest()[:12]
-            items.setdefault(pid, Item(pid, prompt))
+            items.setdefault(pid, Item(pid, prompt, where=where))
         return list(items.values()), {"file": str(args.prompts)}
     if env is None:
         return [], {}
@@ -180,6 +181,8 @@ def build(args: argparse.Namespace) -> tuple[Workbench, Path]:
             args.max_new_tokens = 64
     sampling = Sampling(args.temperature, args.top_k, args.max_new_tokens, args.seed)
     out = Path(args.out) if args.out else (run / "labels" if run is not None else Path("runs/labels"))
+    if why := cannot_write(out):
+        raise _fail(f"the labels' directory {why}")
     queue = Queue(out, args.mode, lease_s=args.lease_minutes * 60)
     if args.mode not in ("arena", "audit") and not items:
         raise _fail(f"{args.mode} needs prompts: --run (a reward environment's), --env or --prompts")
@@ -193,6 +196,9 @@ def build(args: argparse.Namespace) -> tuple[Workbench, Path]:
         except agents.CheckpointError as e:
             raise _fail(str(e)) from None
         policy.model.eval()
+        for item in items:  # every prompt readable by every model, before anyone is shown one
+            if problem := _unreadable(policy, item.prompt):
+                raise _fail(f"{item.where or item.id}: checkpoint {name} cannot read this prompt: {problem}")
         models[name] = sampler(policy, env) if env is not None else policy
     try:
         bench = Workbench(
@@ -210,6 +216,17 @@ def build(args: argparse.Namespace) -> tuple[Workbench, Path]:
     except ValueError as e:
         raise _fail(str(e)) from None
     return bench, out
+
+
+def _unreadable(policy, prompt: str) -> str | None:
+    """Why `policy` cannot answer `prompt` (a character its tokenizer lacks, no room left in its context),
+    or None."""
+    try:
+        n = len(policy.encode_prompt(prompt))
+    except ValueError as e:  # agents.TokenizerError
+        return str(e)
+    block = getattr(policy.model.cfg, "block_size", None)
+    return f"{n} tokens leave no room for an answer in a context of {block}" if block and n >= block else None
 
 
 def _audited(args, run: Path | None) -> list[dict]:

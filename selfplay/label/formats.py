@@ -29,12 +29,13 @@ import fcntl
 import json
 import math
 import os
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envs.jsonl import iter_jsonl
+from envs.files import iter_jsonl
 from selfplay.io import atomic_write_text
 
 COMPARISON = "selfplay.comparison/2"
@@ -197,29 +198,57 @@ def vote_results(votes: list[Vote]) -> list[tuple[str, str, float]]:
     return [(v.a, v.b, v.score) for v in votes]
 
 
-def iter_prompt_file(path: str | os.PathLike) -> Iterator[tuple[str | None, str]]:
-    """(id or None, prompt) of a prompt file: `.jsonl`, objects with `prompt` and an optional `id`;
-    anything else, one prompt a line (blank lines skipped)."""
+def control_character(text: str, allowed: str = "\n\t") -> str | None:
+    """The first character of `text` that would act on a terminal or reorder what it shows (a C0 or C1
+    control, DEL, a bidirectional override) rather than be read, or None."""
+    for ch in text:
+        if ch not in allowed and (unicodedata.category(ch) == "Cc" or ch in BIDI_CONTROLS):
+            return ch
+    return None
+
+
+def escape_controls(text: str) -> str:
+    """`text` with its control characters (`control_character`) written as escapes (`\\x1b`), for a
+    terminal: a model's answer may hold anything."""
+    return "".join(ch if control_character(ch) is None else ascii(ch)[1:-1] for ch in text)
+
+
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def iter_prompt_file(path: str | os.PathLike) -> Iterator[tuple[str, str | None, str]]:
+    """(FILE:LINE, id or None, prompt) of a prompt file: `.jsonl`, objects with `prompt` and an optional
+    `id`; anything else, one prompt a line (blank lines skipped). A prompt holding a control character
+    (an escape sequence would act on the labeller's terminal) is refused naming FILE:LINE."""
     path = Path(path)
     if not path.is_file():
         raise LabelFileError(f"{path}: no such prompt file")
     count = 0
     if path.suffix == ".jsonl":
+        rows = []
         for where, obj in records(path, kinds=()):
             pid = obj.get("id")
             if pid is not None and not isinstance(pid, str):
                 raise LabelFileError(f"{where}: 'id' must be a string, got {type(pid).__name__}")
-            count += 1
-            yield pid, _str(obj, "prompt", where)
+            rows.append((where, pid, _str(obj, "prompt", where)))
     else:
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            lines = path.read_text(encoding="utf-8").split("\n")  # not splitlines: \x1c-\x1e split it too
         except UnicodeDecodeError as e:
             raise LabelFileError(f"{path}: not UTF-8 text (byte {e.start + 1})") from None
-        for line in lines:
-            if line.strip():
-                count += 1
-                yield None, line
+        rows = [
+            (f"{path}:{n}", None, line.removesuffix("\r")) for n, line in enumerate(lines, 1) if line.strip()
+        ]
+    for where, pid, prompt in rows:
+        for what, text in (("prompt", prompt), ("id", pid or "")):
+            ch = control_character(text, allowed="\n\t" if what == "prompt" else "")
+            if ch is not None:
+                raise LabelFileError(
+                    f"{where}: the {what} holds the control character {ch!r} (U+{ord(ch):04X}); prompts "
+                    "are plain text"
+                )
+        count += 1
+        yield where, pid, prompt
     if count == 0:
         raise LabelFileError(f"{path}: the file holds no prompts")
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import envs
-from selfplay.label.queue import FormError
+from selfplay.label.queue import FormError, this_session
 from selfplay.label.workbench import Item, View, Workbench
 
 
@@ -144,8 +144,9 @@ def run_judge(
             made += bench.submit(judge.name, view.token, *judge.answer(bench, view)) is not None
     else:
         bar = tqdm(total=items, desc=f"{judge.name} {bench.mode}", disable=not progress)
+        session = this_session()  # another judge of this name, running beside it, is another labeller
         while items is None or made < items:
-            view = bench.next(judge.name)
+            view = bench.next(judge.name, session=session)
             if view is None:
                 break
             made += bench.submit(judge.name, view.token, *judge.answer(bench, view)) is not None

@@ -12,7 +12,9 @@ A claim hands an item to one labeller with a one-time token and what was shown (
 record made when the form comes back is built from the claim, not from the form. An item is done once
 a record or a skip holds its id; it is free when unclaimed, or when its claim is older than `lease_s`.
 A labeller is handed their own open claim first (a reloaded page or a resumed session shows the same
-item) and otherwise the first free item, so two labellers never hold the same item.
+item) and otherwise the first free item, so two labellers never hold the same item. A program labelling
+(a judge) claims within a `session` of its own (host and process): two judges of one name share a queue
+as two people do, and a judge's open claims go back to it only once the process that made them is gone.
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ import contextlib
 import fcntl
 import os
 import secrets
+import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envs.jsonl import loads
+from envs.files import loads
 from selfplay.label.formats import FILES, LabelFileError, append, now, records
 
 
@@ -42,6 +45,28 @@ class Claim:
     token: str
     time: float  # seconds since the epoch
     shown: dict[str, Any] = field(default_factory=dict)
+    session: str | None = None  # "HOST:PID" of the program that claimed it (a judge); None: a person
+
+    def held_by_other(self, session: str | None) -> bool:
+        """Whether the claim belongs to another program that is still running (on this host; on another
+        host it may be, so it counts as running until its lease ends)."""
+        if self.session is None or session is None or self.session == session:
+            return False
+        host, _, pid = self.session.rpartition(":")
+        if host != socket.gethostname() or not pid.isdigit():
+            return True
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # someone else's process: alive
+            return True
+        return True
+
+
+def this_session() -> str:
+    """The `session` of this process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass
@@ -117,7 +142,7 @@ class Queue:
         if not isinstance(item, str):
             raise LabelFileError(f"{where}: an event needs an item id")
         if kind == "claim":
-            c = Claim(item, e["labeller"], e["token"], float(e["t"]), e.get("shown", {}))
+            c = Claim(item, e["labeller"], e["token"], float(e["t"]), e.get("shown", {}), e.get("session"))
             st.claims[item], st.tokens[c.token] = c, c
         elif kind == "skip":
             st.done[item] = e["labeller"]
@@ -136,9 +161,10 @@ class Queue:
     def _event(self, **event: Any) -> None:
         append(self.log, {**event, "time": now(), "t": time.time()})  # unrounded: a lease compares it
 
-    def _claim(self, item: str, labeller: str, shown: dict[str, Any]) -> Claim:
-        c = Claim(item, labeller, secrets.token_urlsafe(16), time.time(), shown)
-        self._event(event="claim", item=item, labeller=labeller, token=c.token, shown=shown)
+    def _claim(self, item: str, labeller: str, shown: dict[str, Any], session: str | None = None) -> Claim:
+        c = Claim(item, labeller, secrets.token_urlsafe(16), time.time(), shown, session)
+        extra = {"session": session} if session is not None else {}
+        self._event(event="claim", item=item, labeller=labeller, token=c.token, shown=shown, **extra)
         return c
 
     # --- what labellers do ----------------------------------------------------------------------
@@ -147,12 +173,19 @@ class Queue:
         labeller: str,
         items: Iterable[str],
         show: Callable[[str], dict[str, Any] | str],
+        *,
+        session: str | None = None,
     ) -> Claim | None:
         """The labeller's open claim, else a claim on the first free item of `items`; None when none is
         left. `show(item)` makes what the item shows (answers...), or a string saying why the item is not
-        to be labelled (e.g. the model got it right), which marks it done."""
+        to be labelled (e.g. the model got it right), which marks it done. A program gives its `session`
+        (`this_session()`): another running session's claims are not its own."""
         with self.locked() as st:
-            mine = [c for c in st.claims.values() if c.labeller == labeller and c.item not in st.done]
+            mine = [
+                c
+                for c in st.claims.values()
+                if c.labeller == labeller and c.item not in st.done and not c.held_by_other(session)
+            ]
             if mine:
                 return max(mine, key=lambda c: c.time)
             for item in items:
@@ -165,7 +198,7 @@ class Queue:
                 if isinstance(shown, str):
                     self._event(event="pass", item=item, why=shown)
                     continue
-                return self._claim(item, labeller, shown)
+                return self._claim(item, labeller, shown, session)
         return None
 
     def open(self, labeller: str, item: str, shown: dict[str, Any]) -> Claim:

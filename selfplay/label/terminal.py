@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import IO
 
+from selfplay.label.formats import escape_controls
 from selfplay.label.queue import FormError
 from selfplay.label.workbench import View, Workbench
 
@@ -17,14 +18,15 @@ HELP = {
 
 
 def _show(view: View, out: IO[str]) -> None:
-    out.write(f"\nprompt: {view.prompt}\n")
+    safe = escape_controls  # prompts and answers are shown, never let act on the terminal
+    out.write(f"\nprompt: {safe(view.prompt)}\n")
     if view.mode == "correct":
-        out.write(f"model's answer: {view.options[0][1]}  ({view.judged})\n")
+        out.write(f"model's answer: {safe(view.options[0][1])}  ({view.judged})\n")
         if view.suggestion is not None:
-            out.write(f"suggested: {view.suggestion}\n")
+            out.write(f"suggested: {safe(view.suggestion)}\n")
     else:
         for letter, (_, text) in zip(LETTERS, view.options, strict=False):
-            out.write(f"  {letter}) {text}\n")
+            out.write(f"  {letter}) {safe(text)}\n")
     letters = ", ".join(LETTERS[: len(view.options)])
     out.write(HELP[view.mode].format(letters=letters) + "\n")
 

@@ -41,6 +41,7 @@ class Item:
     id: str
     prompt: str
     task: envs.Task | None = None
+    where: str | None = None  # FILE:LINE, for a prompt file's
 
 
 @dataclass(frozen=True)
@@ -153,11 +154,12 @@ class Workbench:
         return {**common, "model": model, "answer": answer, "judge": judged, "suggestion": suggestion}
 
     # --- what the page and the terminal call -------------------------------------------------------
-    def next(self, labeller: str) -> View | None:
-        """The labeller's item (compare, correct), or None when nothing is left."""
+    def next(self, labeller: str, *, session: str | None = None) -> View | None:
+        """The labeller's item (compare, correct), or None when nothing is left (`session`: a program's,
+        `Queue.next`)."""
         if self.mode == "arena":
             raise ValueError("the arena has no queue of prompts: the labeller types one (`ask`)")
-        claim = self.queue.next(labeller, self.items, self._show)
+        claim = self.queue.next(labeller, self.items, self._show, session=session)
         return None if claim is None else self.view(claim)
 
     def ask(self, labeller: str, prompt: str, task: envs.Task | None = None) -> View:

@@ -65,8 +65,9 @@ class LocalRuntime:
 
     Each actor has a pipe of its own to the learner, so an actor that dies, even mid-message, harms no
     other: its pipe reads as ended, the games it had in flight are counted lost (`games_lost`: begun,
-    never delivered) and a new actor takes its place with new trajectory ids, up to
-    `runtime.max_restarts` times per actor. A dead inference server is restarted the same way.
+    never delivered; counted when the end is read, so a death in a run's last seconds counts too) and a
+    new actor takes its place with new trajectory ids, up to `runtime.max_restarts` times per actor. A
+    dead inference server is restarted the same way.
 
     A reader thread drains the pipes into an inbox as games arrive, so actors go on playing while the
     learner is busy elsewhere (a checkpoint's evaluation gauntlet) instead of blocking on a full pipe (a
@@ -89,7 +90,8 @@ class LocalRuntime:
         self.procs: list = [None] * self.n
         self.conns: list = [None] * self.n  # the learner's end of each actor's pipe
         self.started: list = [None] * self.n  # games each actor began (shared counters)
-        self.delivered = [0] * self.n
+        self.read = [0] * self.n  # games read from each actor's pipe, this life (the reader's count)
+        self.lost_by = [0] * self.n  # games the last death of each actor lost
         self.lives = [0] * self.n
         self.restarts = self.lost = 0
         self.inbox: queue.Queue = queue.Queue(maxsize=INBOX)  # (actor, item), or (actor, None): it ended
@@ -108,7 +110,8 @@ class LocalRuntime:
         )
         p.start()
         writer.close()  # the actor holds the only write end: its death reads as the end of the pipe
-        self.procs[i], self.conns[i], self.delivered[i] = p, reader, 0
+        self.read[i] = 0  # before the reader thread can see the new pipe
+        self.procs[i], self.conns[i] = p, reader
 
     def start(self) -> None:
         if self.server is not None:
@@ -130,12 +133,16 @@ class LocalRuntime:
             if not live:
                 time.sleep(0.05)
             for conn in ready:
+                i = self.conns.index(conn)
                 try:
                     item = conn.recv()
-                except (EOFError, OSError):  # the actor died (perhaps mid-message)
+                    self.read[i] += len(item[1])
+                except (EOFError, OSError):  # the actor died (perhaps mid-message): what it began is final
                     ended.add(conn)
                     item = None
-                self._put((self.conns.index(conn), item))
+                    self.lost_by[i] = max(0, self.started[i].value - self.read[i])
+                    self.lost += self.lost_by[i]  # the only writer, in this thread
+                self._put((i, item))
 
     def _put(self, entry) -> None:
         while not self.closing:  # a full inbox holds the actors back, as a full pipe did
@@ -164,7 +171,6 @@ class LocalRuntime:
             if item is None:
                 self._replace(i)
                 continue
-            self.delivered[i] += len(item[1])
             out.append(item)
         if self.server is not None and self.server.dead():
             self._check_restarts("the inference server", self.server.restarts, self.server.proc.exitcode)
@@ -178,9 +184,8 @@ class LocalRuntime:
         p = self.procs[i]
         p.join(timeout=5)
         self.conns[i].close()
-        lost = max(0, self.started[i].value - self.delivered[i])
-        self.lost += lost
         self._check_restarts(f"actor {i}", self.lives[i], p.exitcode)
+        lost = self.lost_by[i]
         print(f"runtime: actor {i} died (exit code {p.exitcode}), {lost} games in flight lost; restarting it")
         self.lives[i] += 1
         self.restarts += 1
