@@ -115,7 +115,7 @@ def build(
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out} exists and is not an empty directory: choose a new one")
     if why := cannot_write(out.parent):  # the model is made beside it, then renamed
-        raise ValueError(f"--out {why}")
+        raise ValueError(f"--out {out}: {why}")
     import torch
     from transformers import AutoModelForCausalLM
 

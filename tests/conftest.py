@@ -65,3 +65,27 @@ def ttt_nano(tmp_path_factory):
     cfg = agents.ModelConfig.preset("nano", vocab_size=agents.CharTokenizer().vocab_size, block_size=64)
     agents.save(agents.new_policy(cfg, device="cpu", seed=0, meta={"game": "tictactoe", "step": 0}), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def game_run(tmp_path_factory):
+    """A finished tiny tic-tac-toe run (imitation, 12 `pg` steps, gauntlets): copy it before changing it."""
+    from tiny_runs import TINY, TTT
+
+    from selfplay.run import main
+
+    run_dir = tmp_path_factory.mktemp("game") / "run"
+    assert main(["--no-progress", TTT, f"run_dir={run_dir}", *TINY]) == 0
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def text_run(tmp_path_factory):
+    """A finished tiny arithmetic run: imitation, the verifier, 4 RL steps with the verifier's reward."""
+    from tiny_runs import ARITHMETIC, TEXT
+
+    from selfplay.run import main
+
+    run_dir = tmp_path_factory.mktemp("text") / "run"
+    assert main(["--no-progress", ARITHMETIC, f"run_dir={run_dir}", *TEXT]) == 0
+    return run_dir

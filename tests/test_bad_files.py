@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+from tiny_runs import copy
 
 import envs
 from selfplay import arena, imitate, play, run, verifier
@@ -99,6 +100,11 @@ def test_a_deeply_nested_line_is_named(kind, games, tmp_path, capsys):
         ({"score": "1"}, "must be 0, 0.5 or 1, got '1'"),
         ({"players": "random,minimax"}, "'players' must be a list of two player names, got 'random,minimax'"),
         ({"players": ["random", 3]}, "'players' must be a list of two player names"),
+        (
+            {"players": ["random", "random"], "pair": ["random", "random"]},
+            "cannot play itself ('random' twice)",
+        ),
+        ({"pair": ["random", "minimax"]}, "'pair' must be the two players sorted"),
     ],
     ids=[
         "missing players",
@@ -107,6 +113,8 @@ def test_a_deeply_nested_line_is_named(kind, games, tmp_path, capsys):
         "score not a number",
         "players a string",
         "a name a number",
+        "a player against itself",
+        "pair not the players",
     ],
 )
 def test_a_bad_match_record_is_named_before_any_game(change, complaint, tmp_path, capsys):
@@ -148,3 +156,27 @@ def test_imitation_needs_two_games_one_held_out(games, tmp_path, capsys):
     data.write_text(games[0] + "\n" + games[1] + "\n")
     assert imitate.main([str(config), f"transcripts.path={data}", *tiny, "--no-progress"]) == 0
     assert (tmp_path / "run/checkpoints/imitation").is_dir()
+
+
+# --- the files of a run directory ----------------------------------------------------------------------
+NESTED = ["config.yaml", "checkpoints/step_000012/meta.json", "checkpoints/step_000012/config.json"]
+NESTED += ["transcripts.meta.json", "imitation.json"]
+
+
+@pytest.mark.parametrize("name", ["a new config", *NESTED])
+def test_a_deeply_nested_file_of_a_run_is_named_not_a_traceback(name, game_run, tmp_path, capsys):
+    """Every JSON and YAML file selfplay reads goes through one reader (envs.files): nesting 2,000 levels
+    deep is a named error, whichever file it is."""
+    deep = "[" * 2000 + "]" * 2000
+    if name == "a new config":
+        path = tmp_path / "deep.yaml"
+        path.write_text("game: tictactoe\nselfplay: " + deep + "\n")
+        argv = [str(path), f"run_dir={tmp_path / 'new'}"]
+    else:
+        run_dir = copy(game_run, tmp_path / "run")
+        path = run_dir / name
+        path.write_text(("x: " if name.endswith(".yaml") else "") + deep + "\n")
+        argv = ["--resume", str(run_dir), "selfplay.steps=18"]
+    assert run.main([*argv, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: " in err and "nested too deeply" in err and "Traceback" not in err

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_runs import copy
 
 from selfplay.run import main
 
@@ -122,3 +123,27 @@ def test_an_empty_run_dir_is_refused(tmp_path, capsys, monkeypatch):
     assert main(["--no-progress", str(TTT), "run_dir="]) == 2
     assert "run_dir" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # nothing written into the working directory
+
+
+def test_an_hf_directory_with_only_pickled_weights_is_refused_when_the_config_loads(tmp_path, capsys):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"model_type": "llama"}')
+    (model / "pytorch_model.bin").write_bytes(b"a pickle, never opened")
+    argv = [str(ROOT / "configs/arithmetic_hf.yaml"), f"model.path={model}"]
+    refused(
+        capsys,
+        tmp_path,
+        argv,
+        "model.path",
+        "only pickled weights (pytorch_model.bin)",
+        "nothing is unpickled",
+    )
+
+
+def test_resume_refuses_to_move_the_run_directory(game_run, tmp_path, capsys):
+    run = copy(game_run, tmp_path / "run")
+    assert main(["--resume", str(run), f"run_dir={tmp_path / 'elsewhere'}", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "run_dir cannot be overridden" in err and f"--resume {run}" in err
+    assert not (tmp_path / "elsewhere").exists()

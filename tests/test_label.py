@@ -220,6 +220,61 @@ def test_two_labellers_in_two_processes_never_get_the_same_item(tmp_path):
     assert sorted(r["labeller"] for r in records) == ["ann"] * 20 + ["bob"] * 20
 
 
+def test_two_judges_of_one_name_in_two_processes_share_the_queue_as_two_people_do(tmp_path, checkpoints):
+    args = ["compare", *ENV_ARGS, "--tasks", "30", "--checkpoint", checkpoints[0], "--checkpoint"]
+    args += [checkpoints[1], "--temperature", "1", "--judge", "env", "--out", str(tmp_path)]
+    cmd = [sys.executable, "-m", "selfplay.label", *args]
+    procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)]
+    procs.append(subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-1000:] for _, err in outs]
+    records = lines(tmp_path / "comparisons.jsonl")
+    made = [int(re.search(r"judge:env: (\d+) records", out).group(1)) for out, _ in outs]
+    assert len(records) == len({r["id"] for r in records}) == sum(made) > 20  # each item once, by one
+    assert all(r["labeller"] == "judge:env" for r in records)
+
+
+def test_a_judges_open_claim_is_its_own_only_once_its_process_is_gone(tmp_path):
+    from selfplay.label.queue import this_session
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        host = this_session().rpartition(":")[0]
+        queue, items = Queue(tmp_path, "compare"), ["i0", "i1"]
+        held = queue.next("judge:env", items, lambda i: {"prompt": i}, session=f"{host}:{other.pid}")
+        mine = queue.next("judge:env", items, lambda i: {"prompt": i}, session=this_session())
+        assert (held.item, mine.item) == ("i0", "i1")  # a running judge's claim is not another's
+        assert queue.next("judge:env", items, lambda i: {}, session=this_session()).token == mine.token
+    finally:
+        other.kill()
+        other.wait()
+    # its process gone, the claim goes back to the judge of that name (a resumed labelling stage)
+    again = queue.next("judge:env", ["i0"], lambda i: {}, session=f"{host}:{os.getpid()}-later")
+    assert again.token == held.token
+
+
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        (
+            "2+2=\n\x1b]0;pwned\x07\x1b[2J1+1=\n",
+            ":2: the prompt holds the control character '\\x1b' (U+001B)",
+        ),
+        ("2+2=\n1\u202e+1=\n", ":2: the prompt holds the control character '\\u202e'"),
+        ("2+2=\n1+\u00e9=\n", ":2: checkpoint model0 cannot read this prompt: character '\u00e9'"),
+    ],
+    ids=["escape sequence", "bidi override", "not in the vocabulary"],
+)
+def test_a_prompt_no_model_can_read_is_refused_naming_file_and_line(tmp_path, checkpoints, text, says):
+    path = tmp_path / "p.txt"
+    path.write_text(text)
+    argv = ["compare", "--prompts", str(path), "--checkpoint", checkpoints[0], "--out", str(tmp_path / "o")]
+    done = label(*argv, "--terminal", "--labeller", "ann", stdin="a\n")
+    assert done.returncode == 1 and f"error: {path}{says}" in done.stderr, done.stderr
+    assert "\x1b" not in done.stdout + done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "o" / "comparisons.jsonl").exists()
+
+
 # --- the terminal ---------------------------------------------------------------------------------------
 def test_the_terminal_labels_each_mode_from_piped_input(tmp_path, checkpoints):
     out, a, b = str(tmp_path), *checkpoints

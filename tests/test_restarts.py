@@ -97,3 +97,26 @@ def test_a_waiting_learner_says_what_it_waits_for(tmp_path, ttt_nano, capsys):
     learner.train(cfg, tmp_path / "run", ttt_nano, progress=True)
     err = capsys.readouterr().err
     assert "waiting for games: replay " in err and "/20000 positions" in err
+
+
+def test_an_actor_dying_while_the_learner_looks_away_still_counts_its_games_lost(tmp_path, ttt_nano):
+    """Its death is counted when its pipe is read to the end, not when the learner next collects: an actor
+    killed in a run's last seconds (the minutes run out, the last checkpoint is written) counts too."""
+    import agents
+    from selfplay.actor import make_actor
+    from selfplay.runtime import Actors, make_runtime
+
+    extra = ["selfplay.games_per_actor=4", "selfplay.simulations=2", "selfplay.threads=1"]
+    cfg = load_config(ROOT / "configs/tictactoe.yaml", [f"run_dir={tmp_path / 'run'}", *extra])
+    model = agents.load(ttt_nano, device="cpu").model
+    runtime = make_runtime(Actors(cfg, make_actor, str(ttt_nano), 2), model, version=0)
+    runtime.start()
+    try:
+        deadline, players = time.monotonic() + 120, set()
+        while 0 not in players and time.monotonic() < deadline:  # until actor 0 has delivered a game
+            players |= {actor for actor, _, _ in runtime.collect(timeout=1.0)}
+        os.kill(runtime.pids()["actor-0"], signal.SIGKILL)
+        time.sleep(1.0)  # no collect: the learner is busy, or done
+        assert runtime.stats()["games_lost"] >= 1  # its 4 games in flight, at least one begun
+    finally:
+        runtime.close()

@@ -14,89 +14,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_runs import ARITHMETIC, TEXT, TINY, TTT, copy, files_of
 
 import agents
 from selfplay import arena, imitate, play
 from selfplay.run import main
 
 ROOT = Path(__file__).resolve().parents[1]
-TTT = str(ROOT / "configs/tictactoe.yaml")
-
-TINY = [
-    "transcripts.games=60",
-    "model.size=nano",
-    "model.block_size=64",
-    "imitation.max_steps=30",
-    "imitation.eval_every=15",
-    "selfplay.algorithm=pg",
-    "selfplay.actors=0",
-    "selfplay.steps=12",
-    "selfplay.checkpoint_every=6",
-    "selfplay.games_per_actor=8",
-    "selfplay.min_replay=32",
-    "selfplay.batch_size=16",
-    "evaluation.games=4",
-    "evaluation.baselines=[random]",
-    "evaluation.recent=2",
-]
-
-TEXT = [
-    "env_options={digits: 1, ops: '+'}",
-    "transcripts.games=200",
-    "model.size=nano",
-    "model.block_size=16",
-    "imitation.max_steps=20",
-    "imitation.eval_every=10",
-    "imitation.eval_positions=20",
-    "rl.reward=verifier",
-    "rl.max_new_tokens=3",
-    "rl.steps=4",
-    "rl.checkpoint_every=2",
-    "rl.eval_every=2",
-    "rl.eval_tasks=20",
-    "rl.prompts_per_step=8",
-    "rl.group_size=4",
-    "rl.batch_size=16",
-    "rl.min_replay=8",
-    "rl.replay_size=64",
-    "rl.actors=0",
-    "verifier.tasks=20",
-    "verifier.samples=2",
-    "verifier.steps=4",
-    "verifier.batch_size=16",
-    "verifier.eval_tasks=10",
-    "verifier.best_of=2",
-]
-
-
-def files_of(run_dir: Path) -> dict:
-    """Every file of a run directory: its bytes and when it was last written (the lock file aside)."""
-    return {
-        p.relative_to(run_dir): (p.read_bytes(), p.stat().st_mtime_ns)
-        for p in sorted(run_dir.rglob("*"))
-        if p.is_file() and p.name != ".lock"
-    }
-
-
-@pytest.fixture(scope="module")
-def game_run(tmp_path_factory):
-    """A finished tiny tic-tac-toe run (imitation, 12 `pg` steps, gauntlets): copy it before changing it."""
-    run_dir = tmp_path_factory.mktemp("game") / "run"
-    assert main(["--no-progress", TTT, f"run_dir={run_dir}", *TINY]) == 0
-    return run_dir
-
-
-@pytest.fixture(scope="module")
-def text_run(tmp_path_factory):
-    """A finished tiny arithmetic run: imitation, the verifier, 4 RL steps with the verifier's reward."""
-    run_dir = tmp_path_factory.mktemp("text") / "run"
-    assert main(["--no-progress", str(ROOT / "configs/arithmetic.yaml"), f"run_dir={run_dir}", *TEXT]) == 0
-    return run_dir
-
-
-def copy(run_dir: Path, to: Path) -> Path:
-    shutil.copytree(run_dir, to)
-    return to
 
 
 # --- refusal before overwrite ------------------------------------------------------------------------
@@ -123,6 +47,25 @@ def test_imitation_alone_over_a_selfplay_run_writes_nothing(game_run, tmp_path, 
     assert imitate.main(["--no-progress", TTT, f"run_dir={run}", *TINY, "imitation.lr=0.001"]) == 2
     assert "an imitation checkpoint" in capsys.readouterr().err
     assert files_of(run) == before
+
+
+def test_imitation_alone_over_an_rl_run_calls_it_one(text_run, tmp_path, capsys):
+    run = copy(text_run, tmp_path / "run")
+    before = files_of(run)
+    assert imitate.main(["--no-progress", ARITHMETIC, f"run_dir={run}", *TEXT, "imitation.lr=0.001"]) == 2
+    err = capsys.readouterr().err
+    assert "an RL run's checkpoints/step_000004" in err and "self-play" not in err
+    assert files_of(run) == before
+
+
+def test_a_refusal_leaves_the_lock_file_as_the_last_run_left_it(game_run, tmp_path, capsys):
+    run = copy(game_run, tmp_path / "run")
+    lock = run / ".lock"
+    lock.write_text("pid 4242\n")
+    was = (lock.read_bytes(), lock.stat().st_mtime_ns)
+    assert main(["--no-progress", TTT, f"run_dir={run}", *TINY, "imitation.max_steps=31"]) == 2
+    assert "nothing was written" in capsys.readouterr().err
+    assert (lock.read_bytes(), lock.stat().st_mtime_ns) == was
 
 
 def test_the_text_pipeline_over_an_rl_run_writes_nothing(text_run, tmp_path, capsys):

@@ -81,7 +81,7 @@ def sweep_file(tmp_path, **extra) -> Path:
     return path
 
 
-def test_a_sweep_runs_its_points_and_resumes_after_a_kill(tmp_path):
+def test_a_sweep_runs_its_points_keeps_a_second_sweep_out_and_resumes_after_a_kill(tmp_path):
     path = sweep_file(tmp_path, workers=2)  # a second point is running when the sweep is killed
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "selfplay.sweep", str(path), "--no-progress"]
@@ -92,6 +92,8 @@ def test_a_sweep_runs_its_points_and_resumes_after_a_kill(tmp_path):
         time.sleep(0.2)
     first = list(points.glob("*/point.json"))
     assert first, proc.communicate()[0].decode()[-2000:] if proc.poll() is not None else "no point finished"
+    second = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 2 and f"sweep is in use by pid {proc.pid}" in second.stderr, second.stderr
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     time.sleep(1.0)
