@@ -9,21 +9,22 @@ import torch
 
 if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers on two cores: one thread each beats two each
     torch.set_num_threads(1)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # and so do the commands the tests start
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-SLOWEST_FIRST = (  # measured on 2 cores, 2026-12-01: about 170, 160, 120, 85, 50 s each
-    "test_board_face.py",
-    "test_hf_run.py",
+SLOWEST_FIRST = (  # measured on 2 cores, 2026-12-07: about 105, 85, 80, 70, 50 s each
     "test_tictactoe_quality.py",
+    "test_board_face.py",
     "test_bench.py",
-    "test_ray.py",  # a Ray start per test: about 100 s in all
-    "test_label.py",
-    "test_verifier.py",
+    "test_hf_run.py",
+    "test_ray.py",  # a Ray start per test
     "test_selfplay.py",
     "test_restarts.py",
-    "test_sweep.py",  # sweeps of processes: about 60 s
+    "test_verifier.py",
+    "test_sweep.py",  # sweeps of processes
+    "test_label.py",
 )
 
 

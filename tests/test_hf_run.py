@@ -68,7 +68,7 @@ def test_backbone_keys_are_checked(tmp_path, llama, capsys):
 def test_tictactoe_with_an_hf_policy_end_to_end(tmp_path, llama):
     run = tmp_path / "run"
     argv = [str(TTT), "model.backbone=hf", f"model.path={llama}", f"run_dir={run}"]
-    argv += ["transcripts.games=4000", "imitation.max_steps=600", "imitation.eval_every=300"]
+    argv += ["transcripts.games=4000", "imitation.max_steps=150", "imitation.eval_every=150"]
     argv += ["selfplay.steps=8", "selfplay.checkpoint_every=4", "selfplay.min_replay=200"]
     argv += ["selfplay.simulations=16", "selfplay.games_per_actor=16", "evaluation.games=4"]
     # self-play trains LoRA adapters over the imitation checkpoint; its actors ask an inference server
@@ -77,9 +77,10 @@ def test_tictactoe_with_an_hf_policy_end_to_end(tmp_path, llama):
     imitation = agents.load(run / "checkpoints/imitation", device="cpu")
     assert agents.checkpoint.backbone(run / "checkpoints/imitation") == "hf"
     rate, n = optimal_move_rate(imitation, "tictactoe")
-    print(f"tiny Llama, 600 imitation steps: optimal moves in {rate:.3f} of {n} positions")
-    # measured at 600 steps: 0.861, 0.838, 0.832 over seeds 0-2 (untrained: ~0.58; 3,000 steps: 0.998)
-    assert rate >= 0.72
+    print(f"tiny Llama, 150 imitation steps: optimal moves in {rate:.3f} of {n} positions")
+    # measured (imitation.seed 0-3, one thread): 150 steps 0.679, 0.680, 0.676, 0.678; untrained (1 step,
+    # seeds 0-2) 0.590, 0.599, 0.597; 600 steps 0.861, 0.838, 0.832; 3,000 steps 0.998
+    assert rate >= 0.64
     final = agents.load(run / "checkpoints/step_000008", device="cpu")
     assert json.loads((run / "checkpoints/step_000008/meta.json").read_text())["step"] == 8
     assert final.model.cfg.backbone == "hf" and final.model.lora.r == 4 and (run / "report.md").is_file()
