@@ -226,10 +226,10 @@ def check_optimizer(saved: dict[str, Any], opt: torch.optim.Optimizer, where: Pa
         zip(groups, fresh["param_groups"], opt.param_groups, strict=True)
     ):
         at = f"{where}: optimizer.param_groups[{k}]"
-        if not isinstance(group, dict) or set(group) != set(want):
-            raise ResumeError(
-                f"{at}: keys {sorted(group) if isinstance(group, dict) else group!r}, expected {sorted(want)}"
-            )
+        # a setting an older torch did not save is torch's to default; one this torch does not know is not
+        if not isinstance(group, dict) or "params" not in group or set(group) - set(want):
+            got = sorted(group) if isinstance(group, dict) else group
+            raise ResumeError(f"{at}: keys {got!r}, expected {sorted(want)}")
         if group["params"] != want["params"]:
             raise ResumeError(
                 f"{at}.params: {reprlib.repr(group['params'])}, expected {reprlib.repr(want['params'])}"
@@ -256,8 +256,8 @@ def check_optimizer(saved: dict[str, Any], opt: torch.optim.Optimizer, where: Pa
 def _same_kind(value: Any, like: Any) -> bool:
     """Whether a JSON-read optimizer setting `value` is of the kind of `like` (a fresh optimizer's): the
     same JSON type (tuples read back as lists), numbers finite."""
-    if isinstance(like, bool) or like is None:
-        return value is like or type(value) is type(like)
+    if isinstance(like, bool) or like is None:  # flags, and those torch leaves unset (None) until asked
+        return value is None or isinstance(value, bool)
     if isinstance(like, int | float):
         return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     if isinstance(like, list | tuple):
