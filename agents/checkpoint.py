@@ -24,7 +24,7 @@ from agents.model import GPT, ModelConfig, patch_grid
 from agents.policy import Policy
 from agents.tensorfile import read_tensors
 from agents.tokenizer import CharTokenizer
-from envs.files import read_json
+from envs.files import read_object
 
 FORMAT = "selfplay.checkpoint/1"
 WEIGHTS, CONFIG, META = "model.safetensors", "config.json", "meta.json"
@@ -116,15 +116,7 @@ def save(policy: Policy, path: str | os.PathLike, meta: dict[str, Any] | None = 
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = read_json(path, CheckpointError)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: missing (not a complete checkpoint directory)") from None
-    except OSError as e:
-        raise CheckpointError(f"{path}: unreadable ({e.strerror})") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: expected a JSON object")
-    return data
+    return read_object(path, CheckpointError, missing="missing (not a complete checkpoint directory)")
 
 
 def backbone(path: str | os.PathLike) -> str:

@@ -65,6 +65,20 @@ def read_json(path: str | os.PathLike, error: type[Exception]) -> Any:
         raise error(f"{path}: {e}") from None
 
 
+def read_object(path: str | os.PathLike, error: type[Exception], missing: str = "missing") -> dict[str, Any]:
+    """The JSON object in the file `path` (`read_json`); `error` naming the file also when it is missing
+    (saying `missing`), unreadable or holds no object."""
+    try:
+        data = read_json(path, error)
+    except FileNotFoundError:
+        raise error(f"{path}: {missing}") from None
+    except OSError as e:
+        raise error(f"{path}: unreadable ({e.strerror})") from None
+    if not isinstance(data, dict):
+        raise error(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
 def read_yaml(path: str | os.PathLike, error: type[Exception], loader: Any = None) -> Any:
     """The YAML document in the file `path`, read with `loader` (default: PyYAML's safe loader);
     `error("PATH: ...")` when it holds none (the loader's own errors name the line)."""

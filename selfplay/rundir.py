@@ -40,15 +40,7 @@ class RunFileError(agents.CheckpointError):
 def read_json(path: str | os.PathLike) -> dict[str, Any]:
     """The JSON object in a run directory's file `path`, through the project's one reader
     (`envs.files`); `RunFileError` naming the file when it is missing or holds no JSON object."""
-    try:
-        data = files.read_json(path, RunFileError)
-    except FileNotFoundError:
-        raise RunFileError(f"{path}: missing") from None
-    except OSError as e:
-        raise RunFileError(f"{path}: unreadable ({e.strerror})") from None
-    if not isinstance(data, dict):
-        raise RunFileError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
+    return files.read_object(path, RunFileError)
 
 
 @dataclass(frozen=True)
