@@ -74,12 +74,10 @@ class Stage:
     state_keys: tuple[str, str]
     stats_keys: tuple[str, str]
     waiting_for: str  # "games": what the progress bar says the learner waits for
-    sample: (
-        Any  # the replay's sample class: `to_json()`, and `from_json(row)` (checks it) for the resume state
-    )
-    state_fields: ClassVar[
-        dict[str, Any]
-    ] = {}  # its own resume-state keys (`state()`): name -> (type, default)
+    # The replay's sample class: `to_json()`, and `from_json(row)` (which checks it) for the resume state.
+    sample: Any
+    # The stage's own resume-state keys (`state()`), checked on resume: name -> (type, default).
+    state_fields: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config, run_dir: Path) -> None:
         self.config, self.run_dir = config, run_dir
