@@ -71,6 +71,13 @@ def require_gguf() -> None:
         raise GGUFError(f"reading a GGUF file needs the `gguf` package: {EXTRA}") from None
 
 
+def declares_chat_template(spec: str | os.PathLike) -> bool:
+    """Whether the GGUF file's metadata carries a chat template (`tokenizer.chat_template`)."""
+    from gguf import GGUFReader
+
+    return "tokenizer.chat_template" in GGUFReader(locate(spec)).fields
+
+
 def sha256(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:

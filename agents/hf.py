@@ -51,6 +51,7 @@ class HFConfig:
     scoring: str = "sequence"
     prefix: str = "causal"
     dtype: str = "float32"
+    chat_template: bool = False  # prompts framed as a user's turn by the tokenizer's chat template
     planes: int = 0
     features: tuple[str, ...] = ()
     backbone: str = BACKBONE
@@ -60,7 +61,7 @@ class HFConfig:
 
     @classmethod
     def from_dict(cls, data: Any) -> HFConfig:
-        known = {"block_size", "vocab_size", "scoring", "prefix", "dtype"}
+        known = {"block_size", "vocab_size", "scoring", "prefix", "dtype", "chat_template"}
         if not isinstance(data, dict) or not isinstance(data.get("block_size"), int):
             raise ValueError("model: expected an object with an integer block_size")
         if unknown := sorted(set(data) - known):
@@ -70,6 +71,8 @@ class HFConfig:
             raise ValueError(f"model: scoring {cfg.scoring!r} / prefix {cfg.prefix!r} not known")
         if cfg.dtype not in DTYPES:
             raise ValueError(f"model.dtype: {cfg.dtype!r}, expected one of {', '.join(DTYPES)}")
+        if not isinstance(cfg.chat_template, bool):
+            raise ValueError(f"model.chat_template: {cfg.chat_template!r}, expected true or false")
         return cfg
 
 
@@ -113,9 +116,22 @@ class HFTokenizer:
         self.vocab_size = len(tokenizer)
         self.vocab = list(tokenizer.get_vocab())  # token strings: bounds the characters one token covers
         self.chars = ()  # byte-level: every string encodes, no character is ever dropped
+        self._chat: dict[str, list[int]] = {}
 
     def encode(self, text: str) -> list[int]:
         return self.hf.encode(text, add_special_tokens=False)
+
+    def chat_prompt(self, prompt: str) -> list[int]:
+        """`prompt` as a user's turn of the tokenizer's chat template, up to where the assistant's answer
+        starts (its system prompt, if the template adds one, included): what an instruct model expects."""
+        ids = self._chat.get(prompt)
+        if ids is None:
+            if not self.hf.chat_template:
+                raise HFError(f"{self.hf.name_or_path}: the tokenizer has no chat template")
+            turn = [{"role": "user", "content": prompt}]
+            out = self.hf.apply_chat_template(turn, add_generation_prompt=True, tokenize=True)
+            ids = self._chat[prompt] = list(out["input_ids"] if hasattr(out, "keys") else out)
+        return ids
 
     def decode(self, ids: list[int]) -> str:
         return self.hf.decode(ids)
@@ -237,6 +253,16 @@ def refuse_pickles(local: Path) -> None:
         raise HFError(f"{local}: {what}; selfplay loads safetensors only (nothing is unpickled)")
 
 
+def declares_chat_template(directory: Path) -> bool:
+    """Whether the model directory's tokenizer has a chat template (read from its files alone)."""
+    if (directory / "chat_template.jinja").is_file():
+        return True
+    try:
+        return bool(json.loads((directory / "tokenizer_config.json").read_text()).get("chat_template"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def from_pretrained(path: str | os.PathLike, dtype: str):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -271,11 +297,15 @@ def load_pretrained(
     scoring: str = "sequence",
     prefix: str = "causal",
     block_size: int | None = None,
+    chat_template: bool = False,
 ):
     """The model and tokenizer at `path` (a local directory, or a hub name where a hub is reachable):
     safetensors weights only, never remote code. A fresh value head (zero, so values start at 0);
-    `block_size` caps the context the policy uses (default: the model's)."""
+    `block_size` caps the context the policy uses (default: the model's); `chat_template` frames every
+    prompt as a user's turn of the tokenizer's chat template."""
     lm, tokenizer = from_pretrained(path, dtype)
+    if chat_template and not tokenizer.hf.chat_template:
+        raise HFError(f"{path}: model.chat_template is set, but the tokenizer has no chat template")
     c = lm.config.get_text_config()
     context = getattr(c, "max_position_embeddings", None) or getattr(c, "n_positions", None) or 2048
     cfg = HFConfig(
@@ -284,6 +314,7 @@ def load_pretrained(
         scoring=scoring,
         prefix=prefix,
         dtype=dtype,
+        chat_template=chat_template,
     )
     base = Base(str(path), weights_hash(lm)) if lora is not None else None
     model = HFModel(lm, cfg, base=base, lora=lora)

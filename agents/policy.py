@@ -123,6 +123,10 @@ class Policy:
 
     # --- encoding -------------------------------------------------------------------------------
     def encode_prompt(self, prompt: str) -> list[int]:
+        """The ids a sequence starts with: `<bos>` and the prompt, or (an HF model with `chat_template`)
+        the prompt as a user's turn of its chat template, up to where the answer starts."""
+        if getattr(self.model.cfg, "chat_template", False):
+            return self.tokenizer.chat_prompt(prompt)
         return [self.tokenizer.bos_id, *self.tokenizer.encode(prompt)]
 
     def encode_move(self, text: str) -> list[int]:

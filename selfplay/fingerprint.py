@@ -19,6 +19,7 @@ ADDED_LATER = {
         "dtype": "float32",
         "lora": None,
         "copy_base": False,
+        "chat_template": False,
         "face": "text",
         "stem_channels": 64,
         "stem_layers": 4,

@@ -44,7 +44,7 @@ NATIVE_ONLY = (
     "stem_patch",
     "board_features",
 )
-HF_ONLY = ("path", "dtype", "lora", "copy_base")
+HF_ONLY = ("path", "dtype", "lora", "copy_base", "chat_template")
 
 
 class ModelSection(Section):
@@ -71,6 +71,12 @@ class ModelSection(Section):
         default=None,
         description="`hf`: LoRA adapters, e.g. `{r: 8, alpha: 16}` (keys r, alpha, dropout, target_modules, "
         "stages); none trains every weight. A LoRA checkpoint holds the adapter alone and names its base.",
+    )
+    chat_template: bool = Field(
+        default=False,
+        description="`hf`: frame every prompt as a user's turn of the tokenizer's chat template (an instruct "
+        "model's format; SmolLM2's adds its system prompt), in scoring, generation and training alike; "
+        "false: `<bos>` and the prompt as the native model reads it.",
     )
     copy_base: bool = Field(
         default=False,
@@ -148,16 +154,21 @@ class ModelSection(Section):
             if self.path is None:
                 raise ValueError("model.path: backbone hf needs the model's directory (or hub name)")
             from agents import gguf  # only for hf: loading a native config needs no torch
-            from agents.hf import HFError, refuse_pickles
+            from agents.hf import HFError, declares_chat_template, refuse_pickles
 
             try:  # a source that cannot be read is refused now, not after the transcripts
+                chat = None  # whether its tokenizer has a chat template; None: not known before loading
                 if gguf.is_gguf(self.path):
                     gguf.locate(self.path)
                     gguf.require_gguf()
+                    chat = gguf.declares_chat_template(self.path)
                 elif Path(self.path).is_dir():
                     refuse_pickles(Path(self.path))
+                    chat = declares_chat_template(Path(self.path))
             except (HFError, gguf.GGUFError) as e:
                 raise ValueError(f"model.path: {e}") from None
+            if self.chat_template and chat is False:
+                raise ValueError(f"model.chat_template: the tokenizer of {self.path} has no chat template")
             wrong = [k for k in NATIVE_ONLY if k in self.model_fields_set]
             if wrong:
                 raise ValueError(
@@ -208,6 +219,7 @@ class ModelSection(Section):
             scoring=self.scoring,
             prefix=self.prefix,
             block_size=self.block_size if "block_size" in self.model_fields_set else None,
+            chat_template=self.chat_template,
             meta={"game": game},
         )
 

@@ -209,3 +209,24 @@ def test_native_and_hf_checkpoints_are_told_apart(tmp_path, model_dirs, ttt_nano
         agents.load(native, device="cpu")
     with pytest.raises(agents.CheckpointError, match="a policy checkpoint, not a verifier"):
         agents.load_verifier(agents.save(policy(model_dirs, "gpt2"), tmp_path / "p"))
+
+
+def test_chat_template_frames_every_prompt_and_survives_a_checkpoint(tmp_path, model_dirs):
+    plain = policy_from_pretrained(model_dirs["llama"], device="cpu")
+    chat = policy_from_pretrained(model_dirs["llama"], device="cpu", chat_template=True)
+    ids = chat.encode_prompt("12+34=")
+    assert chat.tokenizer.decode(ids) == "<|bos|>user\n12+34=<|eos|>\n<|bos|>assistant\n"
+    assert plain.encode_prompt("12+34=") == [plain.tokenizer.bos_id, *plain.tokenizer.encode("12+34=")]
+    state = envs.make("tictactoe").new_initial_state()
+    assert not np.allclose(chat.evaluate([state])[0].logprobs, plain.evaluate([state])[0].logprobs)
+    back = agents.load(agents.save(chat, tmp_path / "chat"), device="cpu")
+    assert back.model.cfg.chat_template and back.encode_prompt("12+34=") == ids
+    _same_play(chat, back)
+    bare = tmp_path / "bare"
+    shutil.copytree(model_dirs["llama"], bare)
+    config = json.loads((bare / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (bare / "tokenizer_config.json").write_text(json.dumps(config))
+    (bare / "chat_template.jinja").unlink(missing_ok=True)
+    with pytest.raises(ValueError, match="the tokenizer has no chat template"):
+        policy_from_pretrained(bare, device="cpu", chat_template=True)
