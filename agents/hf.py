@@ -164,7 +164,9 @@ class HFModel(nn.Module):
         self.cfg = cfg
         self.base = base
         self.lora = lora
-        self.value_head = nn.Linear(lm.config.get_text_config().hidden_size, 1, dtype=lm.dtype)
+        # float32 whatever the model's dtype: what trains keeps full precision (mixed precision over a
+        # bfloat16 model, as peft's adapters below)
+        self.value_head = nn.Linear(lm.config.get_text_config().hidden_size, 1, dtype=torch.float32)
         if lora is not None:
             self.attach_lora(lora, base)
 
@@ -178,6 +180,8 @@ class HFModel(nn.Module):
         inject_adapter_in_model(lora.peft_config(self.lm), self.lm)  # in place
         for name, p in self.lm.named_parameters():
             p.requires_grad_("lora_" in name)
+            if "lora_" in name:  # float32 adapters over a bfloat16 base: AdamW's small steps are kept
+                p.data = p.data.float()
         self.lora, self.base = lora, base
 
     def forward(self, idx, positions=None, mask=None, planes=None, cache=None):

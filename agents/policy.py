@@ -300,13 +300,15 @@ class Policy:
         out: list[list[int]] = [[] for _ in range(B)]
         texts = [""] * B
         done = [False] * B
+        # padding and <bos> are never written; <eos> always may be, even where a tokenizer makes it its
+        # padding too (SmolLM2's and Qwen2's <|im_end|>, GPT-2's <|endoftext|>)
+        never = [t for t in {pad, self.tokenizer.bos_id} if t != self.tokenizer.eos_id]
         with self.autocast():
             hidden, cache = self.model(idx, positions=pos, mask=mask[:, None])
             last_pos = pos[:, -1]
             for _ in range(max_new_tokens):
                 logits = self.model.lm_head(hidden[:, -1]).float()  # (B, V)
-                logits[:, pad] = -torch.inf
-                logits[:, self.tokenizer.bos_id] = -torch.inf
+                logits[:, never] = -torch.inf
                 if temperature <= 0:
                     nxt = logits.argmax(-1)
                 else:

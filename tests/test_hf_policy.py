@@ -230,3 +230,21 @@ def test_chat_template_frames_every_prompt_and_survives_a_checkpoint(tmp_path, m
     (bare / "chat_template.jinja").unlink(missing_ok=True)
     with pytest.raises(ValueError, match="the tokenizer has no chat template"):
         policy_from_pretrained(bare, device="cpu", chat_template=True)
+
+
+def test_generation_ends_at_eos_where_the_tokenizer_pads_with_it_too(model_dirs, monkeypatch):
+    """SmolLM2's and Qwen2's <|im_end|> is their end and their padding: padding is never written, the end
+    always may be."""
+    p = policy_from_pretrained(model_dirs["llama"], device="cpu")
+    eos = p.tokenizer.eos_id
+    monkeypatch.setattr(p.tokenizer, "pad_id", eos)
+    head = p.model.lm_head
+
+    def wants_to_end(hidden):  # a model sure that its answer is over
+        logits = head(hidden).clone()
+        logits[..., eos] += 100
+        return logits
+
+    monkeypatch.setattr(p.model, "lm_head", wants_to_end)
+    assert p.generate(["12+34=", "7+8="], max_new_tokens=5, temperature=0.0) == ["", ""]
+    assert p.generate(["12+34="], max_new_tokens=5, temperature=1.0, seed=0) == [""]
