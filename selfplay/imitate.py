@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 import agents
 import selfplay.rundir as rundir
+from selfplay import memory
 from selfplay.config import Config, ConfigError, ImitationConfig, fingerprint, load_config
 from selfplay.imitation_data import (
     Example,
@@ -306,6 +307,7 @@ def train(
         **count.summary(final.meta["step"]),
         **{f"val_{k}": v for k, v in metrics.items()},
         "held_out_loss": metrics["policy_loss"],
+        "peak_rss_mib": memory.peak_mib(),  # of this stage
     }
     for k, v in metrics.items():
         writer.add_scalar(f"final/{k}", v, final.meta["step"])

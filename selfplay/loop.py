@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 import agents
 import selfplay.resume as resume_state
+from selfplay import memory
 from selfplay.io import atomic_write_text
 from selfplay.rundir import rel
 
@@ -179,6 +180,7 @@ def load_state(stage: type[Stage] | Stage, run_dir: Path) -> dict[str, Any] | No
 def train(stage: Stage, start: Path, *, resume: bool = False, progress: bool = True) -> Path:
     """Stage 2 from the checkpoint `start`; returns the final checkpoint."""
     cfg, name = stage.cfg, stage.name
+    memory.reset()
     learner = _open(stage, start, resume=resume, progress=progress)
     saved_at = learner.step  # the step of the newest checkpoint (the start's, or the resumed one's)
     stage.started(learner)
@@ -347,6 +349,7 @@ def _save(learner: Learner) -> None:
     samples, episodes = stage.stats_keys
     stats = {"step": learner.step, episodes: learner.episodes, samples: learner.samples}
     stats["learner"] = f"{socket.gethostname()}:{os.getpid()}"  # where it ran (a Ray node?)
+    stats["peak_rss_mib"] = memory.peak_mib()  # the learner's process, this stage so far
     stats.update(counters, pids=runtime.pids())  # the processes of this run, for ps, py-spy or kill
     atomic_write_text(run_dir / stage.name / "stats.json", json.dumps(stats, indent=2) + "\n")
     stage.saved(learner, ckpt)

@@ -31,6 +31,7 @@ from torch.utils.tensorboard import SummaryWriter
 import agents
 import selfplay.rundir as rundir
 from envs.reward import run_episode
+from selfplay import memory
 from selfplay.config import Config
 from selfplay.imitate import Compute, ImitationError, KeepBest, Steps, config_hash
 from selfplay.io import atomic_write_text
@@ -176,6 +177,7 @@ def train(
     cfg = config.imitation
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    memory.reset()
     env = make_env(config)
     try:
         records = load_for(config, transcripts)
@@ -239,6 +241,7 @@ def train(
         "held_out_loss": held_out_loss(agents.load(ckpt, device=cfg.device), env, tasks),
         "parameters": policy.model.num_parameters(),
         **count.summary(best[1]),
+        "peak_rss_mib": memory.peak_mib(),  # of this stage
     }
     writer.add_scalar("final/true_accuracy", best[0], best[1])
     writer.close()

@@ -43,6 +43,7 @@ from torch.utils.tensorboard import SummaryWriter
 import agents
 import selfplay.loop as loop
 import selfplay.resume as resume_state
+from selfplay import memory
 from selfplay.config import Config, RLConfig, fingerprint
 from selfplay.imitate import config_hash
 from selfplay.io import atomic_write_text
@@ -251,6 +252,7 @@ class GroupRL(Stage):
             "final_accuracy": evals[-1]["true_accuracy"],
             "best_accuracy": max(e["true_accuracy"] for e in evals),
             "held_out_tasks": len(self.evaluate.tasks),
+            "peak_rss_mib": memory.peak_mib(),  # the learner's process (each actor is one of its own)
             "evals": evals,
         }
         if self.cfg.reward != "programmatic":

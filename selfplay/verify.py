@@ -22,6 +22,7 @@ import agents
 import selfplay.rundir as rundir
 import selfplay.verifier as V
 from envs import files
+from selfplay import memory
 from selfplay.config import Config, fingerprint
 from selfplay.imitate import config_hash
 from selfplay.io import atomic_write_text
@@ -152,6 +153,7 @@ def _make(config: Config, run_dir: Path, imitation: Path, *, progress: bool) -> 
     if config.rl.threads:
         torch.set_num_threads(config.rl.threads)
     t0 = time.perf_counter()
+    memory.reset()
     env = make_env(config)
     policy = agents.load(imitation, device=config.rl.device)
     sampling = {
@@ -185,6 +187,7 @@ def _make(config: Config, run_dir: Path, imitation: Path, *, progress: bool) -> 
         "val": asdict(result.final),
         "kept_step": result.best_step,  # the weights with the best validation ROC-AUC
         "seconds": round(time.perf_counter() - t0, 1),
+        "peak_rss_mib": memory.peak_mib(),  # of this stage
     }
     meta = {"stage": "verifier", "game": config.game, "parent": rel(imitation, run_dir)}
     meta["config_hash"] = verifier_hash(config)

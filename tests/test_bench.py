@@ -242,3 +242,20 @@ def test_teacher_support_bench_counts_right_samples_where_the_teacher_is_wrong(t
     assert all(0 <= float(x.strip(" |")) <= 1 for r in rows[1:] for x in r[1:])
     bad = subprocess.run([*bench, "--teacher", "nope"], capture_output=True, text=True)
     assert bad.returncode != 0 and "unknown teacher 'nope'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_pretrained_bench_measures_a_gguf_model_beside_transformers_generate(tmp_path):
+    from selfplay import tiny_model
+
+    file = tiny_model.write_gguf(tiny_model.build("llama", tmp_path / "llama"), tmp_path / "tiny.gguf")
+    argv = [sys.executable, str(ROOT / "bench/pretrained.py"), "--model", str(file), "--cache", str(tmp_path)]
+    argv += ["--seconds", "0.05", "--dtypes", "float32", "--batches", "8"]
+    argv += ["--only", "generate_ours,generate_transformers,train_lora"]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    rows = [r.split(" | ") for r in out.splitlines() if r.startswith(("| generate", "| train"))]
+    assert [(r[0][2:], int(r[1])) for r in rows] == [
+        ("generate_ours", 8),
+        ("generate_transformers", 8),
+        ("train_lora", 16),
+    ]
+    assert all(float(r[3]) > 0 and float(r[4].strip(" |")) > 0 for r in rows)  # a rate, a peak in MiB

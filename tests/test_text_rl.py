@@ -65,6 +65,7 @@ def test_text_imitation_beats_an_untrained_model(tmp_path):
     summary = json.loads((run_dir / "imitation.json").read_text())
     assert summary["untrained_accuracy"] == 0.0
     assert summary["held_out_accuracy"] >= 0.5
+    assert summary["peak_rss_mib"] > 50  # torch and a model, at least
     assert agents.read_meta(ckpt)["stage"] == "imitation"
     env = text.make_env(config)
     held = {t.id for t in text.held_out_tasks(config, env, 20)}
@@ -163,10 +164,13 @@ def test_main_command_runs_every_text_stage(tmp_path, reward, capsys):
     summary = json.loads((run_dir / "rl.json").read_text())
     assert [e["step"] for e in summary["evals"]] == [0, 3, 6]
     assert 0.0 <= summary["final_accuracy"] <= 1.0
+    assert summary["peak_rss_mib"] > 50  # the learner's process: torch and a model, at least
+    assert json.loads((run_dir / "rl/stats.json").read_text())["peak_rss_mib"] > 50
     assert (run_dir / "tb/rl").is_dir() and any(p.stat().st_size for p in (run_dir / "tb/rl").glob("events*"))
     if reward == "verifier":
         v = json.loads((run_dir / "verifier.json").read_text())
         assert {"heldout_roc_auc", "best_of_n_accuracy", "greedy_accuracy"} <= set(v)
+        assert v["peak_rss_mib"] > 50
         assert v["best_of_temperature"] == 0.5 and 0.0 <= v["best_of_n_accuracy"] <= v["pass_at_n"]
         assert "best-of-4" in out
         assert "heldout_verifier_score" in summary["evals"][-1]
