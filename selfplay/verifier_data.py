@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from tqdm import tqdm
+
 import selfplay.label.formats as formats
 from envs.files import iter_jsonl
 from selfplay.io import atomic_open
@@ -131,6 +133,7 @@ def sample(
     *,
     seed: int | None = None,
     batch_size: int = 512,
+    progress: bool = False,
     **generate,
 ) -> list[list[str]]:
     """`n` sampled completions of each prompt, shape (len(prompts), n); batched over all of them.
@@ -139,9 +142,12 @@ def sample(
         raise ValueError(f"n must be >= 1, got {n}")
     flat = [p for p in prompts for _ in range(n)]
     texts: list[str] = []
+    bar = tqdm(total=len(flat), desc="sampling", unit="completion", disable=not progress)
     for start in range(0, len(flat), batch_size):
         batch_seed = None if seed is None else seed + start
         texts += policy.generate(flat[start : start + batch_size], seed=batch_seed, **generate)
+        bar.update(len(flat[start : start + batch_size]))
+    bar.close()
     return [texts[i * n : (i + 1) * n] for i in range(len(prompts))]
 
 

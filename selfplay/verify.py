@@ -171,7 +171,7 @@ def _make(config: Config, run_dir: Path, imitation: Path, *, progress: bool) -> 
     result = V.train(
         verifier, pointwise=data, pairwise=pairs, writer=writer, progress=progress, **V.knobs(vc)
     )
-    measured, held_data = _measure(config, env, policy, verifier, sampling)
+    measured, held_data = _measure(config, env, policy, verifier, sampling, progress=progress)
     for key, value in measured.items():
         writer.add_scalar(f"verifier/{key}", value, vc.steps)
     writer.close()
@@ -220,7 +220,7 @@ def _data(
     vc = config.verifier
     if vc.labels == "comparisons":
         return [], _compared(config, run_dir, labels, policy, env, tasks, sampling, seed, progress=progress)
-    data = _labelled(policy, env, tasks, vc.samples, seed=seed, **sampling)
+    data = _labelled(policy, env, tasks, vc.samples, seed=seed, progress=progress, **sampling)
     if vc.with_expert:
         data += [V.Labelled(env.prompt_for(t), env.expert(t), 1.0, f"expert, task {t.id}") for t in tasks]
     labels.mkdir(parents=True, exist_ok=True)
@@ -329,25 +329,30 @@ def _compared(
     return V.load_comparisons(path, labeller=who, ids={it.id for it in items} if who else None)
 
 
-def _labelled(policy, env, tasks, n: int, *, seed: int, **sampling) -> list[V.Labelled]:
-    """`n` sampled completions of each task, labelled by the env's score."""
+def _labelled(policy, env, tasks, n: int, *, seed: int, progress: bool, **sampling) -> list[V.Labelled]:
+    """`n` sampled completions of each task, labelled by the env's score (a bar over the sampling)."""
     prompts = [env.prompt_for(t) for t in tasks]
+
+    def score(i: int, completion: str) -> float:
+        return env.score(tasks[i], completion)
+
     gen = sampler(policy, env)
-    return V.label_completions(gen, prompts, lambda i, c: env.score(tasks[i], c), n, seed=seed, **sampling)
+    return V.label_completions(gen, prompts, score, n, seed=seed, progress=progress, **sampling)
 
 
-def _measure(config: Config, env, policy, verifier, sampling: dict) -> tuple[dict[str, Any], list]:
+def _measure(
+    config: Config, env, policy, verifier, sampling: dict, *, progress: bool
+) -> tuple[dict[str, Any], list]:
     """The verifier on held-out tasks (no stage trains on them), completions sampled afresh from the
     imitation policy: ROC-AUC and accuracy, and best-of-N, majority-of-N and pass@N against greedy."""
     vc = config.verifier
     held = held_out_tasks(config, env, vc.eval_tasks)
     n, k = max(vc.samples, vc.best_of), vc.best_of
-    held_data = _labelled(policy, env, held, n, seed=vc.seed + 1, **sampling)
+    held_data = _labelled(policy, env, held, n, seed=vc.seed + 1, progress=progress, **sampling)
     heldout = V.evaluate(verifier, pointwise=held_data)
     if vc.best_of_temperature is not None:  # best-of-N candidates at their own temperature
-        cands = _labelled(
-            policy, env, held, k, seed=vc.seed + 2, **{**sampling, "temperature": vc.best_of_temperature}
-        )
+        hotter = {**sampling, "temperature": vc.best_of_temperature}
+        cands = _labelled(policy, env, held, k, seed=vc.seed + 2, progress=progress, **hotter)
     else:
         cands = [r for i, r in enumerate(held_data) if i % n < k]
     scores = verifier.score([r.prompt for r in cands], [r.completion for r in cands]).reshape(len(held), k)

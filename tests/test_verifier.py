@@ -305,13 +305,14 @@ def test_verifier_as_a_monitor_of_the_true_score(trained, heldout):
     assert np.isnan(V.disagreement([0.9], [1.0]).false_accept)
 
 
-def test_label_completions_labels_each_sample_with_the_scorer():
+def test_label_completions_labels_each_sample_with_the_scorer(capsys):
     prompts = ["max 1234=", "max 9000="]
-    records = V.label_completions(
-        NoisyPolicy(), prompts, lambda i, c: float(c == answer(prompts[i])), 5, seed=3
-    )
+    score = lambda i, c: float(c == answer(prompts[i]))  # noqa: E731
+    records = V.label_completions(NoisyPolicy(), prompts, score, 5, seed=3, batch_size=4, progress=True)
     assert len(records) == 10 and [r.prompt for r in records] == [prompts[0]] * 5 + [prompts[1]] * 5
     assert all(r.label == float(r.completion == answer(r.prompt)) for r in records)
+    bar = capsys.readouterr().err  # the sampling's progress
+    assert "sampling: 100%" in bar and "10/10" in bar
     with pytest.raises(ValueError, match=r"scorer gave 2 for prompt 0, sample 0"):
         V.label_completions(NoisyPolicy(), prompts, lambda i, c: 2, 1)
 
