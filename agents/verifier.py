@@ -169,8 +169,9 @@ class Verifier:
         weighted log-likelihood of its completion when the verifier has one."""
         last = torch.as_tensor([len(ids) - 1 for ids, _ in items], device=self.device)  # (B,)
         rows = torch.arange(len(items), device=self.device)
-        with self.autocast():
-            r = self.model.value_head(hidden[rows, last]).float()[:, 0]
+        head = self.model.value_head
+        with self.autocast():  # the head may be float32 over a bfloat16 model (an HF model's is)
+            r = head(hidden[rows, last].to(head.weight.dtype)).float()[:, 0]
         if self.likelihood_weight is None:
             return r
         return r + self.likelihood_weight * self.completion_logprob(hidden, items)

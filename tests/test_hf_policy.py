@@ -248,3 +248,24 @@ def test_generation_ends_at_eos_where_the_tokenizer_pads_with_it_too(model_dirs,
     monkeypatch.setattr(p.model, "lm_head", wants_to_end)
     assert p.generate(["12+34=", "7+8="], max_new_tokens=5, temperature=0.0) == ["", ""]
     assert p.generate(["12+34="], max_new_tokens=5, temperature=1.0, seed=0) == [""]
+
+
+def test_a_bfloat16_model_trains_float32_adapters_and_heads_as_policy_and_verifier(model_dirs):
+    """Over a bfloat16 base the trained parameters (LoRA adapters, value head) stay float32, and every
+    path that reads them (scoring, value, the verifier's head and its training) takes bfloat16 hidden
+    states."""
+    import selfplay.verifier as V
+    from agents.verifier import Verifier
+
+    torch.manual_seed(0)
+    p = policy_from_pretrained(model_dirs["llama"], device="cpu", dtype="bfloat16", lora=Lora(r=4))
+    assert p.model.lm.dtype == torch.bfloat16
+    trained = [x for x in p.model.parameters() if x.requires_grad]
+    assert trained and all(x.dtype == torch.float32 for x in trained)
+    assert np.isfinite(p.evaluate([envs.make("tictactoe").new_initial_state()])[0].value)
+    v = Verifier.from_policy(p, seed=0, likelihood=1.0)
+    data = [V.Labelled("12+34=", c, float(c == "46"), c) for c in ("46", "47", "45", "46")]
+    data += [V.Labelled("1+1=", c, float(c == "2"), c) for c in ("2", "3", "11", "2")]
+    V.train(v, pointwise=data, steps=2, batch_size=4, lm_weight=1.0, val_fraction=0.5, progress=False)
+    scores = v.score(["12+34=", "1+1="], ["46", "3"])
+    assert scores.shape == (2,) and np.isfinite(scores).all()
