@@ -26,8 +26,8 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 import agents
+import selfplay.memory as memory
 import selfplay.rundir as rundir
-from selfplay import memory
 from selfplay.config import Config, ConfigError, ImitationConfig, fingerprint, load_config
 from selfplay.imitation_data import (
     Example,

@@ -28,8 +28,8 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 import agents
+import selfplay.memory as memory
 import selfplay.resume as resume_state
-from selfplay import memory
 from selfplay.io import atomic_write_text
 from selfplay.rundir import rel
 

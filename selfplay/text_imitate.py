@@ -29,9 +29,9 @@ import torch.nn.functional as F
 from torch.utils.tensorboard import SummaryWriter
 
 import agents
+import selfplay.memory as memory
 import selfplay.rundir as rundir
 from envs.reward import run_episode
-from selfplay import memory
 from selfplay.config import Config
 from selfplay.imitate import Compute, ImitationError, KeepBest, Steps, config_hash
 from selfplay.io import atomic_write_text

@@ -42,8 +42,8 @@ from torch.utils.tensorboard import SummaryWriter
 
 import agents
 import selfplay.loop as loop
+import selfplay.memory as memory
 import selfplay.resume as resume_state
-from selfplay import memory
 from selfplay.config import Config, RLConfig, fingerprint
 from selfplay.imitate import config_hash
 from selfplay.io import atomic_write_text

@@ -19,10 +19,10 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 import agents
+import selfplay.memory as memory
 import selfplay.rundir as rundir
 import selfplay.verifier as V
 from envs import files
-from selfplay import memory
 from selfplay.config import Config, fingerprint
 from selfplay.imitate import config_hash
 from selfplay.io import atomic_write_text
