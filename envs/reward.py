@@ -18,7 +18,7 @@ An episode is a list of policy turns; this loop is the whole protocol (`run_epis
         turns.append(policy(prompt))                             # generation stops at env.stop
     reward = env.score_episode(task, turns).value
 
-The smallest new environment is a decorated sampling function (see `reward_env` and the README):
+The smallest new environment is a decorated sampling function (see `reward_env` and docs/reward-envs.md):
 
     @envs.reward_env("reverse", expert=lambda task: task.data["word"][::-1])
     def reverse(rng, *, length: int = 5):

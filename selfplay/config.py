@@ -6,7 +6,7 @@ anything runs. `key=value` overrides (dotted keys, YAML values) come from the co
     python -m selfplay.run configs/game.yaml transcripts.games=200 run_dir=runs/quick
 
 Here also: the checks that need more than one section, the fingerprint by which a stage's output is
-reused, and the README's config reference (`python -m selfplay.config` prints it).
+reused, and the config reference in docs/config.md (`python -m selfplay.config` prints it).
 """
 
 from __future__ import annotations
@@ -430,7 +430,7 @@ def dump_config(config: Config) -> str:
 
 
 def reference_markdown() -> str:
-    """The config reference table for the README, generated from the field descriptions."""
+    """The config reference table of docs/config.md, generated from the field descriptions."""
     rows = ["| key | default | meaning |", "|---|---|---|"]
 
     def walk(model: type[BaseModel], prefix: str) -> None:

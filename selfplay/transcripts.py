@@ -12,7 +12,7 @@ Load (every line validated by replaying it through the rules):
     >>> from selfplay.transcripts import load_transcripts
     >>> games = load_transcripts("games.jsonl", game="connect_four")  # doctest: +SKIP
 
-The schema (`FORMAT` = "selfplay.transcript/1") is documented in the README.
+The schema (`FORMAT` = "selfplay.transcript/1") is documented in docs/file-formats.md.
 
 Episodes of a reward environment (`TEXT_FORMAT` = "selfplay.text/1"), one episode a line, by its exact
 expert or one of its teachers with systematic errors:
