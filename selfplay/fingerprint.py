@@ -38,6 +38,7 @@ ADDED_LATER = {
         "verifier_refresh_every": 0,
         "verifier_refresh_tasks": 1000,
         "verifier_refresh_steps": 300,
+        "scale_rewards": "group",
     },
     "verifier": {"labels": "env"},
     "judge": {"kind": "env", "path": None, "noise": 0.0, "seed": 0},

@@ -281,6 +281,12 @@ class RLConfig(Stage2Section):
         default=0.05, ge=0, description="Weight of KL(policy || imitation policy) per token; 0 skips it."
     )
     entropy_weight: float = Field(default=0.0, ge=0, description="Entropy bonus per token.")
+    scale_rewards: Literal["group", "none"] = Field(
+        default="group",
+        description="Advantages (reward - group mean) over the group's std (`group`), or unscaled (`none`, "
+        "Dr. GRPO: a group whose rewards barely differ, say a verifier's scores of wrong answers, barely "
+        "moves the policy).",
+    )
     skip_uniform_groups: bool = Field(
         default=True, description="Drop groups whose rewards are all equal (zero advantage) before training."
     )

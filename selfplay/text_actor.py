@@ -215,10 +215,16 @@ def make_reward(config: Config, env: envs.RewardEnv, *, device: str = "cpu") -> 
     return guarded_reward(verifier_reward(env, verifier, weight))
 
 
-def group_advantages(rewards: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    """(r - mean) / (std + eps) within one group; all zeros when the rewards are all equal."""
+def group_advantages(rewards: np.ndarray, scale: bool = True, eps: float = 1e-6) -> np.ndarray:
+    """r - mean within one group, over (std + eps) where `scale`; all zeros when the rewards are all equal.
+
+    Unscaled (`rl.scale_rewards: none`, as in Dr. GRPO) a group whose rewards barely differ moves the
+    policy barely: scaled, a verifier's near-equal scores of answers that are all wrong push as hard as a
+    right answer beside wrong ones, and RL climbs the verifier's noise."""
     std = rewards.std()
-    return np.zeros_like(rewards) if std < eps else (rewards - rewards.mean()) / (std + eps)
+    if std < eps:
+        return np.zeros_like(rewards)
+    return (rewards - rewards.mean()) / (std + eps if scale else 1.0)
 
 
 # --- the actor -----------------------------------------------------------------------------------
@@ -279,7 +285,10 @@ class TextActor:
             for p, c in ep
         ]
         groups, G = [], cfg.group_size
-        adv = np.concatenate([group_advantages(rewards[k * G : (k + 1) * G]) for k in range(len(tasks))])
+        scale = cfg.scale_rewards == "group"
+        adv = np.concatenate(
+            [group_advantages(rewards[k * G : (k + 1) * G], scale) for k in range(len(tasks))]
+        )
         lengths = np.zeros(len(flat), dtype=int)
         for i, _, c in turns:
             lengths[i] += len(c) - 1

@@ -2,7 +2,8 @@
 
 RL (`rl.algorithm: grpo`). Actors (`selfplay.text_actor`, run by the same runtimes as self-play) sample
 `group_size` completions of each prompt; each completion's advantage is its reward relative to its
-group, A = (r - mean_group) / (std_group + eps). The learner minimises, per completion token t,
+group, A = (r - mean_group) / (std_group + eps) (unscaled with `rl.scale_rewards: none`). The learner
+minimises, per completion token t,
 
     -min(rho_t A, clip(rho_t, 1 - clip, 1 + clip) A) + kl_weight KL_t - entropy_weight H_t,
     rho_t = pi_T(t) / pi_behaviour(t),   KL_t = sum_v pi(v) (log pi(v) - log pi_ref(v))   (exact, over V)
@@ -227,12 +228,18 @@ class GroupRL(Stage):
         self.window.log(learner.writer, learner.step, metrics, learner.runtime.depth(), learner.episodes)
 
     def stepped(self, learner: Learner) -> None:
-        every = self.cfg.verifier_refresh_every
-        if every and learner.step % every == 0 and learner.step < self.cfg.steps:
+        every, minutes = self.cfg.verifier_refresh_every, self.cfg.max_minutes
+        spent = minutes is not None and learner.elapsed >= 60 * minutes  # no reward left to read a refresh
+        if every and learner.step % every == 0 and learner.step < self.cfg.steps and not spent:
             t0 = time.perf_counter()
             self.verifier = refresh(self.config, self.run_dir, learner.policy, self.verifier, learner.step)
             point_verifier(self.run_dir, self.verifier)
             learner.writer.add_scalar("rl/verifier_refresh_seconds", time.perf_counter() - t0, learner.step)
+            meta = agents.read_meta(self.verifier)  # ROC-AUC on the policy's new answers
+            for when, key in (("before", "val_before"), ("after", "val")):
+                if "roc_auc" in meta.get(key, {}):
+                    auc = meta[key]["roc_auc"]
+                    learner.writer.add_scalar(f"rl/verifier_refresh_auc_{when}", auc, learner.step)
         if learner.step % self.cfg.eval_every == 0 or learner.step == self.cfg.steps:
             m = self.record_eval(learner)
             learner.bar.set_postfix(acc=f"{m['true_accuracy']:.3f}")

@@ -32,7 +32,7 @@ import math
 import random
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -191,9 +191,14 @@ def split_prompts(prompts: Sequence[str], val_fraction: float, seed: int) -> set
     return set(distinct[: min(len(distinct) - 1, max(1, round(len(distinct) * val_fraction)))])
 
 
-def _split(pointwise, pairwise, val_fraction: float, seed: int) -> tuple[tuple[list[int], list[int]], ...]:
-    """Indices of the training and held-out records, labelled ones then comparisons (`split_prompts`)."""
-    held_out = split_prompts([r.prompt for r in pointwise + pairwise], val_fraction, seed)
+def _split(
+    pointwise, pairwise, val_fraction: float, seed: int, held_out: Collection[str] | None = None
+) -> tuple[tuple[list[int], list[int]], ...]:
+    """Indices of the training and held-out records, labelled ones then comparisons: those of the prompts
+    `held_out`, or of a `val_fraction` of all prompts (`split_prompts`)."""
+    if held_out is None:
+        held_out = split_prompts([r.prompt for r in pointwise + pairwise], val_fraction, seed)
+    held_out = set(held_out)
     out = tuple(
         (
             [i for i, r in enumerate(records) if r.prompt not in held_out],
@@ -232,6 +237,7 @@ def train(
     eval_every: int = 100,
     seed: int = 0,
     keep_best: bool = True,
+    held_out: Collection[str] | None = None,  # the validation prompts, where not drawn by `val_fraction`
     writer=None,  # a TensorBoard SummaryWriter (anything with add_scalar), or None
     progress: bool = True,
 ) -> TrainResult:
@@ -257,7 +263,9 @@ def train(
             f"got {steps}, {batch_size}, {val_fraction} and {lm_weight}"
         )
     point, labels, pairs = _encode(verifier, pointwise, pairwise)
-    (tp, vp), (tc, vc) = _split(pointwise, pairwise, val_fraction, seed)
+    (tp, vp), (tc, vc) = _split(pointwise, pairwise, val_fraction, seed, held_out)
+    if not vp and not vc:
+        raise VerifierDataError("no record's prompt is held out: nothing to validate on")
 
     def validate() -> Metrics:
         return _evaluate(verifier, [point[i] for i in vp], labels[vp], [pairs[i] for i in vc])
@@ -265,6 +273,7 @@ def train(
     torch.manual_seed(seed)
     rng = random.Random(seed)
     initial = validate()
+    measured = {0: initial}  # step -> the held-out metrics of its weights
     params = verifier.parameters()
     opt = agents.adamw(params, lr=lr, weight_decay=weight_decay)
     queues: dict[str, list[int]] = {"point": [], "pair": []}
@@ -311,7 +320,7 @@ def train(
                     writer.add_scalar(f"losses/{k}", x.item(), step)
             writer.add_scalar("charts/learning_rate", rate, step)
         if (step + 1) % eval_every == 0 or step + 1 == steps:
-            m = validate()
+            m = measured[step + 1] = validate()
             if writer is not None:
                 for k, v in asdict(m).items():
                     if not k.startswith("n_") and not math.isnan(v):
@@ -325,7 +334,7 @@ def train(
         verifier.load_state(best[2])
         kept = best[1]
     verifier.model.eval()
-    final = validate()
+    final = measured[kept]  # validation is deterministic: the kept weights' metrics, not measured twice
     seconds = round(time.perf_counter() - start, 2)
     return TrainResult(initial, final, steps, seconds, len(tp), len(tc), best_step=kept)
 

@@ -249,11 +249,13 @@ def refresh(
 ) -> Path:
     """The verifier `current` retrained on `policy`'s samples (at the RL temperature) of fresh training
     tasks, labelled as the verifier stage labels, for `rl.verifier_refresh_steps` steps from its weights;
-    saved as `RUN/checkpoints/verifier_step_STEP` (its held-out metrics in the meta).
+    saved as `RUN/checkpoints/verifier_step_STEP` (its held-out metrics before and after in the meta).
 
     It trains on every round labelled so far (the verifier stage's, earlier refreshes'), the newest
     repeated to make about half: on the new samples alone it forgot what it knew, and its ROC-AUC on the
-    policy's answers fell below the verifier's as trained."""
+    policy's answers fell below the verifier's as trained. It is judged (and its best weights kept) on
+    the new round's held-out prompts alone, the policy's answers that the reward reads next: on all rounds
+    the old ones outvoted them, and a SmolLM2 refresh kept its starting weights."""
     from agents.verifier import load_verifier, save_verifier
 
     rc, vc = config.rl, config.verifier
@@ -277,12 +279,17 @@ def refresh(
     ]
     old = [_recorded(config, p) for p in earlier]
     old_data, old_pairs = [r for d, _ in old for r in d], [c for _, ps in old for c in ps]
+    held_out = V.split_prompts([r.prompt for r in [*data, *pairs]], vc.val_fraction, vc.seed + step)
     k = max(1, round((len(old_data) + len(old_pairs)) / max(1, len(data) + len(pairs))))
-    data, pairs = old_data + data * k, old_pairs + pairs * k
+    data, pairs = ([r for r in new if r.prompt not in held_out] * (k - 1) + new for new in (data, pairs))
+    old_data, old_pairs = ([r for r in old if r.prompt not in held_out] for old in (old_data, old_pairs))
+    data, pairs = old_data + data, old_pairs + pairs  # the new round k times over, its held-out part once
     verifier = load_verifier(current, device=str(policy.device))
-    knobs = {**V.knobs(vc), "steps": rc.verifier_refresh_steps, "seed": vc.seed + step}
-    result = V.train(verifier, pointwise=data, pairwise=pairs, progress=progress, **knobs)
+    steps = rc.verifier_refresh_steps
+    knobs = {**V.knobs(vc), "steps": steps, "seed": vc.seed + step, "warmup_steps": min(20, steps // 5)}
+    result = V.train(verifier, pointwise=data, pairwise=pairs, held_out=held_out, progress=progress, **knobs)
     meta = {"stage": "verifier", "game": config.game, "parent": rel(current, run_dir), "refreshed_at": step}
+    meta["val_before"] = {k: v for k, v in asdict(result.initial).items() if np.isfinite(v)}
     meta["val"] = {k: v for k, v in asdict(result.final).items() if np.isfinite(v)}
     meta["kept_step"] = result.best_step  # 0: no step did better on validation than the weights it began with
     for stale in ("metrics", "config_hash"):  # the verifier stage's measurements of the one it began from

@@ -187,6 +187,8 @@ def test_the_verifier_is_retrained_on_the_latest_samples_during_rl_and_actors_fo
         lines = (run / f"labels/refresh_{step:06d}/comparisons.jsonl").read_text().splitlines()
         records = [json.loads(r) for r in lines]  # one per distinct task of the 20 drawn
         assert 10 <= len(records) == len({r["id"] for r in records}) <= 20
+        # judged on the new round's held-out tasks alone (a tenth of at most 20), each counted once
+        assert 1 <= meta["val_before"]["n_pairs"] == meta["val"]["n_pairs"] <= 2
         assert {r["labeller"] for r in records} == {"judge:env:noise=0.1"}
     assert (
         json.loads((run / "rl/verifier.json").read_text())["checkpoint"] == "checkpoints/verifier_step_000004"

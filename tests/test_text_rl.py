@@ -120,6 +120,10 @@ def test_group_advantages_are_relative_to_the_group():
     adv = text_actor.group_advantages(np.array([1.0, 0.0, 0.0, 1.0]))
     assert np.allclose(adv, [1, -1, -1, 1], atol=1e-4)
     assert not text_actor.group_advantages(np.array([0.5, 0.5, 0.5])).any()
+    # unscaled (rl.scale_rewards: none): near-equal scores (a verifier's of wrong answers) barely move it
+    near = np.array([0.02, 0.04, 0.03, 0.03])
+    assert np.allclose(text_actor.group_advantages(near, scale=False), near - 0.03)
+    assert np.abs(text_actor.group_advantages(near)).max() > 1  # scaled, as hard as right beside wrong
 
 
 def test_the_reward_follows_the_verifier_the_run_points_at(tmp_path, nano_policy):

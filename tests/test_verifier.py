@@ -266,6 +266,20 @@ def test_training_refuses_data_it_cannot_use():
         V.train(verifier, pointwise=max_task(5, 0), steps=1, val_fraction=0.0)
 
 
+def test_held_out_prompts_given_are_the_validation_set_and_never_trained_on():
+    old, new = max_task(40, 0), max_task(10, 1, pool=TEST)  # a round of other prompts, as a refresh's
+    held_out = {r.prompt for r in new[:6]}  # 3 prompts, 2 answers each
+    verifier = nano()
+    result = V.train(verifier, pointwise=old + new, steps=4, batch_size=8, held_out=held_out, progress=False)
+    assert result.initial.n_labelled == result.final.n_labelled == 6
+    assert result.train_labelled == len(old) + len(new) - 6
+    kept = V.evaluate(verifier, pointwise=[r for r in new if r.prompt in held_out])
+    final = (result.final.loss, result.final.roc_auc)
+    assert final == pytest.approx((kept.loss, kept.roc_auc))  # the kept weights' metrics, measured once
+    with pytest.raises(V.VerifierDataError, match="no record's prompt is held out"):
+        V.train(nano(), pointwise=old, steps=1, held_out={"max 0000="}, progress=False)
+
+
 def test_learning_rate_warms_up_then_decays():
     kw = {"steps": 100, "lr": 1.0, "warmup_steps": 10, "min_lr_ratio": 0.1}
     assert agents.lr_at(0, **kw) == pytest.approx(0.1)
