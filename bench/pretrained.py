@@ -18,11 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import selfplay.memory as memory
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCHES = (1, 8, 32, 64)
@@ -148,7 +149,7 @@ def child(args) -> None:
 
         torch.set_num_threads(args.threads)
     value = measure(args.what, model_dir(args.model, args.cache), args.dtype, args.batch, args.seconds)
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    peak_mib = memory.peak_mib()
     print(json.dumps({"value": value, "peak_mib": peak_mib}))
 
 
