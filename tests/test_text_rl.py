@@ -343,3 +343,24 @@ def test_verifier_size_sets_a_larger_verifier_than_the_policy(tmp_path, nano_pol
     transcripts_stage(config, run_dir)
     v = initial_verifier(config, nano_policy, run_dir, progress=False)
     assert v.model.cfg.n_layer == agents.PRESETS["micro"]["n_layer"]
+
+
+def test_no_verifier_refresh_once_the_minutes_are_spent(monkeypatch, tmp_path):
+    """A refresh takes minutes; one begun after `rl.max_minutes` would delay the end for a reward that no
+    step reads (the SmolLM2 run spent 1.5 minutes so)."""
+    from types import SimpleNamespace
+
+    refreshed = []
+    monkeypatch.setattr(text_rl, "refresh", lambda config, run_dir, policy, old, step: refreshed.append(step))
+    monkeypatch.setattr(text_rl, "point_verifier", lambda run_dir, verifier: None)
+    monkeypatch.setattr(agents, "read_meta", lambda path: {})
+    stage = object.__new__(text_rl.GroupRL)  # the hook alone: no actors, no model
+    stage.config, stage.run_dir, stage.verifier = None, tmp_path, tmp_path / "verifier"
+    stage.cfg = SimpleNamespace(verifier_refresh_every=2, max_minutes=1.0, steps=10, eval_every=100)
+    learner = SimpleNamespace(step=2, elapsed=59.0, policy=None, writer=SimpleNamespace(add_scalar=print))
+    stage.stepped(learner)
+    learner.step, learner.elapsed = 4, 60.5
+    stage.stepped(learner)
+    stage.cfg.max_minutes = None
+    stage.stepped(learner)
+    assert refreshed == [2, 4]  # at step 2 in time, at 4 not (spent), at 4 with no budget at all
