@@ -280,10 +280,13 @@ def refresh(
     old = [_recorded(config, p) for p in earlier]
     old_data, old_pairs = [r for d, _ in old for r in d], [c for _, ps in old for c in ps]
     held_out = V.split_prompts([r.prompt for r in [*data, *pairs]], vc.val_fraction, vc.seed + step)
+
+    def trained(records: list) -> list:  # held-out prompts are validated on, once, and never trained on
+        return [r for r in records if r.prompt not in held_out]
+
     k = max(1, round((len(old_data) + len(old_pairs)) / max(1, len(data) + len(pairs))))
-    data, pairs = ([r for r in new if r.prompt not in held_out] * (k - 1) + new for new in (data, pairs))
-    old_data, old_pairs = ([r for r in old if r.prompt not in held_out] for old in (old_data, old_pairs))
-    data, pairs = old_data + data, old_pairs + pairs  # the new round k times over, its held-out part once
+    data = trained(old_data) + trained(data) * (k - 1) + data  # the new round k times over
+    pairs = trained(old_pairs) + trained(pairs) * (k - 1) + pairs
     verifier = load_verifier(current, device=str(policy.device))
     steps = rc.verifier_refresh_steps
     knobs = {**V.knobs(vc), "steps": steps, "seed": vc.seed + step, "warmup_steps": min(20, steps // 5)}
