@@ -4,13 +4,13 @@
 can start from a policy's weights: `Verifier.from_policy`, the RLHF practice of starting the reward model
 from the SFT model). The logit r(prompt, completion) is the value head's output before its tanh, read at
 the final `<eos>`; `score` is its sigmoid, the estimated probability that the completion is right.
-Training (pointwise on environment scores, pairwise on comparisons) lives in `selfplay.verifier`.
+Training (pointwise on environment scores, pairwise on comparisons) lives in `selfplay.text.verifier`.
 
 A verifier made with `likelihood=` adds to its logit a learned weight times its own language model's
 log-likelihood of the completion (every completion token and `<eos>`, after the prompt). A small network
 can tell what the right answer is at the position that predicts it long before the head at `<eos>` learns
 to compare it with what was written; the likelihood term hands that knowledge to the logit directly.
-Train such a verifier with `lm_weight > 0` (see `selfplay.verifier.train`) so that its language model
+Train such a verifier with `lm_weight > 0` (see `selfplay.text.verifier.train`) so that its language model
 stays one of right answers.
 
 >>> import agents

@@ -27,8 +27,8 @@ from tactics import variant  # this folder's: one definition of the faces compar
 
 import agents
 import envs
-from selfplay.actor import make_actor
 from selfplay.config import Config, ModelSection
+from selfplay.games.actor import make_actor
 from selfplay.runtime import Actors, LocalRuntime
 
 

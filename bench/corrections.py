@@ -27,10 +27,10 @@ from pathlib import Path
 
 import agents
 import envs
-from selfplay.arena import gauntlet
-from selfplay.imitate import evaluate_examples
-from selfplay.imitation_data import build_examples, split_games
-from selfplay.transcripts import load_transcripts
+from selfplay.arena.cli import gauntlet
+from selfplay.core.transcripts import load_transcripts
+from selfplay.games.imitate import evaluate_examples
+from selfplay.games.imitation_data import build_examples, split_games
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tactics
@@ -81,7 +81,7 @@ def main() -> None:
     data = args.data or work / "teacher.jsonl"
     if not data.exists():
         subprocess.run(
-            [sys.executable, "-m", "selfplay.transcripts", "--game", "connect_four", "--expert", TEACHER,
+            [sys.executable, "-m", "selfplay.core.transcripts", "--game", "connect_four", "--expert", TEACHER,
              "--games", "3000", "--opening-plies", "2", "--out", str(data), "--no-progress"],
             check=True,
         )  # fmt: skip

@@ -23,8 +23,8 @@ import agents
 import envs
 from envs.experts import make_expert
 from envs.reward import sample_tasks
-from selfplay.imitate import build_examples, legal_losses
-from selfplay.transcripts import Transcript, play_game
+from selfplay.core.transcripts import Transcript, play_game
+from selfplay.games.imitate import build_examples, legal_losses
 
 
 def inference_rate(policy: agents.Policy, states: list[envs.State], batch: int, seconds: float) -> float:

@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-import selfplay.memory as memory
+import selfplay.core.memory as memory
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCHES = (1, 8, 32, 64)
@@ -120,7 +120,7 @@ def measure(what: str, model: Path, dtype: str, batch: int, seconds: float) -> f
 
         done, elapsed = timed(theirs, seconds)
         return done / elapsed
-    from selfplay.text import forward_completions
+    from selfplay.text.episodes import forward_completions
 
     examples = prompts(256, seed=1)
     opt = torch.optim.AdamW([x for x in p.model.parameters() if x.requires_grad], lr=1e-5)

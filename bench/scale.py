@@ -23,7 +23,7 @@ import agents
 import envs
 from agents.policy import queries
 from selfplay.config import Config
-from selfplay.learner import Sample, losses
+from selfplay.games.selfplay import Sample, losses
 from selfplay.runtime import SharedWeights
 from selfplay.runtime.inference import LocalServer, serve
 

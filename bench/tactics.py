@@ -35,8 +35,8 @@ import envs
 from agents.model import patch_grid
 from envs import connect_four as c4
 from selfplay.config import ImitationConfig, ModelSection
-from selfplay.imitate import Example, batch_losses
-from selfplay.verifier import roc_auc
+from selfplay.games.imitate import Example, batch_losses
+from selfplay.text.verifier import roc_auc
 
 VARIANTS = {
     "text": {"face": "text", "prefix": "causal", "scoring": "sequence"},

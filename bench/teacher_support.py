@@ -17,7 +17,7 @@ import numpy as np
 import agents
 import envs
 from envs.reward import sample_tasks
-from selfplay.text import HELD_OUT_SEED, episode_scores, play
+from selfplay.text.episodes import HELD_OUT_SEED, episode_scores, play
 
 
 def support(

@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 import agents
-from selfplay.evaluation import optimal_move_rate
-from selfplay.imitate import main as imitate
+from selfplay.arena.evaluation import optimal_move_rate
+from selfplay.games.imitate import main as imitate
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs/tictactoe.yaml"
 

@@ -21,8 +21,8 @@ import numpy as np
 
 import envs
 from envs.experts import make_expert
-from selfplay.imitate import split_games
-from selfplay.transcripts import Transcript, load_transcripts
+from selfplay.core.transcripts import Transcript, load_transcripts
+from selfplay.games.imitate import split_games
 
 
 def expert_spec(t: Transcript) -> str:

@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_verifier import TEST, NoisyPolicy, answer, max_task, nano
 
-from selfplay import verifier as V
+import selfplay.text.verifier as V
 
 
 def measure(seed: int, steps: int) -> dict[str, float]:

@@ -28,7 +28,7 @@ The smallest new environment is a decorated sampling function (see `reward_env` 
     envs.register("reverse", reverse)
 
 Expert transcripts of a reward environment (its expert's episodes as JSONL, for imitation) are written
-and checked by `selfplay.transcripts`, beside the game transcripts.
+and checked by `selfplay.core.transcripts`, beside the game transcripts.
 """
 
 from __future__ import annotations

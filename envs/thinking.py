@@ -17,7 +17,7 @@ environment's own, so held-out sets are the same with and without thinking.
 
 The thinking budget is a knob of generation, not of scoring: `budget` tokens of work at most, after
 which the policy is made to answer (`answer:` is written for it and it goes on from there). A budget of 0
-asks for the answer at once. `selfplay.text` generates this way (`Thinking.budget`, `with_budget`).
+asks for the answer at once. `selfplay.text.episodes` generates this way (`Thinking.budget`, `with_budget`).
 
 Teachers: `expert` shows all of its work; `hurried` stops its work early on half of the tasks (where, the
 task's id decides) and answers rightly all the same, so a student learns to answer from work cut short

@@ -20,7 +20,7 @@ from selfplay.io import cannot_write
 
 
 def main(argv: list[str] | None = None) -> int:
-    from agents import gguf
+    from agents import gguf  # the `smollm` extra; `--help` works without it
 
     p = argparse.ArgumentParser(prog="python -m selfplay.pretrained", description=__doc__.split("\n\n")[0])
     p.add_argument("source", help=f"a .gguf file, or a bundled model: {', '.join(gguf.BUNDLED)}")

@@ -4,11 +4,11 @@ Everything lands in the run directory: the resolved config and each stage's outp
 side by side (each stage reuses its output when this configuration made it, so a run started again
 skips what is done):
 
-    game                                         reward environment (`game` names one)
-    transcripts   expert games                   transcripts   expert episodes
-    imitation     selfplay.imitate               imitation     selfplay.text_imitate
-    corrections   selfplay.corrections (rounds)  verifier      selfplay.verify (`rl.reward` needs it)
-    self-play     selfplay.learner (stage 2)     RL            selfplay.text_rl (stage 2)
+    game                                           reward environment (`game` names one)
+    transcripts   expert games                     transcripts   expert episodes
+    imitation     selfplay.games.imitate           imitation     selfplay.text.imitate
+    corrections   selfplay.games.corrections       verifier      selfplay.text.verifier.stage (`rl.reward`)
+    self-play     selfplay.games.selfplay          RL            selfplay.text.rl (stage 2)
     report        RUN/report.md
 """
 
@@ -19,31 +19,33 @@ import sys
 from pathlib import Path
 
 import agents
-import selfplay.imitate as imitate
-import selfplay.rundir as rundir
+import selfplay.core.rundir as rundir
+import selfplay.games.imitate as imitate
+import selfplay.games.selfplay as learner
+import selfplay.text.imitate as text_imitate
+import selfplay.text.rl as text_rl
 from selfplay.config import Config, ConfigError, load_config
+from selfplay.core.loop import Diverged
+from selfplay.core.resume import RL_DIR, SELFPLAY_DIR
+from selfplay.core.transcript_stage import transcripts_stage
+from selfplay.core.transcripts import TranscriptError
+from selfplay.games.corrections import corrections_outputs, corrections_stage
 from selfplay.io import atomic_write_text
-from selfplay.loop import Diverged
-from selfplay.resume import RL_DIR, SELFPLAY_DIR
 from selfplay.runtime import RuntimeFailure
-from selfplay.transcript_stage import transcripts_stage
-from selfplay.transcripts import TranscriptError
-from selfplay.verifier_data import VerifierDataError
+from selfplay.runtime.ray_backend import on_ray
+from selfplay.text.corrections import text_corrections_outputs, text_corrections_stage
+from selfplay.text.verifier.data import VerifierDataError
+from selfplay.text.verifier.stage import verifier_outputs, verifier_stage
 
 
 def outputs(config: Config, run_dir: Path, resume: bool) -> list[rundir.Output]:
     """Everything the pipeline of `config` writes that an earlier run may have left, and when it may stay."""
     out = imitate.stage1_outputs(config, run_dir)
     if config.is_reward_env:
-        from selfplay.text_corrections import text_corrections_outputs
-
         out += text_corrections_outputs(config, run_dir)
         if config.rl.algorithm != "none" and config.rl.reward != "programmatic":
-            from selfplay.verify import verifier_outputs
-
             out += verifier_outputs(config, run_dir)
         return [*out, *rundir.stage2_outputs(run_dir, RL_DIR, what="an RL run", keep=resume)]
-    from selfplay.corrections import corrections_outputs
 
     out += corrections_outputs(config, run_dir)
     return [*out, *rundir.stage2_outputs(run_dir, SELFPLAY_DIR, what="a self-play run", keep=resume)]
@@ -53,15 +55,12 @@ def selfplay_stage(
     config: Config, run_dir: Path, start: Path, *, resume: bool = False, progress: bool = True
 ) -> Path | None:
     """Stage 2: self-play from `start` (or a fresh network) for the configured budget."""
-    import selfplay.learner as learner
 
     if config.selfplay.algorithm == "none":
         return None
     if config.selfplay.start == "scratch":
         start = scratch_checkpoint(config, run_dir, start)
     if config.runtime.backend == "ray" and config.runtime.learner_gpus > 0:
-        from selfplay.runtime.ray_backend import on_ray
-
         final = on_ray(learner.train, config, run_dir, start, resume=resume, progress=progress)
     else:
         final = learner.train(config, run_dir, start, resume=resume, progress=progress)
@@ -83,7 +82,6 @@ def scratch_checkpoint(config: Config, run_dir: Path, imitation: Path) -> Path:
 
 def write_report(config: Config, run_dir: Path, final: Path | None) -> Path:
     """RUN/report.md: what each stage produced, the league table and the Elo plot."""
-    import selfplay.learner as learner
 
     lines = [
         f"# Run report: {config.game}",
@@ -135,8 +133,6 @@ def write_report(config: Config, run_dir: Path, final: Path | None) -> Path:
 
 
 def game_pipeline(config: Config, run_dir: Path, *, resume: bool, progress: bool) -> None:
-    from selfplay.corrections import corrections_stage
-
     data = transcripts_stage(config, run_dir, progress=progress)
     start = imitate.imitation_stage(config, data, run_dir, progress=progress)
     start = corrections_stage(config, run_dir, data, start, progress=progress)
@@ -145,11 +141,6 @@ def game_pipeline(config: Config, run_dir: Path, *, resume: bool, progress: bool
 
 
 def text_pipeline(config: Config, run_dir: Path, *, resume: bool, progress: bool) -> None:
-    import selfplay.text_imitate as text_imitate
-    import selfplay.text_rl as text_rl
-    from selfplay.text_corrections import text_corrections_stage
-    from selfplay.verify import verifier_stage
-
     data = transcripts_stage(config, run_dir, progress=progress)
     start = text_imitate.imitation_stage(config, data, run_dir, progress=progress)
     start = text_corrections_stage(config, run_dir, data, start, progress=progress)
@@ -166,7 +157,7 @@ def text_pipeline(config: Config, run_dir: Path, *, resume: bool, progress: bool
 
 
 def run(config: Config, *, resume: bool = False, progress: bool = True) -> Path:
-    """Every stage of `config` in its run directory (see `selfplay.rundir` for what is refused first)."""
+    """Every stage of `config` in its run directory (see `selfplay.core.rundir` for what is refused first)."""
     pipeline = text_pipeline if config.is_reward_env else game_pipeline
     with rundir.opened(config, resume=resume, outputs=outputs) as run_dir:
         pipeline(config, run_dir, resume=resume, progress=progress)

@@ -17,6 +17,7 @@ extra), its matrices quantized to Q4_1 as SmolLM2's file is: the stand-in for a 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import shutil
@@ -24,6 +25,9 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+import torch
+from safetensors.numpy import load_file
 
 import envs
 from envs.reward import run_episode, sample_tasks
@@ -60,8 +64,8 @@ def corpus(games: int = 40, tasks: int = 200, seed: int = 0) -> Iterator[str]:
 
 def train_tokenizer(vocab_size: int, texts: Iterator[str]):
     """A byte-level BPE (every string encodes: no unknown token) as a `PreTrainedTokenizerFast`."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # the `hf` extra
+    from transformers import PreTrainedTokenizerFast  # the `hf` extra
 
     tok = Tokenizer(models.BPE())
     # one token per digit, as Llama 2's, Qwen2's and SmolLM2's tokenizers do: numbers keep their digits
@@ -80,7 +84,7 @@ def train_tokenizer(vocab_size: int, texts: Iterator[str]):
 
 
 def model_config(arch: str, tokenizer, *, hidden: int, layers: int, heads: int, kv_heads: int, context: int):
-    from transformers import GPT2Config, LlamaConfig
+    from transformers import GPT2Config, LlamaConfig  # the `hf` extra
 
     ids = {k: tokenizer.convert_tokens_to_ids(v) for k, v in SPECIAL.items()}
     common = dict(
@@ -123,8 +127,7 @@ def build(
         raise FileExistsError(f"{out} exists and is not an empty directory: choose a new one")
     if why := cannot_write(out.parent):  # the model is made beside it, then renamed
         raise ValueError(f"--out {out}: {why}")
-    import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM  # the `hf` extra
 
     tokenizer = train_tokenizer(vocab_size, corpus(seed=seed))
     cfg = model_config(
@@ -157,10 +160,8 @@ def write_gguf(model_dir: str | os.PathLike, out: str | os.PathLike, *, quantize
     converter writes one: GGUF tensor names, the query and key rows permuted as llama.cpp lays them out,
     the tokenizer's vocabulary, merges, special tokens and chat template as metadata; matrices quantized
     to Q4_1 with `quantize` (as SmolLM2's file), the rest float32."""
-    import json
 
-    import gguf
-    from safetensors.numpy import load_file
+    import gguf  # the `smollm` extra
 
     src, out = Path(model_dir), Path(out)
     cfg = json.loads((src / "config.json").read_text())

@@ -40,7 +40,7 @@ def pytest_collection_modifyitems(items):
 def ttt_imitation(tmp_path_factory):
     """The tic-tac-toe config's imitation stage, run for real but shortened (about a minute on one core):
     its run directory, holding `checkpoints/imitation` and `imitation.json`."""
-    from selfplay.imitate import main
+    from selfplay.games.imitate import main
 
     run_dir = tmp_path_factory.mktemp("ttt") / "run"
     argv = [

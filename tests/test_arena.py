@@ -14,8 +14,9 @@ import pytest
 
 import agents
 import envs
-from selfplay import arena, ratings
-from selfplay.arena import MatchesError, load_matches, main, schedule
+import selfplay.arena.cli as arena
+import selfplay.arena.ratings as ratings
+from selfplay.arena.cli import MatchesError, load_matches, main, schedule
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,8 +8,12 @@ import pytest
 from tiny_runs import copy
 
 import envs
-from selfplay import arena, imitate, play, run, verifier
-from selfplay.transcripts import TextTranscriptError, expert_transcripts, generate, load_text_transcripts
+import selfplay.arena.cli as arena
+import selfplay.arena.play as play
+import selfplay.games.imitate as imitate
+import selfplay.text.verifier as verifier
+from selfplay import run
+from selfplay.core.transcripts import TextTranscriptError, expert_transcripts, generate, load_text_transcripts
 
 ROOT = Path(__file__).resolve().parents[1]
 DEEP = "[" * 100000 + "]" * 100000

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 import agents
 import envs
-from selfplay import learner
+import selfplay.games.selfplay as learner
 from selfplay.config import ConfigError, load_config
 from selfplay.run import main
 
@@ -296,7 +296,7 @@ def test_a_symmetric_image_is_the_mirrored_game():
 
 
 def test_imitation_trains_on_the_symmetric_images_of_its_games(tmp_path):
-    from selfplay import imitate
+    import selfplay.games.imitate as imitate
 
     base = ["--no-progress", str(ROOT / "configs/tictactoe.yaml"), "transcripts.games=30", "model.size=nano"]
     base += ["imitation.max_steps=2", "imitation.eval_every=2", "imitation.dedupe=false"]
@@ -313,7 +313,8 @@ def test_imitation_trains_on_the_symmetric_images_of_its_games(tmp_path):
 def test_new_model_keys_at_their_defaults_leave_earlier_fingerprints_alone():
     """Run directories written before the board face still reuse their stages: the fingerprint of a
     config that does not use the new keys is what it was (values from before they existed)."""
-    from selfplay import imitate, text_imitate
+    import selfplay.games.imitate as imitate
+    import selfplay.text.imitate as text_imitate
 
     text = ["model.face=text", "model.prefix=causal", "model.scoring=sequence"]  # as before the board face
     assert imitate.config_hash(load_config(ROOT / "configs/tictactoe.yaml", text)) == "1cc6fccca4c6bad6"
@@ -323,7 +324,7 @@ def test_new_model_keys_at_their_defaults_leave_earlier_fingerprints_alone():
 
 
 def test_self_play_learns_from_the_mirror_image_of_each_game():
-    from selfplay.actor import Actor
+    from selfplay.games.actor import Actor
 
     game = envs.make("connect_four")
     cfg = load_config(ROOT / "configs/game.yaml", ["selfplay.simulations=4", "selfplay.games_per_actor=2"])

@@ -11,8 +11,9 @@ import pytest
 
 import agents
 import agents.model
-from selfplay import arena, play
-from selfplay import verifier as V
+import selfplay.arena.cli as arena
+import selfplay.arena.play as play
+import selfplay.text.verifier as V
 
 
 def _poison(weights, tensor, value):

@@ -12,11 +12,11 @@ import agents
 import envs
 from envs.experts.minimax import Minimax
 from selfplay.config import ConfigError, load_config
-from selfplay.corrections import play_and_label
-from selfplay.imitate import legal_losses
-from selfplay.imitation_data import build_examples
+from selfplay.core.transcripts import TranscriptError, load_transcripts
+from selfplay.games.corrections import play_and_label
+from selfplay.games.imitate import legal_losses
+from selfplay.games.imitation_data import build_examples
 from selfplay.run import main
-from selfplay.transcripts import TranscriptError, load_transcripts
 
 ROOT = Path(__file__).resolve().parents[1]
 TTT = str(ROOT / "configs/tictactoe.yaml")

@@ -43,3 +43,18 @@ def test_every_guide_is_linked_from_the_readme():
     linked = {(ROOT / local(t)).resolve() for t in links(README) if local(t)}
     unlinked = [g.name for g in GUIDES if g.resolve() not in linked]
     assert not unlinked, f"README.md does not link these guides: {unlinked}"
+
+
+def test_the_readme_names_every_section_of_selfplay_and_every_file_in_it():
+    """The layout table lists each section (`core/`) with the files it holds, so a reader finds a thing
+    from the README alone; a file added or moved without it fails here."""
+    text = README.read_text()
+    top = ROOT / "selfplay"
+    for section in sorted(p for p in top.iterdir() if (p / "__init__.py").is_file()):
+        row = next((line for line in text.splitlines() if line.startswith(f"| `{section.name}/` |")), None)
+        assert row is not None, f"no README row for selfplay/{section.name}/"
+        files = {p.name for p in section.glob("*.py")} - {"__init__.py", "__main__.py"}
+        files |= {f"{p.name}/" for p in section.iterdir() if (p / "__init__.py").is_file()}
+        assert sorted(f for f in files if f"`{f}`" not in row) == [], section.name
+    modules = sorted(p.name for p in top.glob("*.py") if p.name != "__init__.py")
+    assert [m for m in modules if f"`{m}`" not in text] == []

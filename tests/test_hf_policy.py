@@ -18,8 +18,8 @@ from agents.hf import HFConfig, Lora, policy_from_pretrained, weights_hash
 from agents.policy import Query
 from envs.experts import make_expert
 from selfplay import tiny_model
-from selfplay.imitate import batch_losses
-from selfplay.imitation_data import Example
+from selfplay.games.imitate import batch_losses
+from selfplay.games.imitation_data import Example
 
 ARCHS = ["llama", "gpt2"]
 
@@ -254,7 +254,7 @@ def test_a_bfloat16_model_trains_float32_adapters_and_heads_as_policy_and_verifi
     """Over a bfloat16 base the trained parameters (LoRA adapters, value head) stay float32, and every
     path that reads them (scoring, value, the verifier's head and its training) takes bfloat16 hidden
     states."""
-    import selfplay.verifier as V
+    import selfplay.text.verifier as V
     from agents.verifier import Verifier
 
     torch.manual_seed(0)

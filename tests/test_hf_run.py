@@ -12,9 +12,9 @@ import pytest
 
 import agents
 from selfplay import tiny_model
+from selfplay.arena.evaluation import optimal_move_rate
 from selfplay.config import ConfigError, dump_config, load_config
-from selfplay.evaluation import optimal_move_rate
-from selfplay.imitation_data import ImitationError, new_policy
+from selfplay.games.imitation_data import ImitationError, new_policy
 from selfplay.run import main
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,8 +9,8 @@ import agents
 import envs
 from agents import lr_at
 from selfplay.config import load_config
-from selfplay.imitate import ImitationError, build_examples, collate, legal_losses, main, train
-from selfplay.transcripts import generate, load_transcripts
+from selfplay.core.transcripts import generate, load_transcripts
+from selfplay.games.imitate import ImitationError, build_examples, collate, legal_losses, main, train
 
 TINY = [
     "model.size=nano",
@@ -158,7 +158,7 @@ def test_main_reports_bad_input_without_a_traceback(tmp_path, capsys):
 
 
 def test_repeated_positions_merge_into_the_experts_move_distribution(ttt_data):
-    from selfplay.imitate import merge_duplicates
+    from selfplay.games.imitate import merge_duplicates
 
     policy = tiny_policy()
     examples = build_examples(load_transcripts(ttt_data), envs.make("tictactoe"), policy)

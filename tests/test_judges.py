@@ -14,8 +14,8 @@ import pytest
 
 import envs
 from envs.reward import sample_tasks
+from selfplay.io.labels import audit_agreement
 from selfplay.label import Queue
-from selfplay.label.formats import audit_agreement
 from selfplay.label.judges import JudgeSpecError, make_judge, parse_spec, run_judge
 from selfplay.label.workbench import Item, Workbench
 

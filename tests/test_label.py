@@ -23,16 +23,16 @@ import torch.nn.functional as F
 
 import agents
 import envs
+import selfplay.arena.ratings as ratings
 from envs.reward import sample_tasks
-from selfplay import ratings
 from selfplay.config import ConfigError, load_config
 from selfplay.label import FormError, LabelFileError, Queue, load_corrections, load_votes
 from selfplay.label.cli import main as label_main
 from selfplay.label.web import make_server
 from selfplay.label.workbench import Item, Workbench
-from selfplay.text import forward_completions
-from selfplay.verifier import main as verifier_main
-from selfplay.verifier_data import VerifierDataError, load_comparisons
+from selfplay.text.episodes import forward_completions
+from selfplay.text.verifier import main as verifier_main
+from selfplay.text.verifier.data import VerifierDataError, load_comparisons
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV_ARGS = ["--env", "arithmetic", "--env-options", '{"digits": 1}']

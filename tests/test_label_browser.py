@@ -38,7 +38,7 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 import envs  # noqa: E402
 from envs.reward import sample_tasks  # noqa: E402
-from selfplay.label.formats import COMPARISON, CORRECTION, VOTE  # noqa: E402
+from selfplay.io.labels import COMPARISON, CORRECTION, VOTE  # noqa: E402
 from selfplay.label.queue import Queue  # noqa: E402
 from selfplay.label.web import make_server  # noqa: E402
 from selfplay.label.workbench import Item, Sampling, Workbench  # noqa: E402

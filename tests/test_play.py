@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import agents
-from selfplay.play import main
+from selfplay.arena.play import main
 
 ROOT = Path(__file__).resolve().parents[1]
 EVERY_SQUARE = ["a1", "b1", "c1", "a2", "b2", "c2", "a3", "b3", "c3"]

@@ -4,8 +4,8 @@ import pytest
 
 import agents
 import envs
-from selfplay import players
-from selfplay.players import PlayerSpecError
+import selfplay.arena.players as players
+from selfplay.arena.players import PlayerSpecError
 
 
 def save_checkpoint(path, game, *, step=0, stage="imitation", seed=0):

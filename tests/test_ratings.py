@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from selfplay import ratings
-from selfplay.ratings import RatingsError, expected_score, fit
+import selfplay.arena.ratings as ratings
+from selfplay.arena.ratings import RatingsError, expected_score, fit
 
 
 def test_two_players_match_the_hand_computed_fit():

@@ -14,7 +14,7 @@ import pytest
 ray = pytest.importorskip("ray")
 
 import agents  # noqa: E402
-from selfplay import learner  # noqa: E402
+import selfplay.games.selfplay as learner  # noqa: E402
 from selfplay.config import load_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

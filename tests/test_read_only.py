@@ -12,7 +12,9 @@ from tiny_runs import TINY, TTT, copy
 
 SCRIPT = r"""
 import contextlib, io, json, sys
-from selfplay import arena, imitate, run, tiny_model
+from selfplay import run, tiny_model
+import selfplay.arena.cli as arena
+import selfplay.games.imitate as imitate
 from selfplay.label import cli
 ro, ttt, tiny = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 commands = {

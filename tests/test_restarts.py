@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from selfplay import learner
+import selfplay.games.selfplay as learner
 from selfplay.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,7 +103,7 @@ def test_an_actor_dying_while_the_learner_looks_away_still_counts_its_games_lost
     """Its death is counted when its pipe is read to the end, not when the learner next collects: an actor
     killed in a run's last seconds (the minutes run out, the last checkpoint is written) counts too."""
     import agents
-    from selfplay.actor import make_actor
+    from selfplay.games.actor import make_actor
     from selfplay.runtime import Actors, make_runtime
 
     extra = ["selfplay.games_per_actor=4", "selfplay.simulations=2", "selfplay.threads=1"]

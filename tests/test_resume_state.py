@@ -11,7 +11,7 @@ import torch
 from tiny_runs import copy
 
 import agents
-from selfplay.arena import load_matches
+from selfplay.arena.cli import load_matches
 from selfplay.run import main
 
 STATE = {"selfplay": "selfplay/state", "rl": "rl/state"}

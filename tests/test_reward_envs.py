@@ -14,7 +14,12 @@ import envs
 from envs import registry
 from envs.reward import RewardEnv, run_episode, sample_tasks
 from envs.tasks.countdown import evaluate, solve
-from selfplay.transcripts import TEXT_FORMAT, TextTranscriptError, expert_transcripts, load_text_transcripts
+from selfplay.core.transcripts import (
+    TEXT_FORMAT,
+    TextTranscriptError,
+    expert_transcripts,
+    load_text_transcripts,
+)
 
 REWARD_ENVS = envs.names(kind="reward")
 
@@ -497,7 +502,7 @@ def test_bad_transcript_lines_name_file_and_line(tmp_path):
 
 
 def test_transcripts_command_writes_a_teachers_episodes_and_refuses_bad_options(tmp_path, capsys):
-    from selfplay.transcripts import main
+    from selfplay.core.transcripts import main
 
     out = tmp_path / "no_carry.jsonl"
     argv = [

@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from selfplay.config import ConfigError, load_config, reference_markdown
+from selfplay.core.transcripts import load_transcripts
 from selfplay.run import main
-from selfplay.transcripts import load_transcripts
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 

@@ -17,7 +17,9 @@ import torch
 from tiny_runs import ARITHMETIC, TEXT, TINY, TTT, copy, files_of
 
 import agents
-from selfplay import arena, imitate, play
+import selfplay.arena.cli as arena
+import selfplay.arena.play as play
+import selfplay.games.imitate as imitate
 from selfplay.run import main
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,10 +11,10 @@ import torch.multiprocessing as mp
 
 import agents
 import envs
+import selfplay.games.selfplay as learner
 from agents.policy import queries
-from selfplay import learner
-from selfplay.actor import Trajectory
 from selfplay.config import load_config
+from selfplay.games.actor import Trajectory
 from selfplay.runtime import Ledger, SharedWeights
 from selfplay.runtime.inference import LocalServer, RemotePolicy, gather, serve, use_server
 
@@ -144,7 +144,7 @@ def test_actors_play_on_while_the_learner_is_busy(tmp_path, ttt_nano):
     import pickle
     import time
 
-    from selfplay.actor import make_actor
+    from selfplay.games.actor import make_actor
     from selfplay.runtime import Actors, LocalRuntime
 
     cfg = config(tmp_path, "selfplay.actors=1", "selfplay.games_per_actor=8", "selfplay.simulations=2")

@@ -16,9 +16,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import agents
 import envs
-from selfplay import learner
-from selfplay.actor import Actor, Trajectory
+import selfplay.games.selfplay as learner
 from selfplay.config import load_config
+from selfplay.games.actor import Actor, Trajectory
 from selfplay.run import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -259,7 +259,7 @@ def test_minutes_budget_ends_with_a_checkpoint_of_the_last_step(tmp_path, capsys
 
 
 def test_evaluation_plays_one_gauntlet_per_search_budget(tmp_path, ttt_nano):
-    from selfplay import evaluation
+    import selfplay.arena.evaluation as evaluation
 
     class Writer:
         def __init__(self):

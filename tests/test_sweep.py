@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from selfplay import scaling
+import selfplay.sweep.scaling as scaling
 from selfplay.config import ConfigError
 from selfplay.sweep import load_sweep
 

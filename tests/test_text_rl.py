@@ -10,10 +10,13 @@ import torch
 
 import agents
 import envs
-from selfplay import text, text_actor, text_imitate, text_rl
+import selfplay.text.actor as text_actor
+import selfplay.text.episodes as text
+import selfplay.text.imitate as text_imitate
+import selfplay.text.rl as text_rl
 from selfplay.config import ConfigError, load_config
+from selfplay.core.transcript_stage import transcripts_stage
 from selfplay.run import main
-from selfplay.transcript_stage import transcripts_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -291,7 +294,7 @@ def test_config_accepts_reward_envs_and_checks_them(tmp_path):
 def test_verifier_init_policy_scratch_or_a_checkpoint(tmp_path, nano_policy, ttt_nano):
     import torch
 
-    from selfplay.verify import initial_verifier
+    from selfplay.text.verifier.stage import initial_verifier
 
     def first_weight(v):
         return v.model.state_dict()["tok_emb.weight"]
@@ -314,8 +317,8 @@ def test_verifier_init_policy_scratch_or_a_checkpoint(tmp_path, nano_policy, ttt
 
 
 def test_verifier_init_from_a_longer_imitation_run(tmp_path, nano_policy, capsys):
-    from selfplay.transcript_stage import transcripts_stage
-    from selfplay.verify import initial_verifier
+    from selfplay.core.transcript_stage import transcripts_stage
+    from selfplay.text.verifier.stage import initial_verifier
 
     config = tiny_config(tmp_path, "verifier.init=imitation:25")
     run_dir = tmp_path / "run"
@@ -332,8 +335,8 @@ def test_verifier_init_from_a_longer_imitation_run(tmp_path, nano_policy, capsys
 
 
 def test_verifier_size_sets_a_larger_verifier_than_the_policy(tmp_path, nano_policy):
-    from selfplay.transcript_stage import transcripts_stage
-    from selfplay.verify import initial_verifier
+    from selfplay.core.transcript_stage import transcripts_stage
+    from selfplay.text.verifier.stage import initial_verifier
 
     v = initial_verifier(tiny_config(tmp_path, "verifier.init=scratch", "verifier.size=micro"), nano_policy)
     assert v.model.cfg.n_embd == agents.PRESETS["micro"]["n_embd"] != nano_policy.model.cfg.n_embd

@@ -1,5 +1,6 @@
 """The thinking format: work shown by the experts, scoring on the answer alone, generation made to answer
-when the budget runs out, and a run in the format through the main command and `selfplay.think_budget`."""
+when the budget runs out, and a run in the format through the main command and
+`selfplay.text.think_budget`."""
 
 import json
 from pathlib import Path
@@ -9,12 +10,12 @@ import pytest
 
 import agents
 import envs
+import selfplay.text.episodes as text
 from envs.tasks.arithmetic import _work
 from envs.thinking import ANSWER, THINK, render, split
-from selfplay import text
 from selfplay.config import ConfigError, load_config
 from selfplay.run import main
-from selfplay.think_budget import main as think_budget
+from selfplay.text.think_budget import main as think_budget
 
 ROOT = Path(__file__).resolve().parents[1]
 

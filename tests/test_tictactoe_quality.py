@@ -16,9 +16,10 @@ import pytest
 import torch
 
 import agents
-from selfplay import arena, learner
+import selfplay.arena.cli as arena
+import selfplay.games.selfplay as learner
+from selfplay.arena.evaluation import optimal_move_rate
 from selfplay.config import load_config
-from selfplay.evaluation import optimal_move_rate
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from selfplay.transcripts import TranscriptError, game_seed, generate, load_transcripts, main, play_game
+from selfplay.core.transcripts import TranscriptError, game_seed, generate, load_transcripts, main, play_game
 
 
 @pytest.fixture(scope="module")

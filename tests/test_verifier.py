@@ -22,7 +22,7 @@ import pytest
 import torch
 
 import agents
-from selfplay import verifier as V
+import selfplay.text.verifier as V
 
 DIGITS = "0123456789"
 _ALL = ["".join(d) for d in itertools.product(DIGITS, repeat=4)]

@@ -2,12 +2,12 @@
 page or at a terminal (`python -m selfplay.label MODE`, see `selfplay.label.cli`).
 
 Its files are JSONL records (`formats`): comparisons the verifier reads as pairs, corrections text
-imitation reads, votes `selfplay.ratings` reads. Items are shared out by a queue in files (`queue`), so
+imitation reads, votes `selfplay.arena.ratings` reads. Items are shared out by a queue in files (`queue`), so
 sessions resume and labellers never share an item; `workbench` holds what the page and the terminal show
 and record. This package's top level loads no torch and no web server.
 """
 
-from selfplay.label.formats import (
+from selfplay.io.labels import (
     COMPARISON,
     CORRECTION,
     FILES,

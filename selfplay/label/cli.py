@@ -11,7 +11,7 @@
 Prompts come from a reward environment's tasks (`--run`'s, or `--env`), or from a prompt file (`--prompts`:
 one prompt a line, or JSONL objects with `prompt` and an optional `id`). Records go to OUT (default
 RUN/labels, else runs/labels): comparisons.jsonl, corrections.jsonl, votes.jsonl (formats in
-`selfplay.label.formats`); the arena also writes ratings.md, .csv and .png, an audit audits.jsonl and
+`selfplay.io.labels`); the arena also writes ratings.md, .csv and .png, an audit audits.jsonl and
 audit.md. `--judge SPEC` answers in place of a person (`selfplay.label.judges`). Stop anywhere: the next
 session, by anyone, takes the queue up where it stands.
 """
@@ -29,11 +29,15 @@ from typing import Any
 
 import envs
 from envs.reward import sample_tasks
+from selfplay.config import ConfigError, completion_tokens, load_config
 from selfplay.io import cannot_write
-from selfplay.label.formats import FILES, LabelFileError, iter_prompt_file, records
+from selfplay.io.labels import FILES, LabelFileError, iter_prompt_file, records
 from selfplay.label.judges import JudgeSpecError, make_judge, parse_spec, run_judge
 from selfplay.label.queue import FormError, Queue
+from selfplay.label.terminal import run_terminal
+from selfplay.label.web import serve
 from selfplay.label.workbench import MODES, Item, Sampling, Workbench
+from selfplay.text.episodes import TaskSampler, held_out_ids, sampler
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -92,8 +96,6 @@ def _fail(msg: str) -> SystemExit:
 
 
 def _run_config(run: Path):
-    from selfplay.config import ConfigError, load_config
-
     try:
         return load_config(run / "config.yaml")
     except ConfigError as e:
@@ -141,8 +143,6 @@ def _items(args, env: envs.RewardEnv | None, config) -> tuple[list[Item], dict[s
     if env is None:
         return [], {}
     if config is not None:  # the run's training tasks: never one it evaluates on
-        from selfplay.text import TaskSampler, held_out_ids
-
         tasks = TaskSampler(env, held_out_ids(config, env), args.seed)(args.tasks)
     else:
         tasks = sample_tasks(env, args.tasks, seed=args.seed)
@@ -174,8 +174,6 @@ def build(args: argparse.Namespace) -> tuple[Workbench, Path]:
         args.temperature = 0.0 if args.mode == "correct" else 1.0
     if args.max_new_tokens is None:
         if env is not None:
-            from selfplay.config import completion_tokens
-
             args.max_new_tokens = completion_tokens(config.rl.max_new_tokens if config else None, env)
         else:
             args.max_new_tokens = 64
@@ -186,8 +184,7 @@ def build(args: argparse.Namespace) -> tuple[Workbench, Path]:
     queue = Queue(out, args.mode, lease_s=args.lease_minutes * 60)
     if args.mode not in ("arena", "audit") and not items:
         raise _fail(f"{args.mode} needs prompts: --run (a reward environment's), --env or --prompts")
-    import agents
-    from selfplay.text import sampler
+    import agents  # here: labelling from files needs no torch
 
     models = {}
     for name, path in checkpoints.items():
@@ -253,7 +250,7 @@ def _wrong(args, env):
         return None
     verifier = None
     if args.verifier:
-        import agents
+        import agents  # here: labelling from files needs no torch
 
         verifier = agents.load_verifier(args.verifier, device=args.device)
 
@@ -291,9 +288,6 @@ def main(argv: list[str] | None = None) -> int:
             print((out / "audit.md").read_text(), end="")
         return 0
     if args.terminal:
-        from selfplay.label.terminal import run_terminal
-
         return run_terminal(bench, args.labeller, sys.stdin, sys.stdout)
-    from selfplay.label.web import serve
 
     return serve(bench, host=args.host, port=args.port)

@@ -17,6 +17,8 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from tqdm import tqdm
+
 import envs
 from selfplay.label.queue import FormError, this_session
 from selfplay.label.workbench import Item, View, Workbench
@@ -130,7 +132,6 @@ def run_judge(
 ) -> int:
     """Let `judge` label: up to `items` of the queue (compare, correct, audit), or in the arena `votes`
     votes per pair of checkpoints on `prompts` (an environment's tasks, in turn). Returns records made."""
-    from tqdm import tqdm
 
     made = 0
     if bench.mode == "arena":

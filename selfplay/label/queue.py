@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from envs.files import loads
-from selfplay.label.formats import FILES, LabelFileError, append, now, records
+from selfplay.io.labels import FILES, LabelFileError, append, now, records
 
 
 class FormError(ValueError):

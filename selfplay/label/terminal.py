@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import IO
 
-from selfplay.label.formats import escape_controls
+from selfplay.io.labels import escape_controls
 from selfplay.label.queue import FormError
 from selfplay.label.workbench import View, Workbench
 

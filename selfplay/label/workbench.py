@@ -26,8 +26,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import envs
-import selfplay.ratings as ratings
-from selfplay.label.formats import AUDIT, COMPARISON, CORRECTION, VOTE, load_votes, now, write_audit_report
+import selfplay.arena.ratings as ratings
+from selfplay.io.labels import AUDIT, COMPARISON, CORRECTION, VOTE, load_votes, now, write_audit_report
 from selfplay.label.queue import Claim, FormError, Queue
 
 MODES = ("compare", "correct", "arena", "audit")

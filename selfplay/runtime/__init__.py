@@ -9,8 +9,8 @@
 - `local.InProcessRuntime` plays in the learner's own process (`actors: 0`), for tests and debugging.
 - `ray_backend.RayRuntime` runs the same actors on Ray.
 
-What an actor plays is its factory's business (`Actors`: `selfplay.actor.make_actor` for games,
-`selfplay.text_actor.make_text_actor` for reward environments): the runtime only builds actors with it
+What an actor plays is its factory's business (`Actors`: `selfplay.games.actor.make_actor` for games,
+`selfplay.text.actor.make_text_actor` for reward environments): the runtime only builds actors with it
 and steps them. Every finished item carries a unique id; the `Ledger` (`ledger`) drops any the learner
 was already given, so a retried or restarted actor can never make the learner count a game twice.
 """
@@ -21,6 +21,7 @@ import torch
 
 from selfplay.runtime.ledger import Batch, Ledger, RuntimeFailure, Stamper, run_token
 from selfplay.runtime.local import InProcessRuntime, LocalRuntime, SharedWeights, actor_main
+from selfplay.runtime.ray_backend import RayRuntime
 from selfplay.runtime.spec import Actors
 
 __all__ = [
@@ -42,8 +43,6 @@ def make_runtime(actors: Actors, model: torch.nn.Module, *, version: int):
     """The runtime of `config.runtime.backend` for `actors`, whose weights start as `model`'s (published
     as `version`): Ray actors, local actor processes, or (`actors.n == 0`) one actor in this process."""
     if actors.config.runtime.backend == "ray":
-        from selfplay.runtime.ray_backend import RayRuntime
-
         cls = RayRuntime
     else:
         cls = LocalRuntime if actors.n > 0 else InProcessRuntime

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+import agents
 from selfplay.config import Config, RuntimeConfig
 from selfplay.runtime.inference import RemotePolicy, serve, server_stats
 from selfplay.runtime.ledger import Batch, Ledger, RuntimeFailure, Stamper, run_token
@@ -35,7 +36,7 @@ IN_FLIGHT = 2
 def ray_module():
     """`ray`, or an error saying how to install it."""
     try:
-        import ray
+        import ray  # the `ray` extra
     except ImportError:
         raise RuntimeError(
             "runtime.backend: ray needs Ray; install it with `pip install -e .[ray]`"
@@ -73,8 +74,6 @@ class Worker:
         ray = ray_module()
         policy = None
         if server is not None:
-            import agents
-
             face = agents.Face.of(agents.read_model_config(ckpt))
             policy = RemotePolicy(lambda request: ray.get(server.score.remote(actor_id, request)), face)
         self.actor = factory(actor_id, config, ckpt, pool, policy=policy)
@@ -101,8 +100,6 @@ class InferenceServer:
     share one forward pass."""
 
     def __init__(self, config: Config, ckpt: str, weights: list, version: int, clients: int) -> None:
-        import agents
-
         if config.selfplay.threads:
             torch.set_num_threads(config.selfplay.threads)
         self.rt = config.runtime

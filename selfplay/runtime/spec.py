@@ -11,10 +11,10 @@ from selfplay.config import Config
 @dataclass(frozen=True)
 class Actors:
     """`n` actors, each built in its process by `factory(actor_id, config, ckpt, pool, *, policy=None)`:
-    a picklable, module-level function (`selfplay.actor.make_actor`, `selfplay.text_actor.make_text_actor`)
-    returning an object with a `policy`, a `version`, `started` (games or groups begun), `step() ->
-    list[finished]` and `take_stats()`; `policy`, when given, replaces loading `ckpt`. `n = 0` plays in the
-    learner's own process."""
+    a picklable, module-level function (`selfplay.games.actor.make_actor`,
+    `selfplay.text.actor.make_text_actor`) returning an object with a `policy`, a `version`, `started` (games
+    or groups begun), `step() -> list[finished]` and `take_stats()`; `policy`, when given, replaces loading
+    `ckpt`. `n = 0` plays in the learner's own process."""
 
     config: Config
     factory: Callable

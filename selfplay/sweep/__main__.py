@@ -1,0 +1,7 @@
+"""`python -m selfplay.sweep`: see `selfplay.sweep`."""
+
+import sys
+
+from selfplay.sweep import main
+
+sys.exit(main())
