@@ -40,6 +40,7 @@ from typing import Any, Literal
 
 import numpy as np
 import yaml
+from matplotlib.ticker import FormatStrFormatter
 from pydantic import Field, ValidationError
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
@@ -47,9 +48,9 @@ from tqdm import tqdm
 import envs
 import selfplay.sweep.scaling as scaling
 from envs.files import read_json, read_yaml
-from selfplay.arena.players import PlayerSpecError, check
 from selfplay.arena.ratings import pyplot, save_png
 from selfplay.config import ConfigError, load_config
+from selfplay.config.players import PlayerSpecError, check
 from selfplay.config.sections import Section
 from selfplay.core.transcript_stage import transcripts_stage
 from selfplay.io import InUseError, atomic_write_text, cannot_write, exclusive
@@ -408,8 +409,8 @@ def _plot(path: Path, results: list[dict], law) -> None:
             fitted = law.loss(grid, value) if x == "N" else law.loss(value, grid)
             ax.plot(grid, fitted, "-", color=line.get_color(), alpha=0.6)
         ax.set(xscale="log", yscale="log", xlabel=x, ylabel="held-out loss (nats/token)")
-        ax.yaxis.set_major_formatter(plt.FormatStrFormatter("%.2f"))
-        ax.yaxis.set_minor_formatter(plt.FormatStrFormatter("%.2f"))
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%.2f"))
+        ax.yaxis.set_minor_formatter(FormatStrFormatter("%.2f"))
         ax.legend(fontsize=7)
     fig.suptitle("Held-out loss and the fitted L(N, D)")
     save_png(fig, path)
