@@ -285,24 +285,3 @@ def new_policy(
     if seed is not None:
         torch.manual_seed(seed)
     return Policy(GPT(cfg), tokenizer, device=device, meta=meta)
-
-
-def copy_pretrained(path: str | os.PathLike, dest: Path, *, dtype: str = "float32") -> Path:
-    """An HF base model and tokenizer kept at `dest`, once (a run that stays whole when moved): a local
-    directory's files copied as they are (pickled weights left behind), a hub model saved there."""
-    import agents.hf as hf
-
-    if (dest / "config.json").is_file():
-        return dest
-    local = Path(path)
-    with atomic_dir(dest) as tmp:
-        if local.is_dir():
-            hf.refuse_pickles(local)
-            for f in local.iterdir():
-                if f.is_file() and f.suffix not in (".bin", ".pt", ".pth", ".pkl"):
-                    shutil.copy2(f, tmp / f.name)
-        else:
-            lm, tokenizer = hf.from_pretrained(path, dtype)
-            lm.save_pretrained(tmp, safe_serialization=True)
-            tokenizer.hf.save_pretrained(tmp)
-    return dest

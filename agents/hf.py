@@ -403,7 +403,7 @@ def read_dir(path: Path, config: dict[str, Any]) -> tuple[HFModel, HFTokenizer]:
             raise HFError(
                 f"{path}: its base model {base_cfg.get('path')} has different weights now (sha256 "
                 f"{digest[:12]}, the adapter was trained on {str(base_cfg.get('sha256'))[:12]}); "
-                "restore that base (or train with model.copy_base: true)"
+                "restore that base"
             )
         model = HFModel(lm, cfg, base=Base(str(base_cfg["path"]), digest), lora=lora)
         weights = path / "adapter" / "adapter_model.safetensors"
@@ -440,6 +440,6 @@ def _find_base(path: Path, base: dict[str, Any]) -> str:
     if Path(given).is_absolute() and not Path(given).is_dir():
         raise HFError(
             f"{path}: its base model {given} is not there; the adapter alone cannot be used "
-            "(restore the base, or train with model.copy_base: true to keep it in the run directory)"
+            "(restore the base at that path)"
         )
     return given

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 import agents
 import envs
 import selfplay.games.selfplay as learner
-from selfplay.config import ConfigError, load_config
+from selfplay.config import ConfigError, ModelSection, load_config
 from selfplay.run import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -143,13 +143,16 @@ def test_a_checkpoint_with_patches_round_trips_and_a_wrong_grid_is_refused(tmp_p
         agents.load(tmp_path / "ckpt", device="cpu")
 
 
-def test_first_token_scoring_with_moves_of_several_tokens_is_refused_before_training(tmp_path, capsys):
+def test_first_token_scoring_with_moves_of_several_tokens_is_refused_before_training(
+    tmp_path, capsys, monkeypatch
+):
     with pytest.raises(ConfigError, match=r"with model\.tokenizer char, tictactoe's move 'a1' is 2"):
         load_config(ROOT / "configs/tictactoe.yaml", ["model.scoring=first_token", "model.tokenizer=char"])
+    monkeypatch.setattr(ModelSection, "merges", 0)  # a tokenizer that keeps `a1` in two pieces
     argv = [str(ROOT / "configs/tictactoe.yaml"), f"run_dir={tmp_path / 'run'}", "transcripts.games=10"]
-    argv += ["model.scoring=first_token", "model.merges=0", "selfplay.algorithm=none", "--no-progress"]
+    argv += ["model.scoring=first_token", "selfplay.algorithm=none", "--no-progress"]
     assert main(argv) == 2
-    assert "makes 'a1' 2 tokens (raise model.merges)" in capsys.readouterr().err
+    assert "makes 'a1' 2 tokens (use model.scoring: sequence)" in capsys.readouterr().err
     assert not (tmp_path / "run/checkpoints").exists()
 
 

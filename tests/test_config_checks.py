@@ -5,9 +5,17 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from tiny_runs import copy
 
+import selfplay.games.corrections as game_corrections
+import selfplay.games.imitate as game_imitate
+import selfplay.text.corrections as text_corrections
+import selfplay.text.imitate as text_imitate
+from selfplay.config import REMOVED, ConfigError, dump_config, load_config
 from selfplay.run import main
+from selfplay.text.rl import rl_hash
+from selfplay.text.verifier.stage import verifier_hash
 
 ROOT = Path(__file__).resolve().parents[1]
 TTT = ROOT / "configs/tictactoe.yaml"
@@ -41,7 +49,6 @@ def test_a_model_shape_its_heads_cannot_split_is_refused_and_one_that_can_is_bui
     refused(
         capsys, tmp_path, [str(TTT), "model.backbone=hf", "model.path=x", "model.n_layer=2"], "model.n_layer"
     )
-    from selfplay.config import load_config
 
     config = load_config(ARITHMETIC, ["model.n_layer=3", "model.n_embd=48"])
     cfg = config.model.build(20, "arithmetic")
@@ -147,3 +154,38 @@ def test_resume_refuses_to_move_the_run_directory(game_run, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "run_dir cannot be overridden" in err and f"--resume {run}" in err
     assert not (tmp_path / "elsewhere").exists()
+
+
+# --- removed keys ----------------------------------------------------------------------------------
+def test_a_stored_config_holding_removed_keys_at_their_value_loads_and_another_value_is_refused(tmp_path):
+    """A run directory's config.yaml written before keys were removed lists them all: it still loads (so
+    the run resumes), while a value the removed key can no longer have is named."""
+    config = load_config(ARITHMETIC)
+    old = yaml.safe_load(dump_config(config))
+    for section, keys in REMOVED.items():
+        old[section].update(keys)
+    stored = tmp_path / "config.yaml"
+    stored.write_text(yaml.safe_dump(old))
+    assert load_config(stored) == config
+    old["rl"]["top_k"] = 5
+    stored.write_text(yaml.safe_dump(old))
+    with pytest.raises(ConfigError, match=r"config\.yaml: rl\.top_k was removed .* fixed at None, got 5"):
+        load_config(stored)
+    with pytest.raises(ConfigError, match=r"selfplay\.c_puct was removed"):
+        load_config(TTT, ["selfplay.c_puct=2"])
+
+
+def test_removed_keys_leave_the_fingerprints_of_every_stage_as_they_were():
+    """Each stage's fingerprint as the code before the removal computed it (main at edeb2cc): runs
+    written then reuse their transcripts, imitation, correction rounds, verifier and RL."""
+    from selfplay.config import load_config
+
+    ttt = load_config(TTT, ["corrections.rounds=2"])
+    assert game_imitate.config_hash(ttt) == "258cd225234c0d66"
+    assert game_corrections.round_hash(ttt, 1) == "e638d8ddb16d8090"
+    text = ["verifier.labels=comparisons", "corrections.rounds=1"]
+    verifier = load_config(ROOT / "configs/arithmetic_verifier.yaml", text)
+    assert text_imitate.config_hash(verifier) == "3fad9bf2920372b5"
+    assert verifier_hash(verifier) == "e975d309e7b05574"
+    assert rl_hash(verifier) == "efbf3f8dfbcac9ae"
+    assert text_corrections.round_hash(verifier, 1) == "d9d264a36ade6758"

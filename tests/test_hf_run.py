@@ -112,18 +112,3 @@ def test_arithmetic_lora_rl_with_a_verifier_over_a_full_imitation(tmp_path, llam
     moved = tmp_path / "moved"
     shutil.move(run, moved)  # the adapter finds its base inside the run directory
     agents.load(moved / "checkpoints/step_000004", device="cpu")
-
-
-def test_copy_base_keeps_a_lora_run_whole(tmp_path, llama):
-    base = tmp_path / "base_model"
-    shutil.copytree(llama, base)
-    run = tmp_path / "run"
-    argv = [str(ARITH), f"model.path={base}", f"run_dir={run}", "model.copy_base=true"]
-    argv += ["model.lora={r: 4, stages: [imitation, rl]}", "transcripts.games=500", "rl.algorithm=none"]
-    argv += ["imitation.max_steps=10", "imitation.eval_every=10", "imitation.eval_positions=20"]
-    assert main([*argv, "--no-progress"]) == 0
-    assert (run / "base/model.safetensors").is_file() and not (run / "checkpoints/imitation/lm").exists()
-    shutil.rmtree(base)
-    shutil.move(run, tmp_path / "elsewhere")
-    policy = agents.load(tmp_path / "elsewhere/checkpoints/imitation", device="cpu")
-    assert policy.model.lora is not None and policy.model.lora.r == 4

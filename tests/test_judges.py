@@ -161,7 +161,7 @@ def test_a_run_trains_its_verifier_on_a_judges_comparisons_and_people_come_first
     assert "label first: python -m selfplay.label compare --run" in capsys.readouterr().err
     for bad, says in [
         (["verifier.labels=comparisons"], "rl.reward: programmatic"),
-        (["rl.reward=verifier", "judge.kind=verifier"], "judge.path"),
+        (["rl.reward=verifier", "judge.kind=verifier"], "judge.kind: Input should be 'env' or 'people'"),
     ]:
         with pytest.raises(ConfigError, match=re.escape(says)):
             load_config(ROOT / "configs/arithmetic.yaml", bad)

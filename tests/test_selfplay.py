@@ -17,7 +17,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import agents
 import envs
 import selfplay.games.selfplay as learner
-from selfplay.config import load_config
+from selfplay.config import SelfPlayConfig, load_config
 from selfplay.games.actor import Actor, Trajectory
 from selfplay.run import main
 
@@ -155,7 +155,8 @@ def test_pg_loss_follows_the_advantage(tmp_path, ttt_nano):
 
 
 @pytest.mark.parametrize("algorithm", ["alphazero", "pg"])
-def test_main_job_runs_every_stage(tmp_path, algorithm, capsys):
+def test_main_job_runs_every_stage(tmp_path, algorithm, capsys, monkeypatch):
+    monkeypatch.setattr(SelfPlayConfig, "warmup_steps", 0)  # the learner runs here: the cosine from step 1
     run_dir = tmp_path / "run"
     argv = [str(ROOT / "configs/tictactoe.yaml"), f"run_dir={run_dir}", *TINY]
     argv += [
@@ -163,7 +164,6 @@ def test_main_job_runs_every_stage(tmp_path, algorithm, capsys):
         "selfplay.actors=1",
         "evaluation.final_games=6",
         "selfplay.lr=0.001",
-        "selfplay.warmup_steps=0",
         "selfplay.min_lr_ratio=0.1",
         "--no-progress",
     ]

@@ -334,20 +334,6 @@ def test_verifier_init_from_a_longer_imitation_run(tmp_path, nano_policy, capsys
         tiny_config(tmp_path, "verifier.init=imitation:lots")
 
 
-def test_verifier_size_sets_a_larger_verifier_than_the_policy(tmp_path, nano_policy):
-    from selfplay.core.transcript_stage import transcripts_stage
-    from selfplay.text.verifier.stage import initial_verifier
-
-    v = initial_verifier(tiny_config(tmp_path, "verifier.init=scratch", "verifier.size=micro"), nano_policy)
-    assert v.model.cfg.n_embd == agents.PRESETS["micro"]["n_embd"] != nano_policy.model.cfg.n_embd
-    config = tiny_config(tmp_path, "verifier.init=imitation:5", "verifier.size=micro")
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    transcripts_stage(config, run_dir)
-    v = initial_verifier(config, nano_policy, run_dir, progress=False)
-    assert v.model.cfg.n_layer == agents.PRESETS["micro"]["n_layer"]
-
-
 def test_no_verifier_refresh_once_the_minutes_are_spent(monkeypatch, tmp_path):
     """A refresh takes minutes; one begun after `rl.max_minutes` would delay the end for a reward that no
     step reads (the SmolLM2 run spent 1.5 minutes so)."""

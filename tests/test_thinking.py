@@ -167,7 +167,7 @@ def test_a_thinking_run_end_to_end_and_its_budget_table(tmp_path):
         "rl.group_size=4",
         "rl.batch_size=16",
         "rl.min_replay=8",
-        "rl.skip_uniform_groups=false",
+        "rl.verifier_weight=0.5",  # the verifier's scores tell a group's answers apart: RL steps
         "rl.eval_every=1",
         "rl.eval_tasks=20",
         "rl.checkpoint_every=1",

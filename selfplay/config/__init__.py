@@ -25,7 +25,7 @@ from envs.experts import ExpertSpecError, make_expert
 from envs.files import read_yaml
 from envs.thinking import Thinking
 from selfplay.config.evaluation import EvaluationConfig
-from selfplay.config.fingerprint import ADDED_LATER, fingerprint
+from selfplay.config.fingerprint import ADDED_LATER, REMOVED, fingerprint, section_dump
 from selfplay.config.model import HF_ONLY, NATIVE_ONLY, ModelSection
 from selfplay.config.parsing import ConfigError, UniqueKeyLoader, parse_overrides, set_dotted
 from selfplay.config.players import PlayerSpecError, check
@@ -44,6 +44,7 @@ from selfplay.io.labels import LabelFileError, load_corrections
 
 __all__ = [
     "ADDED_LATER",
+    "REMOVED",
     "Config",
     "ConfigError",
     "CorrectionsConfig",
@@ -63,6 +64,7 @@ __all__ = [
     "load_config",
     "parse_overrides",
     "reference_markdown",
+    "section_dump",
 ]
 
 
@@ -148,9 +150,7 @@ class Config(Section):
         self._check_face()
         if self.is_reward_env:
             c, default = self.corrections, CorrectionsConfig()
-            game_only = [
-                k for k in ("opponent", "expert", "opening_plies") if getattr(c, k) != getattr(default, k)
-            ]
+            game_only = [k for k in ("opponent", "expert") if getattr(c, k) != getattr(default, k)]
             if c.rounds and game_only:
                 raise ValueError(
                     f"corrections.{game_only[0]}: for games; a reward environment's rounds have none"
@@ -275,11 +275,9 @@ class Config(Section):
             raise ValueError("rl.verifier_refresh_every: rl.reward: programmatic uses no verifier to refresh")
         if refresh and self.verifier.labels == "comparisons" and self.judge.kind == "people":
             raise ValueError(
-                "rl.verifier_refresh_every: judge.kind: people cannot label while RL runs; refresh with a "
-                "judge (judge.kind: env or verifier), or label between runs and resume"
+                "rl.verifier_refresh_every: judge.kind: people cannot label while RL runs; refresh with "
+                "judge.kind: env, or label between runs and resume"
             )
-        if (self.judge.kind == "verifier") != (self.judge.path is not None):
-            raise ValueError("judge.path: a verifier's directory, given exactly when judge.kind is verifier")
         if self.rl.think_budget is not None and not isinstance(env, Thinking):
             raise ValueError("rl.think_budget: the thinking format is off; set env_options.thinking: true")
         if self.transcripts.path is not None and self.transcripts.teacher != "expert":
@@ -354,6 +352,7 @@ def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> Config:
     parsed = parse_overrides(list(overrides))
     for key, value in parsed:
         set_dotted(data, key, value)
+    _drop_removed_keys(path, data)
     _drop_native_keys(path, data, dict(parsed))
     try:
         config = Config.model_validate(data)
@@ -380,6 +379,24 @@ def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> Config:
     if update:
         config = config.model_copy(update={"transcripts": tc.model_copy(update=update)})
     return config
+
+
+def _drop_removed_keys(path: Path, data: dict[str, Any]) -> None:
+    """Keys removed from the config (`REMOVED`) go when they hold the one value they still could (a
+    run directory's config.yaml, written before, lists every key); another value is an error saying so."""
+    for name, removed in REMOVED.items():
+        section = data.get(name)
+        if not isinstance(section, dict):
+            continue
+        for key, value in removed.items():
+            if key not in section:
+                continue
+            if section[key] != value or isinstance(section[key], bool) != isinstance(value, bool):
+                raise ConfigError(
+                    f"{path}: {name}.{key} was removed from the config (no run set it); it is fixed at "
+                    f"{value!r}, got {section[key]!r}"
+                )
+            del section[key]
 
 
 def _drop_native_keys(path: Path, data: dict[str, Any], overrides: dict[str, Any]) -> None:
@@ -429,7 +446,8 @@ def dump_config(config: Config) -> str:
 
 
 def reference_markdown() -> str:
-    """The config reference table of docs/config.md, generated from the field descriptions."""
+    """The config reference of docs/config.md, generated from the field descriptions, and the keys
+    removed, each at the value it is fixed at."""
     rows = ["| key | default | meaning |", "|---|---|---|"]
 
     def walk(model: type[BaseModel], prefix: str) -> None:
@@ -443,4 +461,14 @@ def reference_markdown() -> str:
             rows.append(f"| `{prefix}{name}` | `{default!r}` | {field.description or ''} |")
 
     walk(Config, "")
+    rows += [
+        "",
+        "Removed keys: no shipped config set them, no measured result used another value and no open "
+        "issue named them. Each is fixed at its last default; a stored `config.yaml` may still hold it "
+        "there (run directories written before still resume), any other value is an error.",
+        "",
+        "| removed key | fixed at |",
+        "|---|---|",
+    ]
+    rows += [f"| `{s}.{k}` | `{v!r}` |" for s, keys in REMOVED.items() for k, v in keys.items()]
     return "\n".join(rows)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -35,8 +35,6 @@ NATIVE_ONLY = (
     "n_head",
     "n_embd",
     "tokenizer",
-    "merges",
-    "dropout",
     "positions",
     "face",
     "stem_channels",
@@ -44,7 +42,7 @@ NATIVE_ONLY = (
     "stem_patch",
     "board_features",
 )
-HF_ONLY = ("path", "dtype", "lora", "copy_base", "chat_template")
+HF_ONLY = ("path", "dtype", "lora", "chat_template")
 
 
 class ModelSection(Section):
@@ -54,7 +52,7 @@ class ModelSection(Section):
         default="native",
         description="`native`: this project's small GPT, built from the keys below; `hf`: a Hugging Face "
         "causal LM from `model.path` (`pip install -e '.[hf]'`), with its own tokenizer; with it the native "
-        "keys (size, tokenizer, merges, dropout, positions, face, stem_*, board_features) are errors, and "
+        "keys (size, tokenizer, positions, face, stem_*, board_features) are errors, and "
         "block_size (a cap on its context), prefix and scoring apply.",
     )
     path: str | None = Field(
@@ -77,11 +75,6 @@ class ModelSection(Section):
         description="`hf`: frame every prompt as a user's turn of the tokenizer's chat template (an instruct "
         "model's format; SmolLM2's adds its system prompt), in scoring, generation and training alike; "
         "false: `<bos>` and the prompt as the native model reads it.",
-    )
-    copy_base: bool = Field(
-        default=False,
-        description="`hf`: copy the base model into RUN/base, so LoRA checkpoints never depend on a "
-        "directory outside the run.",
     )
     size: Literal["nano", "micro", "small", "medium"] = Field(
         default="small", description="Preset: nano (2x64), micro (3x96), small (4x128), medium (6x192)."
@@ -107,9 +100,7 @@ class ModelSection(Section):
         description="`char`: one token per character; `bpe`: characters plus tokens learned from the "
         "transcripts (a cell, a move, `X to move`), never crossing a space.",
     )
-    merges: int = Field(default=200, ge=0, description="Learned tokens at most (`bpe`).")
     block_size: int = Field(default=256, ge=8, description="Context length in tokens.")
-    dropout: float = Field(default=0.0, ge=0.0, lt=1.0, description="Dropout in every block.")
     positions: Literal["learned", "rope"] = Field(
         default="learned",
         description="`learned`: an embedding per position (GPT-2); `rope`: rotary positions (Llama), which "
@@ -147,6 +138,8 @@ class ModelSection(Section):
         "`first_token`, of its first token, read at the prompt's last position (every move one token: "
         "the moves need not ride along in the sequence).",
     )
+
+    merges: ClassVar[int] = 200  # `bpe`: learned tokens at most (fixed, not a key)
 
     def check_backbone(self) -> None:
         """Keys of one backbone set for the other are errors naming them."""
@@ -199,17 +192,14 @@ class ModelSection(Section):
 
     def pretrained(self, *, device: str, seed: int, run_dir: str, game: str, stage: str = "imitation"):
         """`hf`: a new `agents.Policy` over the model at `path` (copied into RUN/base first with
-        `copy_base`), with LoRA adapters if `stage` trains them."""
+        a GGUF file's), with LoRA adapters if `stage` trains them."""
         import torch  # here: loading a config needs no torch
 
         from agents import gguf, hf  # the `hf` and `smollm` extras
-        from agents.checkpoint import copy_pretrained  # here: loading a config needs no torch
 
         path = self.path
         if gguf.is_gguf(path):  # converted once into the run (LoRA checkpoints name it as their base)
             path = str(gguf.materialize(path, Path(run_dir) / "base"))
-        elif self.copy_base:
-            path = str(copy_pretrained(path, Path(run_dir) / "base", dtype=self.dtype))
         torch.manual_seed(seed)  # the adapters' initialisation
         return hf.policy_from_pretrained(
             path,
@@ -240,7 +230,6 @@ class ModelSection(Section):
             **self.shape(),
             vocab_size=vocab_size,
             block_size=self.block_size,
-            dropout=self.dropout,
             positions=self.positions,
             prefix=self.prefix,
             scoring=self.scoring,

@@ -7,7 +7,7 @@ the whole from YAML; import them from there or from here.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -83,11 +83,7 @@ class ImitationConfig(Section):
     max_minutes: float | None = Field(default=None, gt=0, description="Wall-clock budget; stops early.")
     batch_size: int = Field(default=64, ge=1, description="Positions per step.")
     lr: float = Field(default=2e-3, gt=0, description="Peak learning rate (AdamW).")
-    min_lr_ratio: float = Field(default=0.1, ge=0, le=1, description="Final LR as a fraction of `lr`.")
     warmup_steps: int = Field(default=100, ge=0, description="Linear warm-up steps, then cosine decay.")
-    weight_decay: float = Field(default=0.01, ge=0, description="AdamW weight decay (matrices only).")
-    grad_clip: float = Field(default=1.0, gt=0, description="Gradient norm clip.")
-    value_weight: float = Field(default=0.5, ge=0, description="Weight of the value loss; 0 trains no value.")
     val_fraction: float = Field(default=0.1, gt=0, lt=1, description="Share of games held out.")
     eval_every: int = Field(default=200, ge=1, description="Steps between held-out evaluations.")
     eval_positions: int = Field(default=1000, ge=1, description="Held-out positions per evaluation.")
@@ -95,6 +91,12 @@ class ImitationConfig(Section):
     seed: int = Field(default=0, description="Seed for initialisation, split and batches.")
     device: str = Field(default="auto", description="`auto` (CUDA if present), `cpu` or `cuda[:N]`.")
     threads: int = Field(default=0, ge=0, description="torch CPU threads; 0 leaves torch's default.")
+
+    # Fixed, not keys: no config set them and no result measured another value (`REMOVED` keeps old runs).
+    min_lr_ratio: ClassVar[float] = 0.1  # the cosine ends at lr x this
+    weight_decay: ClassVar[float] = 0.01  # AdamW, matrices only
+    grad_clip: ClassVar[float] = 1.0
+    value_weight: ClassVar[float] = 0.5  # games: the value loss beside the move loss
 
 
 class CorrectionsConfig(Section):
@@ -118,12 +120,10 @@ class CorrectionsConfig(Section):
     temperature: float = Field(
         default=1.0, ge=0, description="The policy samples its moves at this temperature; 0 plays its best."
     )
-    opening_plies: int = Field(default=2, ge=0, description="Random opening moves per game, for variety.")
     steps: int = Field(
-        default=1000, ge=1, description="Imitation steps per round, continuing the previous round's weights."
-    )
-    lr: float | None = Field(
-        default=None, gt=0, description="Peak learning rate of a round; None: `imitation.lr`."
+        default=1000,
+        ge=1,
+        description="Imitation steps per round at `imitation.lr`, continuing the previous round's weights.",
     )
     share: float = Field(
         default=0.5,
@@ -134,29 +134,24 @@ class CorrectionsConfig(Section):
     )
     seed: int = Field(default=0, description="Seed of the rounds' games (reward environments: tasks).")
 
+    opening_plies: ClassVar[int] = 2  # games: random opening moves per round's game (fixed, not a key)
+
 
 class Stage2Section(Section):
     """What both stage-2 sections (`selfplay` on games, `rl` on reward environments) declare alike: the
-    budget in minutes, the gradient clip, checkpoints, the seed, devices and threads. Pydantic lists a
-    base's fields first, so these lead each section in dumps and in the reference."""
+    budget in minutes, checkpoints, the seed, devices and threads. Pydantic lists a base's fields first,
+    so these lead each section in dumps and in the reference."""
 
     max_minutes: float | None = Field(
         default=None, gt=0, description="Wall-clock budget for this stage, summed over resumed runs."
-    )
-    grad_clip: float = Field(default=1.0, gt=0, description="Gradient norm clip.")
-    min_lr_ratio: float = Field(
-        default=1.0,
-        ge=0,
-        le=1,
-        description="Cosine decay of the learning rate after warm-up to `lr` times this, over the budget "
-        "(`steps`, or `max_minutes` where they run out first: the final checkpoint is a settled one, not "
-        "one step of a wandering policy); 1: constant.",
     )
     checkpoint_every: int = Field(default=100, ge=1, description="Learner steps between checkpoints.")
     seed: int = Field(default=0, description="Seed of the learner and (offset per actor) of the actors.")
     device: str = Field(default="auto", description="Learner device: `auto`, `cpu` or `cuda[:N]`.")
     actor_device: str = Field(default="auto", description="Actor device: `auto`, `cpu` or `cuda[:N]`.")
     threads: int = Field(default=1, ge=0, description="torch threads per process; 0 leaves torch's default.")
+
+    grad_clip: ClassVar[float] = 1.0  # fixed, not a key (`REMOVED` keeps old runs)
 
 
 class SelfPlayConfig(Stage2Section):
@@ -186,15 +181,11 @@ class SelfPlayConfig(Stage2Section):
     full_search_prob: float = Field(
         default=0.25, gt=0, le=1, description="Share of moves searched in full (`fast_simulations` > 0)."
     )
-    leaves_per_tree: int = Field(
-        default=1, ge=1, description="Leaves per tree per network call (virtual loss)."
-    )
-    c_puct: float = Field(default=1.25, gt=0, description="Exploration constant of PUCT.")
-    dirichlet_alpha: float = Field(default=0.5, gt=0, description="Root Dirichlet noise concentration.")
-    dirichlet_frac: float = Field(default=0.25, ge=0, le=1, description="Share of root prior that is noise.")
-    temperature: float = Field(default=1.0, ge=0, description="Move-selection temperature early in a game.")
     temperature_moves: int = Field(
-        default=8, ge=0, description="Moves per game played at `temperature`; greedy after (`alphazero`)."
+        default=8,
+        ge=0,
+        description="Moves per game sampled (from the search's visits, or the policy at `simulations: 0`); "
+        "greedy after (`alphazero`).",
     )
     opening_plies: int = Field(default=0, ge=0, description="Random opening moves per game, for variety.")
     symmetries: bool = Field(
@@ -208,10 +199,15 @@ class SelfPlayConfig(Stage2Section):
         default=4.0, gt=0, description="Times each collected position is trained on, on average, at most."
     )
     batch_size: int = Field(default=64, ge=1, description="Positions per learner step.")
-    lr: float = Field(default=3e-4, gt=0, description="Learning rate (AdamW, constant after warm-up).")
-    warmup_steps: int = Field(default=20, ge=0, description="Linear learning-rate warm-up steps.")
-    weight_decay: float = Field(default=0.01, ge=0, description="AdamW weight decay (matrices only).")
-    value_weight: float = Field(default=1.0, ge=0, description="Weight of the value loss.")
+    lr: float = Field(default=3e-4, gt=0, description="Peak learning rate (AdamW, after 20 warm-up steps).")
+    min_lr_ratio: float = Field(
+        default=1.0,
+        ge=0,
+        le=1,
+        description="Cosine decay of the learning rate after warm-up to `lr` times this, over the budget "
+        "(`steps`, or `max_minutes` where they run out first: the final checkpoint is a settled one, not "
+        "one step of a wandering policy); 1: constant.",
+    )
     value_mix: float = Field(
         default=0.0,
         ge=0,
@@ -229,6 +225,15 @@ class SelfPlayConfig(Stage2Section):
         default=True, description="Sample `pg` opponents near the learner's Elo (else uniformly)."
     )
     publish_every: int = Field(default=5, ge=1, description="Learner steps between weight publications.")
+
+    # Fixed, not keys: no config set them and no result measured another value (`REMOVED` keeps old runs).
+    warmup_steps: ClassVar[int] = 20
+    weight_decay: ClassVar[float] = 0.01  # AdamW, matrices only
+    value_weight: ClassVar[float] = 1.0
+    c_puct: ClassVar[float] = 1.25
+    dirichlet_alpha: ClassVar[float] = 0.5  # root noise of the searches that make training targets
+    dirichlet_frac: ClassVar[float] = 0.25
+    temperature: ClassVar[float] = 1.0  # of the moves sampled in the first `temperature_moves`
 
 
 class RLConfig(Stage2Section):
@@ -251,8 +256,6 @@ class RLConfig(Stage2Section):
     actors: int = Field(default=1, ge=0, description="Actor processes; 0 samples in the learner's process.")
     prompts_per_step: int = Field(default=32, ge=1, description="Prompts each actor samples per step.")
     group_size: int = Field(default=8, ge=2, description="Completions sampled per prompt (G).")
-    temperature: float = Field(default=1.0, gt=0, description="Sampling temperature of the actors.")
-    top_k: int | None = Field(default=None, ge=1, description="Sample among the k likeliest tokens only.")
     max_new_tokens: int | None = Field(
         default=None,
         ge=1,
@@ -273,24 +276,19 @@ class RLConfig(Stage2Section):
     replay_ratio: float = Field(
         default=2.0, gt=0, description="Times each collected completion is trained on, on average, at most."
     )
-    lr: float = Field(default=1e-4, gt=0, description="Learning rate (AdamW, constant after warm-up).")
-    warmup_steps: int = Field(default=10, ge=0, description="Linear learning-rate warm-up steps.")
-    weight_decay: float = Field(default=0.0, ge=0, description="AdamW weight decay (matrices only).")
+    lr: float = Field(
+        default=1e-4, gt=0, description="Learning rate (AdamW, constant after 10 warm-up steps)."
+    )
     clip: float = Field(default=0.2, gt=0, description="PPO ratio clip, per token.")
     kl_weight: float = Field(
         default=0.05, ge=0, description="Weight of KL(policy || imitation policy) per token; 0 skips it."
     )
-    entropy_weight: float = Field(default=0.0, ge=0, description="Entropy bonus per token.")
     scale_rewards: Literal["group", "none"] = Field(
         default="group",
         description="Advantages (reward - group mean) over the group's std (`group`), or unscaled (`none`, "
         "Dr. GRPO: a group whose rewards barely differ, say a verifier's scores of wrong answers, barely "
         "moves the policy).",
     )
-    skip_uniform_groups: bool = Field(
-        default=True, description="Drop groups whose rewards are all equal (zero advantage) before training."
-    )
-    publish_every: int = Field(default=2, ge=1, description="Learner steps between weight publications.")
     eval_every: int = Field(default=25, ge=1, description="Learner steps between held-out evaluations.")
     eval_tasks: int = Field(
         default=500, ge=1, description="Held-out tasks for true accuracy (greedy, the env's own score)."
@@ -311,18 +309,24 @@ class RLConfig(Stage2Section):
         default=300, ge=1, description="Verifier optimizer steps per refresh (its other knobs: `verifier.*`)."
     )
 
+    # Fixed, not keys: no config set them and no result measured another value (`REMOVED` keeps old runs).
+    temperature: ClassVar[float] = 1.0  # the actors sample at it; the loss's ratios are of that policy
+    warmup_steps: ClassVar[int] = 10
+    weight_decay: ClassVar[float] = 0.0
+    min_lr_ratio: ClassVar[float] = 1.0  # constant after warm-up
+    publish_every: ClassVar[int] = 2
+
 
 class JudgeSection(Section):
     """Who labels for the run when people are in the loop (`verifier.labels: comparisons`): a simulated
     labeller answering the labelling workbench's forms, or people (`python -m selfplay.label`)."""
 
-    kind: Literal["env", "verifier", "people"] = Field(
+    kind: Literal["env", "people"] = Field(
         default="env",
-        description="`env`: the environment's score picks the better answer; `verifier`: a learned verifier "
-        "(`judge.path`) does; `people`: the run reads what people labelled in `RUN/labels` "
-        "(`python -m selfplay.label compare --run RUN`) and labels nothing itself.",
+        description="`env`: the environment's score picks the better answer; `people`: the run reads what "
+        "people labelled in `RUN/labels` (`python -m selfplay.label compare --run RUN`) and labels nothing "
+        "itself.",
     )
-    path: str | None = Field(default=None, description="`kind: verifier`: the verifier's directory.")
     noise: float = Field(
         default=0.0,
         ge=0,
@@ -334,8 +338,7 @@ class JudgeSection(Section):
     def spec(self) -> str:
         """The judge as `selfplay.label.judges.make_judge` reads it (and its records' labeller, after
         `judge:`)."""
-        knobs = ([f"path={self.path}"] if self.kind == "verifier" else []) + [f"noise={self.noise:g}"]
-        return f"{self.kind}:{','.join(knobs)}"
+        return f"{self.kind}:noise={self.noise:g}"
 
 
 class VerifierSection(Section):
@@ -356,11 +359,6 @@ class VerifierSection(Section):
         "`imitation:STEPS`, a separate, longer imitation run on the same transcripts (`RUN/verifier_base`: "
         "a reward model usually starts from a stronger fine-tuned model than the policy it judges); "
         "`scratch`; or the path of a policy checkpoint of the same environment and tokenizer.",
-    )
-    size: Literal["nano", "micro", "small", "medium"] | None = Field(
-        default=None,
-        description="Model preset of the verifier when `init` is `imitation:STEPS` or `scratch` (a verifier "
-        "larger than the policy); None: `model.size`.",
     )
     tasks: int = Field(default=2000, ge=2, description="Training tasks to sample completions for.")
     samples: int = Field(default=8, ge=1, description="Completions sampled per task (and per held-out task).")
@@ -391,7 +389,6 @@ class VerifierSection(Section):
     steps: int = Field(default=600, ge=1, description="Optimizer steps.")
     batch_size: int = Field(default=128, ge=1, description="Labelled completions (and comparisons) per step.")
     lr: float = Field(default=5e-4, gt=0, description="Peak learning rate (AdamW, warm-up then cosine).")
-    val_fraction: float = Field(default=0.1, gt=0, lt=1, description="Share of training prompts held out.")
     eval_tasks: int = Field(
         default=500, ge=1, description="Held-out tasks for ROC-AUC and best-of-N against greedy decoding."
     )
@@ -403,6 +400,8 @@ class VerifierSection(Section):
         "held-out samples as the ROC-AUC).",
     )
     seed: int = Field(default=0, description="Seed of sampling, initialisation and batches.")
+
+    val_fraction: ClassVar[float] = 0.1  # of the training prompts, held out (fixed, not a key)
 
     @field_validator("init")
     @classmethod
@@ -431,7 +430,6 @@ class RuntimeConfig(Section):
         description="Game actors send positions to one batched inference server instead of each running "
         "the network; `auto`: on when there are 2+ actors and the actor device is CUDA.",
     )
-
     server_batch: int = Field(default=2048, ge=1, description="Positions per server forward pass, at most.")
     server_wait_ms: float = Field(
         default=2.0, ge=0, description="How long the server waits for more requests to fill a batch."

@@ -203,7 +203,6 @@ class Actor:
             c_puct=cfg.c_puct,
             dirichlet_alpha=cfg.dirichlet_alpha if cfg.dirichlet_frac > 0 and record else None,
             dirichlet_frac=cfg.dirichlet_frac if record else 0.0,
-            leaves_per_tree=cfg.leaves_per_tree,
             rng=self.rng,
         )
         for slot, out in zip(slots, outs, strict=True):

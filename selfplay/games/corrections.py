@@ -25,7 +25,7 @@ import envs
 import selfplay.arena.players as players
 import selfplay.core.rundir as rundir
 from envs.experts import make_expert
-from selfplay.config import Config, fingerprint
+from selfplay.config import Config, fingerprint, section_dump
 from selfplay.core.training import each_round
 from selfplay.core.transcripts import FORMAT, game_seed, load_transcripts
 from selfplay.games.imitate import train
@@ -35,7 +35,7 @@ from selfplay.io import atomic_open, atomic_write_text
 def round_hash(config: Config, r: int) -> str:
     """What round `r` depends on: imitation's inputs and the corrections section (not `rounds`: a run
     given more rounds keeps the ones it has)."""
-    cc = config.corrections.model_dump(exclude={"rounds", "share"})  # `share`: reward environments only
+    cc = section_dump(config.corrections, "corrections", exclude={"rounds", "share"})  # `share`: text only
     return fingerprint(config, {"game", "transcripts", "model", "imitation"}, corrections=cc, round=r)
 
 
@@ -76,7 +76,7 @@ def _round(config: Config, run_dir: Path, data: Path, current: Path, r: int, *, 
         f"corrections {r}: {played['games']} games of {current.name}{score}; {played['labels']} positions "
         f"labelled, the policy's move the expert's in {played['agreement']:.2f}"
     )
-    steps = {"max_steps": cc.steps, "max_minutes": None, "lr": cc.lr or config.imitation.lr}
+    steps = {"max_steps": cc.steps, "max_minutes": None}
     round_config = config.model_copy(update={"imitation": config.imitation.model_copy(update=steps)})
     meta = {"stage": "corrections", "round": r, "parent": rundir.rel(current, run_dir)}
     meta["config_hash"] = round_hash(config, r)

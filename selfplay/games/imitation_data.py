@@ -151,7 +151,7 @@ def new_policy(config: Config, transcripts: list[Transcript], source: str) -> ag
             if len(ids := tokenizer.encode(text := state.action_to_text(a))) != 1:
                 raise ImitationError(
                     f"model.scoring: first_token needs every move to be one token; the tokenizer {whose} "
-                    f"makes {text!r} {len(ids)} tokens" + ("" if hf else " (raise model.merges)")
+                    f"makes {text!r} {len(ids)} tokens (use model.scoring: sequence)"
                 )
     if config.model.backbone == "hf":
         return policy

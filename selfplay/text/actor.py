@@ -273,7 +273,6 @@ class TextActor:
             self.env,
             flat,
             temperature=cfg.temperature,
-            top_k=cfg.top_k,
             max_new_tokens=self.max_new_tokens,
             seed=int(self.rng.integers(2**31)),
         )
@@ -291,7 +290,7 @@ class TextActor:
         lengths = np.zeros(len(flat), dtype=int)
         for i, _, c in turns:
             lengths[i] += len(c) - 1
-        keep = [x for x in turns if adv[x[0]] != 0 or not cfg.skip_uniform_groups]
+        keep = [x for x in turns if adv[x[0]] != 0]  # a group whose rewards are all equal teaches nothing
         t_net = time.perf_counter()
         lps = (
             token_logprobs(self.policy, [p for _, p, _ in keep], [c for _, _, c in keep], cfg.temperature)

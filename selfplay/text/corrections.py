@@ -5,7 +5,7 @@ far, the corrections repeated to make `corrections.share` of the data. `correcti
 last checkpoint starts RL.
 
 Keys: `corrections.rounds`, `.games` (tasks answered per round), `.temperature` (0: the greedy answer),
-`.steps`, `.lr`, `.share`, `.seed`; the game-only keys (`opponent`, `expert`, `opening_plies`) do not
+`.steps` (at `imitation.lr`), `.share`, `.seed`; the game-only keys (`opponent`, `expert`) do not
 apply. Files: `RUN/labels/corrections.jsonl` (the workbench's, shared with people), and per round
 `RUN/checkpoints/corrections_R`, `RUN/corrections_R.json`.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import agents
 import selfplay.core.rundir as rundir
-from selfplay.config import Config, fingerprint
+from selfplay.config import Config, fingerprint, section_dump
 from selfplay.core.training import each_round
 from selfplay.io.labels import LabelFileError
 from selfplay.label import Queue, load_corrections
@@ -28,7 +28,8 @@ from selfplay.text.imitate import ImitationError, config_hash, train
 
 def round_hash(config: Config, r: int) -> str:
     """What round `r` depends on: imitation's inputs, the judge, the corrections section (not `rounds`)."""
-    cc = config.corrections.model_dump(exclude={"rounds", "opponent", "expert", "opening_plies"})
+    game_only = {"rounds", "opponent", "expert", "opening_plies"}  # (`opening_plies`: removed since)
+    cc = section_dump(config.corrections, "corrections", exclude=game_only)
     return fingerprint(config, {"judge"}, imitation=config_hash(config), corrections=cc, round=r)
 
 
@@ -88,7 +89,7 @@ def _round(config: Config, run_dir: Path, data: Path, current: Path, r: int, *, 
             f"corrections {r}: {e}; with judge.kind: people, correct first: python -m selfplay.label correct "
             f"--run {run_dir} --checkpoint {current.name}; then python -m selfplay.run --resume {run_dir}"
         ) from None
-    steps = {"max_steps": cc.steps, "max_minutes": None, "lr": cc.lr or config.imitation.lr}
+    steps = {"max_steps": cc.steps, "max_minutes": None}
     round_config = config.model_copy(update={"imitation": config.imitation.model_copy(update=steps)})
     meta = {"stage": "corrections", "round": r, "parent": rundir.rel(current, run_dir)}
     meta["config_hash"] = round_hash(config, r)

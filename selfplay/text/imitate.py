@@ -11,7 +11,7 @@ helpers, shared by every text stage, are in `selfplay/text/episodes.py`.
 Config keys it reads: `env_options`; `transcripts.games`, `.seed` and `.path` (a "selfplay.text/1" file,
 whose options must match `env_options`); `model.*`; and from `imitation` the optimiser, budget and
 evaluation keys, `eval_positions` being the number of held-out tasks. The game-only keys
-(`transcripts.expert`, `imitation.loss`, `.dedupe`, `.value_weight`, `.val_fraction`) do not apply.
+(`transcripts.expert`, `imitation.loss`, `.dedupe`, `.val_fraction`) do not apply.
 """
 
 from __future__ import annotations

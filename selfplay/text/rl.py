@@ -6,11 +6,11 @@ RL (`rl.algorithm: grpo`). Actors (`selfplay.text.actor`, run by the same runtim
 group, A = (r - mean_group) / (std_group + eps) (unscaled with `rl.scale_rewards: none`). The learner
 minimises, per completion token t,
 
-    -min(rho_t A, clip(rho_t, 1 - clip, 1 + clip) A) + kl_weight KL_t - entropy_weight H_t,
+    -min(rho_t A, clip(rho_t, 1 - clip, 1 + clip) A) + kl_weight KL_t,
     rho_t = pi_T(t) / pi_behaviour(t),   KL_t = sum_v pi(v) (log pi(v) - log pi_ref(v))   (exact, over V)
 
 averaged over the tokens of the batch, with pi_ref the frozen imitation policy and pi_T the policy at
-the sampling temperature `rl.temperature` (what the actors sample from; H_t is its entropy). The reward
+the temperature the actors sample at (1; its entropy is logged). The reward
 is the env's score (`programmatic`), the learned verifier's probability (`verifier`) or a mix; true
 accuracy is always the env's own score of greedy episodes on held-out tasks.
 
@@ -79,7 +79,7 @@ STATE_DIR = resume_state.RL_DIR
 def rl_losses(
     policy: agents.Policy, batch: list[Completion], cfg: RLConfig, ref: agents.Policy | None = None
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """PPO-clip per token on group-relative advantages, + KL to `ref`, - entropy; and its metrics."""
+    """PPO-clip per token on group-relative advantages, + KL to `ref`; and its metrics."""
     prompts, comps = [c.prompt for c in batch], [c.tokens for c in batch]
     logits, tgt, rows = forward_completions(
         policy.model, prompts, comps, policy.tokenizer.pad_id, policy.device
@@ -101,7 +101,7 @@ def rl_losses(
             )
             ref_logp = torch.log_softmax(ref_logits, dim=-1)
         kl = (logp.exp() * (logp - ref_logp)).sum(-1).mean()
-    loss = policy_loss + cfg.kl_weight * kl - cfg.entropy_weight * entropy
+    loss = policy_loss + cfg.kl_weight * kl
     with torch.no_grad():
         log_ratio = new - old
         behaviour_kl = ((ratio - 1) - log_ratio).mean()  # k3 estimate of KL(behaviour || current)

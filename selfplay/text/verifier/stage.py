@@ -24,7 +24,7 @@ import selfplay.core.rundir as rundir
 import selfplay.text.verifier as V
 from agents.verifier import Verifier, load_verifier, new_verifier, save_verifier
 from envs import files
-from selfplay.config import Config, fingerprint
+from selfplay.config import Config, fingerprint, section_dump
 from selfplay.core.rundir import rel
 from selfplay.core.training import config_hash
 from selfplay.io import atomic_write_text
@@ -48,7 +48,7 @@ from selfplay.text.imitate import imitation_stage
 def verifier_hash(config: Config) -> str:
     """What the verifier depends on: the imitation checkpoint, the verifier section and, when it learns
     from comparisons, the judge making them."""
-    judged = {"judge": config.judge.model_dump()} if config.verifier.labels == "comparisons" else {}
+    judged = {"judge": section_dump(config.judge, "judge")} if config.verifier.labels == "comparisons" else {}
     return fingerprint(config, {"verifier"}, imitation=config_hash(config), **judged)
 
 
@@ -73,10 +73,6 @@ def initial_verifier(
         return Verifier.from_policy(policy, seed=vc.seed, likelihood=likelihood)
     if vc.init == "scratch":
         cfg = policy.model.cfg
-        if vc.size is not None:
-            cfg = agents.ModelConfig.preset(
-                vc.size, vocab_size=cfg.vocab_size, block_size=cfg.block_size, positions=cfg.positions
-            )
         return new_verifier(
             cfg, tokenizer=policy.tokenizer, device=str(policy.device), seed=vc.seed, likelihood=likelihood
         )
@@ -121,12 +117,8 @@ def _base_config(config: Config) -> Config:
     vc = config.verifier
     if not vc.init.startswith("imitation:"):
         return config
-    update: dict[str, Any] = {
-        "imitation": config.imitation.model_copy(update={"max_steps": int(vc.init.split(":", 1)[1])})
-    }
-    if vc.size is not None:
-        update["model"] = config.model.model_copy(update={"size": vc.size})
-    return config.model_copy(update=update)
+    steps = int(vc.init.split(":", 1)[1])
+    return config.model_copy(update={"imitation": config.imitation.model_copy(update={"max_steps": steps})})
 
 
 def verifier_outputs(config: Config, run_dir: Path) -> list[rundir.Output]:
