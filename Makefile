@@ -1,9 +1,11 @@
 # Two entry points for a fresh machine: `make run` (set up, then the main job) and `make test`.
-# TORCH picks the torch build installed before everything else, e.g. TORCH="torch==2.13.0 --index-url ..."
+# TORCH picks the torch build installed before everything else, e.g. TORCH="torch==2.13.0 --index-url ...";
+# CONFIG the config `make run` runs and ARGS its key=value overrides.
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
 CONFIG ?= configs/game.yaml
+ARGS ?=
 BIN := $(VENV)/bin
 
 .PHONY: setup browser run test lint bench clean
@@ -28,7 +30,7 @@ browser:
 	else echo "not root: install chromium and chromium-driver for the browser test"; fi
 
 run: setup
-	$(BIN)/python -m selfplay.run $(CONFIG)
+	$(BIN)/python -m selfplay.run $(CONFIG) $(ARGS)
 
 lint: setup
 	$(BIN)/ruff check .

@@ -60,7 +60,10 @@ def test_backbone_keys_are_checked(tmp_path, llama, capsys):
     config = load_config(
         ROOT / "configs/tictactoe_hf.yaml", [f"model.path={llama}", "model.scoring=first_token"]
     )
-    with pytest.raises(ImitationError, match=r"the tokenizer of .*llama makes 'a1' 2 tokens$"):
+    with pytest.raises(
+        ImitationError,
+        match=r"the tokenizer of .*llama makes 'a1' 2 tokens \(use model\.scoring: sequence\)$",
+    ):
         new_policy(config, [], "transcripts.jsonl")
 
 

@@ -1,9 +1,9 @@
 """python -m selfplay.label MODE: the labelling workbench, a local web page or (`--terminal`) a prompt.
 
-    python -m selfplay.label compare --run runs/arithmetic --checkpoint imitation --checkpoint rl
+    python -m selfplay.label compare --run runs/arithmetic --checkpoint imitation --checkpoint final
     python -m selfplay.label correct --run runs/arithmetic --labeller ann --terminal
-    python -m selfplay.label arena --checkpoint runs/a/checkpoints/rl --checkpoint runs/b/checkpoints/rl
-    python -m selfplay.label compare --prompts questions.txt --checkpoint runs/chat/checkpoints/rl
+    python -m selfplay.label arena --checkpoint runs/a --checkpoint runs/b    # each run's final checkpoint
+    python -m selfplay.label compare --prompts questions.txt --checkpoint runs/chat/checkpoints/step_000300
     python -m selfplay.label arena --run runs/arithmetic --checkpoint a --checkpoint b --judge env:noise=0.1 \
         --votes 300                                        # a simulated labeller, unattended
     python -m selfplay.label audit --run runs/arithmetic --of compare --sample 200   # a person checks a judge
@@ -53,8 +53,8 @@ def _parser() -> argparse.ArgumentParser:
         "--checkpoint",
         action="append",
         default=[],
-        help="a checkpoint (path, or name under RUN/checkpoints); compare takes 1-2, correct 1, arena 2+ "
-        "(default with --run: its final one)",
+        help="a checkpoint (path; a run directory for its final one; a name under RUN/checkpoints, `final` "
+        "its latest step or else imitation); compare takes 1-2, correct 1, arena 2+ (default: final)",
     )
     p.add_argument("--env", help="reward environment whose tasks are the prompts (default: the run's)")
     p.add_argument("--env-options", default="{}", help="its options as JSON, e.g. '{\"digits\": 2}'")
@@ -105,12 +105,14 @@ def _run_config(run: Path):
 def _checkpoints(args, run: Path | None) -> dict[str, Path]:
     specs = list(args.checkpoint)
     if not specs and run is not None:
-        specs = ["rl" if (run / "checkpoints" / "rl").exists() else "imitation"]
+        specs = ["final"]
     paths = []
     for spec in specs:
         path = Path(spec)
         if not path.exists() and run is not None:
-            path = run / "checkpoints" / spec
+            path = _final(run) if spec == "final" else run / "checkpoints" / spec
+        elif (path / "checkpoints").is_dir() and not (path / "config.json").exists():
+            path = _final(path)
         if not (path / "config.json").is_file():
             raise _fail(
                 f"--checkpoint {spec}: no checkpoint there" + (f" (nor in {run}/checkpoints)" if run else "")
@@ -127,6 +129,12 @@ def _checkpoints(args, run: Path | None) -> dict[str, Path]:
             raise _fail(f"--checkpoint {path}: given twice")
         names[name] = path
     return names
+
+
+def _final(run: Path) -> Path:
+    """A run's final checkpoint: its latest step's (stage 2), else its imitation's."""
+    steps = sorted(p for p in (run / "checkpoints").glob("step_*") if (p / "config.json").is_file())
+    return steps[-1] if steps else run / "checkpoints" / "imitation"
 
 
 def _items(args, env: envs.RewardEnv | None, config) -> tuple[list[Item], dict[str, Any]]:

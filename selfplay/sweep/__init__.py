@@ -34,6 +34,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Literal
@@ -49,7 +50,8 @@ import envs
 import selfplay.sweep.scaling as scaling
 from envs.files import read_json, read_yaml
 from selfplay.arena.ratings import pyplot, save_png
-from selfplay.config import ConfigError, load_config
+from selfplay.config import ConfigError, load_config, parse_overrides
+from selfplay.config.parsing import set_dotted
 from selfplay.config.players import PlayerSpecError, check
 from selfplay.config.sections import Section
 from selfplay.core.transcript_stage import transcripts_stage
@@ -102,12 +104,20 @@ class SweepConfig(Section):
     seed: int = Field(default=0, description="Seed of the bootstrap.")
 
 
-def load_sweep(path: str | os.PathLike) -> tuple[SweepConfig, list[tuple[str, list[str]]]]:
-    """The sweep at `path` and its points as (name, overrides), every point's config checked first."""
+def load_sweep(
+    path: str | os.PathLike, overrides: Sequence[str] = ()
+) -> tuple[SweepConfig, list[tuple[str, list[str]]]]:
+    """The sweep at `path`, its keys overridden by `KEY=VALUE` `overrides` (a whole list or mapping, such
+    as `grid`, replaced), and its points as (name, overrides), every point's config checked first."""
     path = Path(path)
     try:
         raw = read_yaml(path, ConfigError)
-        sweep = SweepConfig.model_validate(raw if raw is not None else {})
+        raw = raw if raw is not None else {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of keys")
+        for key, value in parse_overrides(list(overrides)):
+            set_dotted(raw, key, value)
+        sweep = SweepConfig.model_validate(raw)
     except OSError as e:
         raise ConfigError(f"{path}: {e}") from None
     except ValidationError as e:
@@ -433,11 +443,14 @@ def _hparams(tb: Path, results: list[dict], arena: dict | None = None) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m selfplay.sweep", description=__doc__.split("\n\n")[0])
     parser.add_argument("config", help="the sweep file")
+    parser.add_argument(
+        "overrides", nargs="*", help="KEY=VALUE overrides of the sweep file's keys (e.g. workers=1, grid=...)"
+    )
     parser.add_argument("--workers", type=int, help="points at once (overrides the file's)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     try:
-        sweep, points = load_sweep(args.config)
+        sweep, points = load_sweep(args.config, args.overrides)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
