@@ -14,7 +14,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers on two cores: one threa
 ROOT = Path(__file__).resolve().parents[1]
 
 
-SLOWEST_FIRST = (  # measured on 2 cores, 2026-12-07: about 105, 85, 80, 70, 50 s each
+SLOWEST_FIRST = (  # measured on 2 cores, 2026-12-08: about 110, 105, 80, 70, 50 s each
+    "test_doc_commands.py",  # every command the guides show, one after another
     "test_tictactoe_quality.py",
     "test_board_face.py",
     "test_bench.py",

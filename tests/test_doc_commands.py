@@ -29,6 +29,8 @@ TEXT = (
     "verifier.tasks=20 verifier.samples=2 verifier.steps=4 verifier.batch_size=8 verifier.eval_tasks=10 "
     "verifier.best_of=2 corrections.rounds=0"
 )
+# GRPO on the environment's score after 20 imitation steps: most groups all wrong, so few teach; 3 s end it
+SCORED = TEXT + " rl.max_minutes=0.05"
 GAME = (
     "model.size=nano imitation.max_steps=4 imitation.eval_every=4 imitation.eval_positions=20 "
     "imitation.max_minutes=null corrections.rounds=0 selfplay.steps=2 selfplay.max_minutes=null "
@@ -38,8 +40,7 @@ GAME = (
 )
 C4 = "transcripts.path={ws}/c4.jsonl " + GAME
 TTT = "transcripts.games=40 " + GAME
-# an untrained tiny Llama answers every task wrong, so no group teaches GRPO: a minute's tenth ends it
-HF_TEXT = TEXT.replace("model.size=nano ", "") + " model.path={ws}/runs/tiny-llama rl.max_minutes=0.1"
+HF_TEXT = SCORED.replace("model.size=nano ", "") + " model.path={ws}/runs/tiny-llama"
 HF = "model.path={ws}/runs/tiny-llama transcripts.games=40 " + GAME.replace("model.size=nano ", "")
 
 # Each command as a page shows it (comments and line continuations aside), and what the test appends.
@@ -67,7 +68,7 @@ RUN = {
     ".venv/bin/python -m selfplay.play alphabeta:4 --game connect_four": "",
     # reward environments, the verifier, thinking, the workbench
     "python -m selfplay.run configs/arithmetic.yaml": TEXT,
-    "python -m selfplay.run configs/text_beyond.yaml": TEXT,
+    "python -m selfplay.run configs/text_beyond.yaml": SCORED,
     "python -m selfplay.run configs/text_beyond.yaml rl.reward=verifier rl.kl_weight=0.05 "
     "run_dir=runs/text_beyond_verifier": TEXT,
     "python bench/teacher_support.py runs/text_beyond/checkpoints/imitation --teacher seldom_carries": (
@@ -91,10 +92,13 @@ RUN = {
     "python -m selfplay.label audit --run runs/arithmetic --of compare --sample 1000 "
     "--judge env": "--sample 4",
     # sweeps
-    "python -m selfplay.sweep configs/sweep_arithmetic.yaml": "workers=1 bootstrap=10 holdout=1 "
-    "'grid={width: [{model.n_embd: 8}, {model.n_embd: 16}], transcripts.games: [40, 80]}'",
-    "python -m selfplay.sweep configs/sweep_connect_four.yaml": "workers=1 bootstrap=10 holdout=1 "
-    "'grid={width: [{model.n_embd: 8}, {model.n_embd: 16}], transcripts.games: [20, 40]}' arena.games=2",
+    # three points a sweep, each a process: a width beside another, and a data size beside another
+    "python -m selfplay.sweep configs/sweep_arithmetic.yaml": "workers=1 bootstrap=10 holdout=0 "
+    "'grid={width: [{model.n_embd: 8}, {model.n_embd: 16}], transcripts.games: [40]}' "
+    "'points=[{model.n_embd: 8, transcripts.games: 80}]'",
+    "python -m selfplay.sweep configs/sweep_connect_four.yaml": "workers=1 bootstrap=10 holdout=0 "
+    "'grid={width: [{model.n_embd: 8}, {model.n_embd: 16}], transcripts.games: [20]}' "
+    "'points=[{model.n_embd: 8, transcripts.games: 40}]' arena.games=2",
     "python -m selfplay.sweep configs/sweep_connect_four_selfplay.yaml": "'grid={selfplay.simulations: [2]}' "
     "'overrides=[transcripts.games=20, imitation.max_steps=1, imitation.eval_every=1, corrections.rounds=0, "
     "selfplay.start=scratch, selfplay.max_minutes=null, selfplay.steps=2, selfplay.checkpoint_every=1, "

@@ -72,8 +72,8 @@ def test_tictactoe_with_an_hf_policy_end_to_end(tmp_path, llama):
     run = tmp_path / "run"
     argv = [str(TTT), "model.backbone=hf", f"model.path={llama}", f"run_dir={run}"]
     argv += ["transcripts.games=4000", "imitation.max_steps=150", "imitation.eval_every=150"]
-    argv += ["selfplay.steps=8", "selfplay.checkpoint_every=4", "selfplay.min_replay=200"]
-    argv += ["selfplay.simulations=16", "selfplay.games_per_actor=16", "evaluation.games=4"]
+    argv += ["selfplay.steps=4", "selfplay.checkpoint_every=2", "selfplay.min_replay=64"]
+    argv += ["selfplay.simulations=8", "selfplay.games_per_actor=8", "evaluation.games=2"]
     # self-play trains LoRA adapters over the imitation checkpoint; its actors ask an inference server
     argv += ["model.lora={r: 4, stages: [selfplay]}", "runtime.inference_server=on"]
     assert main([*argv, "--no-progress"]) == 0
@@ -84,10 +84,10 @@ def test_tictactoe_with_an_hf_policy_end_to_end(tmp_path, llama):
     # measured (imitation.seed 0-3, one thread): 150 steps 0.679, 0.680, 0.676, 0.678; untrained (1 step,
     # seeds 0-2) 0.590, 0.599, 0.597; 600 steps 0.861, 0.838, 0.832; 3,000 steps 0.998
     assert rate >= 0.64
-    final = agents.load(run / "checkpoints/step_000008", device="cpu")
-    assert json.loads((run / "checkpoints/step_000008/meta.json").read_text())["step"] == 8
+    final = agents.load(run / "checkpoints/step_000004", device="cpu")
+    assert json.loads((run / "checkpoints/step_000004/meta.json").read_text())["step"] == 4
     assert final.model.cfg.backbone == "hf" and final.model.lora.r == 4 and (run / "report.md").is_file()
-    assert not (run / "checkpoints/step_000008/lm").exists()  # the adapter alone
+    assert not (run / "checkpoints/step_000004/lm").exists()  # the adapter alone
     stats = json.loads((run / "selfplay/stats.json").read_text())
     assert stats["games"] > 0 and stats.get("server_batches", 1) > 0
 
