@@ -67,7 +67,9 @@ RUN = {
     ".venv/bin/python -m selfplay.play runs/connect_four/checkpoints/imitation@mcts:64": "",
     ".venv/bin/python -m selfplay.play alphabeta:4 --game connect_four": "",
     # reward environments, the verifier, thinking, the workbench
-    "python -m selfplay.run configs/arithmetic.yaml": TEXT,
+    # the workbench's commands below compare its final checkpoint with its imitation, so RL must step: a
+    # verifier's scores set a group's answers apart where the environment's score may leave all alike
+    "python -m selfplay.run configs/arithmetic.yaml": TEXT + " rl.reward=verifier",
     "python -m selfplay.run configs/text_beyond.yaml": SCORED,
     "python -m selfplay.run configs/text_beyond.yaml rl.reward=verifier rl.kl_weight=0.05 "
     "run_dir=runs/text_beyond_verifier": TEXT,

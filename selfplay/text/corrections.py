@@ -28,7 +28,7 @@ from selfplay.text.imitate import ImitationError, config_hash, train
 
 def round_hash(config: Config, r: int) -> str:
     """What round `r` depends on: imitation's inputs, the judge, the corrections section (not `rounds`)."""
-    game_only = {"rounds", "opponent", "expert", "opening_plies"}  # (`opening_plies`: removed since)
+    game_only = {"rounds", "opponent", "expert", "opening_plies"}  # as hashed before opening_plies went
     cc = section_dump(config.corrections, "corrections", exclude=game_only)
     return fingerprint(config, {"judge"}, imitation=config_hash(config), corrections=cc, round=r)
 
