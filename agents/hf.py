@@ -198,6 +198,13 @@ class HFModel(nn.Module):
         )
         return out.last_hidden_state, out["cache"]
 
+    def new_cache(self, capacity: int):
+        """An empty KV cache for generation: `transformers`' dynamic one (measured against its static
+        one in `bench/generation.py`)."""
+        from transformers import DynamicCache
+
+        return DynamicCache(config=self.lm.config)
+
     def lm_head(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.lm.get_output_embeddings()(hidden)
 

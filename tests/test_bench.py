@@ -259,3 +259,52 @@ def test_pretrained_bench_measures_a_gguf_model_beside_transformers_generate(tmp
         ("train_lora", 16),
     ]
     assert all(float(r[3]) > 0 and float(r[4].strip(" |")) > 0 for r in rows)  # a rate, a peak in MiB
+
+
+def test_generation_bench_puts_the_old_path_beside_the_new_for_both_backbones():
+    argv = ["--batches", "2", "--prompts", "16", "--new", "8", "--modes", "greedy,sampled"]
+    argv += ["--seconds", "0.01"]
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench/generation.py"), *argv], capture_output=True, text=True, check=True
+    ).stdout
+    rows = [r.split(" | ") for r in out.splitlines() if r.startswith("| native") or r.startswith("| Llama")]
+    assert [(r[0][2:], r[4]) for r in rows] == [
+        ("native nano", "greedy"),
+        ("native nano", "sampled"),
+        ("Llama 2x64", "greedy"),
+        ("Llama 2x64", "sampled"),
+    ]
+    assert all(float(r[5].replace(",", "")) > 0 and float(r[6].replace(",", "")) > 0 for r in rows)
+
+
+def test_forward_bench_puts_float32_beside_bfloat16_with_a_profile():
+    argv = ["--batch", "8", "--seconds", "0.05"]
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench/forward.py"), *argv], capture_output=True, text=True, check=True
+    ).stdout
+    rows = [r.split(" | ") for r in out.splitlines() if r.startswith("| board") or r.startswith("| text")]
+    assert [(r[0][2:], r[1]) for r in rows] == [
+        ("board face", "old"),
+        ("board face", "new"),
+        ("board face", "bfloat16"),
+        ("text face", "new"),
+        ("text face", "bfloat16"),
+    ]
+    assert "aten::" in out and out.count("learner step") == 3
+
+
+def test_generation_reference_is_rebuilt_by_its_bench(tmp_path):
+    argv = ["--out", str(tmp_path), "--steps", "2", "--per-source", "2"]
+    subprocess.run(
+        [sys.executable, str(ROOT / "bench/generation_reference.py"), *argv], capture_output=True, check=True
+    )
+    import gzip
+    import json
+
+    import agents
+
+    with gzip.open(tmp_path / "native.jsonl.gz", "rt") as f:
+        rows = [json.loads(line) for line in f]
+    assert len(rows) == 14 + 2  # 2 prompts of 7 sources, and every tenth again without a stop string
+    policy = agents.load(tmp_path / "hf", device="cpu")
+    assert policy.meta.get("backbone") == "hf"
