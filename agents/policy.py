@@ -286,14 +286,25 @@ class Policy:
             raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
         gen = torch.Generator(device=self.device)
         gen.manual_seed(seed if seed is not None else int(torch.randint(0, 2**31, ()).item()))
-        encoded = [self.encode_prompt(p) for p in prompts]
-        B, L = len(encoded), max(len(e) for e in encoded)
+        # a prompt asked for several times (a GRPO group) is read once: its rows share that reading
+        ids_of: dict[tuple[int, ...], int] = {}
+        copy_of = [ids_of.setdefault(tuple(self.encode_prompt(p)), len(ids_of)) for p in prompts]
+        if temperature <= 0 and len(ids_of) < len(prompts):  # greedy: the same prompt, the same text
+            texts = self.generate(
+                [prompts[copy_of.index(u)] for u in range(len(ids_of))],
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                stop=stop,
+            )
+            return [texts[u] for u in copy_of]
+        encoded = list(ids_of)
+        B, L = len(prompts), max(len(e) for e in encoded)
         block = self.model.cfg.block_size
         if block < L:
             raise ValueError(f"prompt of {L} tokens exceeds the model's context of {block}")
         max_new_tokens = min(max_new_tokens, block - L)
-        idx = torch.full((B, L), self.tokenizer.pad_id, dtype=torch.long)
-        valid = torch.zeros((B, L + max_new_tokens), dtype=torch.bool)
+        idx = torch.full((len(encoded), L), self.tokenizer.pad_id, dtype=torch.long)
+        valid = torch.zeros((len(encoded), L + max_new_tokens), dtype=torch.bool)
         for b, e in enumerate(encoded):  # left padding keeps every row's last token at the end
             idx[b, L - len(e) :] = torch.tensor(e)
             valid[b, L - len(e) : L] = True
@@ -301,6 +312,7 @@ class Policy:
         pos = (valid[:, :L].long().cumsum(1) - 1).clamp(min=0)
         causal = torch.ones((L, L), dtype=torch.bool, device=self.device).tril()
         mask = (causal[None] & valid[:, None, :L]) | torch.eye(L, dtype=torch.bool, device=self.device)
+        copies = torch.tensor(copy_of, device=self.device)
         stops = self.stop_strings(stop)
         out = torch.zeros((B, max_new_tokens), dtype=torch.long, device=self.device)  # written ids
         lengths = torch.full((B,), max_new_tokens, dtype=torch.long, device=self.device)
@@ -312,7 +324,9 @@ class Policy:
         with self.autocast():
             cache = self.model.new_cache(L + max_new_tokens)
             hidden, cache = self.model(idx, positions=pos, mask=mask[:, None], cache=cache)
-            last_pos = pos[:, -1]
+            if len(encoded) < B:
+                cache.reorder_cache(copies)
+            hidden, valid, last_pos = hidden[copies, -1:], valid[copies], pos[copies, -1]
             for step in range(max_new_tokens):
                 logits = self.model.lm_head(hidden[:, -1]).float()  # (rows, V)
                 logits.index_fill_(1, never, -torch.inf)

@@ -12,7 +12,8 @@ completion runs to its budget), so that a figure's tokens are exactly batch x ne
 is passed, as every caller passes one, so its search counts (two new lines, which the digits' models
 write rarely: a completion that writes them ends early and fails the figure). Below the
 table: the native model's greedy batch-64 figure against the HF model's through the old path, and what a
-completion of 256 new tokens costs against one of 64 (new path, batch 64, greedy; linear would be 4x).
+completion of 256 new tokens costs against one of 64 (new path, batch 64, greedy; linear would be 4x); and
+a GRPO actor's batch (64 prompts, each sampled `--group` times, 8 new tokens), old path and new.
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ def main() -> None:
     p.add_argument("--prompts", default="16,64")
     p.add_argument("--new", default="8,64,256")
     p.add_argument("--modes", default="greedy,sampled")
+    p.add_argument("--group", type=int, default=8, help="samples of each prompt in the GRPO-shaped batch")
     p.add_argument("--hf-path", default=None, help="an HF model directory (default: a tiny random Llama)")
     args = p.parse_args()
     ints = lambda s: [int(x) for x in s.split(",")]  # noqa: E731
@@ -132,6 +134,16 @@ def main() -> None:
                             f"| {now / old:.2f}x |",
                             flush=True,
                         )
+    # a GRPO actor's batch (configs/text_beyond.yaml's): 64 prompts, each sampled `--group` times
+    for name, policy in models.items():
+        policy = endless(policy)
+        prompts = [p for p in digit_prompts(64, min(prompt_lens)) for _ in range(args.group)]
+        old = rate(legacy_generate, policy, prompts, 8, 1.0, args.seconds)
+        now = rate(new_path, policy, prompts, 8, 1.0, args.seconds)
+        print(
+            f"{name}: 64 prompts x {args.group} samples, 8 new tokens: {old:,.0f} -> {now:,.0f} tok/s "
+            f"({now / old:.2f}x)"
+        )
     native, hf = list(models)
     key = ("greedy", 64, min(prompt_lens), 64)
     if (native, *key) in figures and (hf, *key) in figures:

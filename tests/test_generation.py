@@ -37,7 +37,7 @@ class Fed:
     """Counts the rows a policy's model is fed at each decoding step (one token per row in the batch)."""
 
     def __init__(self, policy):
-        self.policy, self.rows = policy, 0
+        self.policy, self.rows, self.prompts = policy, 0, 0
 
     def __enter__(self):
         forward = self.policy.model.forward
@@ -45,6 +45,8 @@ class Fed:
         def counting(idx, **kwargs):
             if kwargs.get("cache") is not None and kwargs["cache"].get_seq_length() > 0:
                 self.rows += idx.shape[0]
+            else:
+                self.prompts += idx.shape[0]
             return forward(idx, **kwargs)
 
         self.policy.model.forward = counting
@@ -161,3 +163,19 @@ def test_a_row_that_has_ended_costs_nothing_more(trained):
         cost[len(prompts) if len(prompts) == 2 else prompts[0]] = fed.rows
     assert cost[2] == cost[short] + cost[long]
     assert cost[long] == min(lengths[long] + 1, 48) - 1  # its tokens and <eos>, the last not fed back
+
+
+def test_a_prompt_asked_for_several_times_is_read_once(trained):
+    """A GRPO group's copies of one prompt share one reading of it; sampled, each copy goes its own way;
+    greedy, they are one completion."""
+    _, policy = trained
+    a, b = [r["prompt"] for r in reference("native") if r["source"] == "countdown"][:2]
+    with Fed(policy) as fed:
+        texts = policy.generate([a] * 8 + [b], temperature=1.0, seed=0, max_new_tokens=12)
+    assert fed.prompts == 2 and len(set(texts[:8])) > 1
+    with Fed(policy) as once:
+        alone = policy.generate([a, b], temperature=0.0, max_new_tokens=12)
+    with Fed(policy) as fed:
+        texts = policy.generate([a] * 8 + [b], temperature=0.0, max_new_tokens=12)
+    assert texts == [alone[0]] * 8 + [alone[1]]
+    assert (fed.prompts, fed.rows) == (once.prompts, once.rows)
