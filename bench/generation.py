@@ -11,8 +11,9 @@ today's, side by side in one run, and their ratio. The end of sequence is not ho
 completion runs to its budget), so that a figure's tokens are exactly batch x new tokens; a stop string
 is passed, as every caller passes one, so its search counts (one neither model writes). Below the
 table: the native model's greedy batch-64 figure against the HF model's through the old path, and what a
-completion of 256 new tokens costs against one of 64 (new path, batch 64, greedy; linear would be 4x); and
-a GRPO actor's batch (64 prompts, each sampled `--group` times, 8 new tokens), old path and new.
+completion of 256 new tokens costs against one of 64 (new path, greedy, each batch; linear would be 4x); and
+a GRPO actor's batch (64 prompts, each sampled `--group` times, 8 new tokens), old path and new; and the
+native model's decoding step alone (forward and LM head at batch 64): the ceiling of any generation loop.
 """
 
 from __future__ import annotations
@@ -69,6 +70,29 @@ def rate(generate, policy, prompts, new: int, temperature: float, seconds: float
         if elapsed >= seconds:
             break
     return calls * len(prompts) * new / elapsed
+
+
+def step_ceiling(policy: agents.Policy, batch: int, past: int, seconds: float) -> float:
+    """New tokens/s of the native model's decoding step alone (its forward over a KV cache holding `past`
+    tokens, and the LM head; no sampling, no bookkeeping): what bounds any loop around this eager model."""
+    model = policy.model
+    with torch.inference_mode():
+        cache = model.new_cache(past + 1)
+        idx = torch.randint(4, 50, (batch, past))
+        model(idx, cache=cache)
+        nxt, pos = idx[:, -1:], torch.full((batch, 1), past)
+
+        def step():
+            cache.length = past  # the same slot again: the cache stays `past` tokens long
+            hidden, _ = model(nxt, positions=pos, cache=cache)
+            model.lm_head(hidden[:, -1])
+
+        step()
+        calls, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            step()
+            calls += 1
+        return calls * batch / (time.perf_counter() - start)
 
 
 def new_path(policy, prompts, **kw):
@@ -132,6 +156,13 @@ def main() -> None:
                             f"| {now / old:.2f}x |",
                             flush=True,
                         )
+    native_policy = models[f"native {args.size}"]
+    past = min(48, block - 1)
+    ceiling = step_ceiling(native_policy, 64, past, args.seconds)
+    print(
+        f"\nnative {args.size}: its decoding step alone (batch 64, {past} tokens of past, no sampling): "
+        f"{ceiling:,.0f} tok/s"
+    )
     # a GRPO actor's batch (configs/text_beyond.yaml's): 64 prompts, each sampled `--group` times
     for name, policy in models.items():
         policy = endless(policy)
@@ -150,11 +181,20 @@ def main() -> None:
             f"\nnative greedy, batch 64, 64 new: {ours:,.0f} tok/s new path vs {theirs:,.0f} {hf} old path "
             f"({ours / theirs:.2f}x); {ours / figures[native, *key][0]:.2f}x the native old path"
         )
-    for name in models:
-        a, b = (name, "greedy", 64, min(prompt_lens), 64), (name, "greedy", 64, min(prompt_lens), 256)
-        if a in figures and b in figures:  # seconds per completion: tokens / rate
-            cost = (256 / figures[b][1]) / (64 / figures[a][1])
-            print(f"{name}: a completion of 256 new tokens costs {cost:.2f}x one of 64 (linear: 4x)")
+    for name in models:  # seconds per completion: tokens / rate
+        costs = []
+        for batch in batches:
+            a, b = (
+                (name, "greedy", batch, min(prompt_lens), 64),
+                (name, "greedy", batch, min(prompt_lens), 256),
+            )
+            if a in figures and b in figures:
+                costs.append(f"batch {batch}: {(256 / figures[b][1]) / (64 / figures[a][1]):.2f}x")
+        if costs:
+            print(
+                f"{name}: a completion of 256 new tokens costs, against one of 64 (linear: 4x), "
+                + ", ".join(costs)
+            )
 
 
 if __name__ == "__main__":
