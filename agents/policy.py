@@ -288,10 +288,16 @@ class Policy:
         gen.manual_seed(seed if seed is not None else int(torch.randint(0, 2**31, ()).item()))
         # a prompt asked for several times (a GRPO group) is read once: its rows share that reading
         ids_of: dict[tuple[int, ...], int] = {}
-        copy_of = [ids_of.setdefault(tuple(self.encode_prompt(p)), len(ids_of)) for p in prompts]
-        if temperature <= 0 and len(ids_of) < len(prompts):  # greedy: the same prompt, the same text
+        firsts, copy_of = [], []  # each distinct prompt once; the distinct prompt of each row
+        for p in prompts:
+            ids = tuple(self.encode_prompt(p))
+            if ids not in ids_of:
+                ids_of[ids] = len(firsts)
+                firsts.append(p)
+            copy_of.append(ids_of[ids])
+        if temperature <= 0 and len(firsts) < len(prompts):  # greedy: the same prompt, the same text
             texts = self.generate(
-                [prompts[copy_of.index(u)] for u in range(len(ids_of))],
+                firsts,
                 max_new_tokens=max_new_tokens,
                 temperature=temperature,
                 stop=stop,

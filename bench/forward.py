@@ -117,8 +117,10 @@ def main() -> None:
     game = envs.make(config.game)
     tok = agents.CharTokenizer()
     cfg = config.model.build(tok.vocab_size, config.game)
-    board = agents.load(args.checkpoint, device="cpu") if args.checkpoint else None
-    board = board or agents.new_policy(cfg, device="cpu", seed=0)
+    if args.checkpoint:
+        board = agents.load(args.checkpoint, device="cpu")
+    else:
+        board = agents.new_policy(cfg, device="cpu", seed=0)
     text_cfg = agents.ModelConfig.preset(config.model.size, vocab_size=tok.vocab_size, block_size=256)
     text = agents.new_policy(text_cfg, device="cpu", seed=0)
     states = envs.random_states(game, args.batch, seed=0)
